@@ -1,0 +1,1 @@
+"""Environments, policies, training and evaluation."""

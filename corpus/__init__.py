@@ -1,0 +1,1 @@
+"""Corpus analysis scripts and corpora (`corpus/<name>/audio/`)."""

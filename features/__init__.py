@@ -1,0 +1,1 @@
+"""Perceptual descriptors and losses, shared by training, corpus analysis and the live loop."""

@@ -1,0 +1,1 @@
+"""The live loop: audio and OSC I/O, the worker, the real-time callbacks."""

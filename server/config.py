@@ -1,0 +1,40 @@
+"""The `audio:`, `osc:` and `server:` sections of environment_settings.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    input: str = "default"  # default | device name or index | FILE.wav | osc
+    output_device: str = "default"
+    sample_rate_hz: int = 48000
+    block_size: int = 512  # frames per audio block
+    input_channel: int = 0  # which channel of the input device is heard
+    fast: bool = False  # stream files as fast as possible instead of at real-time pace
+
+
+@dataclass(frozen=True)
+class OscSettings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9000
+    send_host: str = "127.0.0.1"
+    send_port: int = 9001
+    format: Literal["native", "wekinator"] = "native"
+    wekinator_out_port: int = 12000
+    wekinator_in_port: int = 6448
+    per_param: bool = False  # also send /serumlite/<param_name> per parameter
+    feature_echo: bool = False  # echo the input descriptors as /agent/features
+    allow: tuple[str, ...] = ()  # peers allowed when binding beyond loopback (empty: anyone on loopback)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model: str = "models/default"
+    output: Literal["osc", "synth", "both"] = "osc"
+    step_size: float = 1.0  # scale of the per-tick parameter change, 0..1
+    duration_s: float = 0.0  # 0: run until stopped
+    record: str = ""  # WAV path for the internal synth's output ("" = none)
+    stats_json: str = ""
