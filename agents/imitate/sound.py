@@ -1,0 +1,115 @@
+"""What the synth sounds like: parameter vectors (+ note, gate) -> descriptor frames.
+
+Input: normalized parameter vectors `[B, 24]`, MIDI notes `[B]` and gates `[B]`.
+Output: descriptor frames `[B, K]` in `features.names.DESCRIPTOR_NAMES` order (physical units).
+
+Two sources (setting `imitate.descriptor_source`):
+- `render`: `synth.render.render_batch` renders a short snapshot (`imitate.window_s`, note held)
+  and `features.batch.describe_batch` analyses it; the frame is the mean of the last two analysis
+  frames (past the attack). A closed gate gives the descriptors of silence (computed once).
+- `proxy`: the neural proxy of `agents.proxy` predicts the same frame without rendering.
+
+Shared by the environment (B = 1 per step), the random targets, the static-preset and
+nearest-neighbour baselines (large B).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from features.config import FeatureSettings
+from features.names import DESCRIPTOR_NAMES, N_DESCRIPTORS
+from synth.config import SynthSettings
+
+SNAPSHOT_FRAMES = 2  # analysis frames averaged at the end of a snapshot
+
+
+class SoundDescriber(Protocol):
+    def describe(self, params_0to1: np.ndarray, notes_midi: np.ndarray, gates: np.ndarray) -> np.ndarray: ...
+
+
+class RenderDescriber:
+    """render_batch + describe_batch on CPU torch (no gradients)."""
+
+    def __init__(self, synth: SynthSettings, features: FeatureSettings, window_s: float, chunk: int = 256) -> None:
+        if window_s * features.sample_rate_hz < features.window_length:
+            raise ValueError(
+                f"imitate.window_s={window_s} is shorter than one analysis window "
+                f"({features.window_length} frames at {features.sample_rate_hz} Hz)"
+            )
+        self.synth = synth
+        self.features = features
+        self.window_s = float(window_s)
+        self.chunk = int(chunk)
+        self._silence: np.ndarray | None = None
+
+    def silence(self) -> np.ndarray:
+        """Descriptors of a silent window `[K]` (cached)."""
+        if self._silence is None:
+            from features.batch import describe_batch
+
+            n = int(round(self.window_s * self.features.sample_rate_hz))
+            with torch.no_grad():
+                frames = describe_batch(torch.zeros(1, n), self.features.sample_rate_hz, self.features)
+            self._silence = frames[0, -SNAPSHOT_FRAMES:].mean(dim=0).double().numpy()
+        return self._silence
+
+    def describe(self, params_0to1: np.ndarray, notes_midi: np.ndarray, gates: np.ndarray) -> np.ndarray:
+        from features.batch import describe_batch
+        from synth.render import render_batch
+
+        params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
+        notes = np.atleast_1d(np.asarray(notes_midi, dtype=np.float32))
+        gates = np.atleast_1d(np.asarray(gates, dtype=bool))
+        out = np.empty((params.shape[0], N_DESCRIPTORS), dtype=np.float64)
+        out[~gates] = self.silence()
+        on = np.flatnonzero(gates)
+        sr = self.features.sample_rate_hz
+        for start in range(0, on.size, self.chunk):
+            idx = on[start : start + self.chunk]
+            with torch.no_grad():
+                audio = render_batch(
+                    torch.from_numpy(params[idx]),
+                    torch.from_numpy(notes[idx]),
+                    sample_rate_hz=sr,
+                    duration_s=self.window_s,
+                    note_off_s=None,
+                    seed=self.synth.seed,
+                )
+                frames = describe_batch(audio, sr, self.features)
+            out[idx] = frames[:, -SNAPSHOT_FRAMES:].mean(dim=1).double().numpy()
+        return out
+
+
+class ProxyDescriber:
+    """The neural proxy (agents.proxy) in place of render + analyze."""
+
+    def __init__(self, synth: SynthSettings, features: FeatureSettings) -> None:
+        from agents.proxy import load_proxy
+
+        self.proxy = load_proxy()
+        self.features = features
+        window_s = max(0.1, 2 * features.window_length / features.sample_rate_hz)
+        self._render = RenderDescriber(synth, features, window_s=window_s)
+
+    def describe(self, params_0to1: np.ndarray, notes_midi: np.ndarray, gates: np.ndarray) -> np.ndarray:
+        params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
+        notes = np.atleast_1d(np.asarray(notes_midi, dtype=np.float32))
+        gates = np.atleast_1d(np.asarray(gates, dtype=bool))
+        out = np.empty((params.shape[0], len(DESCRIPTOR_NAMES)), dtype=np.float64)
+        out[~gates] = self._render.silence()
+        on = np.flatnonzero(gates)
+        if on.size:
+            out[on] = np.asarray(self.proxy.predict(params[on], notes[on]), dtype=np.float64)
+        return out
+
+
+def make_describer(source: str, synth: SynthSettings, features: FeatureSettings, window_s: float) -> SoundDescriber:
+    if source == "render":
+        return RenderDescriber(synth, features, window_s)
+    if source == "proxy":
+        return ProxyDescriber(synth, features)
+    raise ValueError(f"unknown imitate.descriptor_source '{source}' (known: render, proxy)")

@@ -1,0 +1,1 @@
+"""Training infrastructure shared by both tasks: algorithm factory, callbacks, checkpoints, export."""
