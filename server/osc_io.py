@@ -12,6 +12,7 @@ Output (`OscOut`): preallocated OSC packets sent to `osc.send_host:osc.send_port
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import select
 import socket
@@ -55,6 +56,31 @@ class FloatPacket:
         self.values = np.frombuffer(self.buffer, dtype=">f4", offset=len(head), count=n_floats)
 
 
+class PerParamPackets:
+    """The 24 `/serumlite/<name> f` messages back to back in one buffer, one memoryview each.
+
+    `write(values_be)` scatters a big-endian float32 frame into the 24 packets in one numpy step."""
+
+    def __init__(self) -> None:
+        chunks: list[bytes] = []
+        positions: list[int] = []
+        offset = 0
+        for spec in PARAMS:
+            head = _osc_string(spec.osc_address) + _osc_string(",f")
+            positions.extend(range(offset + len(head), offset + len(head) + 4))
+            chunks.append(head + bytes(4))
+            offset += len(head) + 4
+        self.buffer = bytearray(b"".join(chunks))
+        self._bytes = np.frombuffer(self.buffer, dtype=np.uint8)
+        self._positions = np.array(positions, dtype=np.intp)
+        view = memoryview(self.buffer)
+        starts = np.cumsum([0] + [len(c) for c in chunks])
+        self.datagrams = [view[int(a) : int(b)] for a, b in itertools.pairwise(starts)]
+
+    def write(self, values_be: np.ndarray) -> None:
+        self._bytes[self._positions] = values_be.view(np.uint8)
+
+
 def resolve_host(host: str, what: str) -> str:
     """A host name or IP as an IPv4 address string; ValueError naming the setting otherwise."""
     try:
@@ -85,7 +111,8 @@ class OscOut:
         self.sent = 0
         self.failed = 0
         self._params = FloatPacket(ADDR_WEK_OUTPUTS if self.wekinator else ADDR_PARAMS, N_PARAMS)
-        self._per_param = [FloatPacket(spec.osc_address, 1) for spec in PARAMS]
+        self._per_param = PerParamPackets()
+        self._frame = np.zeros(N_PARAMS, dtype=np.float32)  # clipped frame, native byte order
         self._note = FloatPacket(ADDR_NOTE, 1)
         self._gate = FloatPacket(ADDR_GATE, 1)
         self._features: dict[int, FloatPacket] = {}
@@ -93,9 +120,9 @@ class OscOut:
     def counters(self) -> dict[str, int]:
         return {"osc_sent": self.sent, "osc_send_failed": self.failed}
 
-    def _send(self, packet: FloatPacket, target: tuple[str, int]) -> None:
+    def _send(self, datagram: bytearray | memoryview, target: tuple[str, int]) -> None:
         try:
-            self.sock.sendto(packet.buffer, target)
+            self.sock.sendto(datagram, target)
         except OSError:  # ECONNREFUSED after an ICMP unreachable, ENOBUFS, EAGAIN: count and go on
             self.failed += 1
             return
@@ -105,22 +132,24 @@ class OscOut:
         """One parameter frame [24] in wire order, clipped to 0..1 (plus per-parameter messages if on)."""
         if frame_0to1.shape != (N_PARAMS,):
             raise ValueError(f"send_params: expected a frame of shape ({N_PARAMS},), got {frame_0to1.shape}")
-        np.clip(frame_0to1, 0.0, 1.0, out=self._params.values)
-        self._send(self._params, self.wekinator_target if self.wekinator else self.target)
+        np.maximum(frame_0to1, 0.0, out=self._frame)  # ufuncs with `out`: no temporary arrays
+        np.minimum(self._frame, 1.0, out=self._frame)
+        self._params.values[:] = self._frame
+        self._send(self._params.buffer, self.wekinator_target if self.wekinator else self.target)
         if self.per_param:
-            for packet, value in zip(self._per_param, self._params.values, strict=True):
-                packet.values[0] = value
-                self._send(packet, self.target)
+            self._per_param.write(self._params.values)
+            for datagram in self._per_param.datagrams:
+                self._send(datagram, self.target)
 
     def send_note(self, midi: float) -> None:
         """`/serumlite/note f`: the MIDI note (fractional while gliding)."""
         self._note.values[0] = midi
-        self._send(self._note, self.target)
+        self._send(self._note.buffer, self.target)
 
     def send_gate(self, on: bool) -> None:
         """`/serumlite/gate f`: 1.0 on note start, 0.0 on release (floats: Pd reads no T/F)."""
         self._gate.values[0] = 1.0 if on else 0.0
-        self._send(self._gate, self.target)
+        self._send(self._gate.buffer, self.target)
 
     def send_features(self, values: np.ndarray) -> None:
         """`/agent/features f x K`: the input descriptors (feature echo); one packet kept per K."""
@@ -131,7 +160,7 @@ class OscOut:
         if packet is None:
             packet = self._features[n_values] = FloatPacket(ADDR_FEATURES, n_values)
         packet.values[:] = values
-        self._send(packet, self.target)
+        self._send(packet.buffer, self.target)
 
     def close(self) -> None:
         if self._owns_sock:

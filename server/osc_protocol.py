@@ -58,6 +58,7 @@ ADDR_WEK_OUTPUTS = "/wek/outputs"
 
 MAX_FEATURES = 256  # longest accepted /agent/features or /wek/inputs list
 MAX_STRING_CHARS = 4096  # longest accepted path argument
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 REJECT_REASONS: tuple[str, ...] = (
     "malformed",  # not an OSC packet
@@ -137,11 +138,22 @@ def _same_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> b
 
 
 def encode_message(address: str, args: Iterable[Arg] = ()) -> bytes:
-    """One OSC message as bytes (python-osc's builder: int -> i, float -> f, str -> s, bool -> T/F)."""
+    """One OSC message as bytes (python-osc's builder: int -> i, float -> f (d beyond float32), str -> s)."""
     builder = OscMessageBuilder(address=address)
     for arg in args:
-        builder.add_arg(arg)
+        if isinstance(arg, float) and not _fits_float32(arg):
+            builder.add_arg(arg, arg_type=OscMessageBuilder.ARG_TYPE_DOUBLE)
+        else:
+            builder.add_arg(arg)
     return builder.build().dgram
+
+
+def _fits_float32(value: float) -> bool:
+    try:
+        struct.pack(">f", value)
+    except OverflowError:
+        return False
+    return True
 
 
 def flatten_stats(stats: Mapping[str, object], prefix: str = "") -> list[Arg]:
@@ -223,6 +235,7 @@ class Dispatcher:
         self.control = control
         self.settings = settings or OscSettings()
         self.allow: tuple[str, ...] = tuple(self.settings.allow)
+        self.datagrams = 0  # UDP datagrams handed in
         self.received = 0  # messages (inside bundles too) and unparseable datagrams
         self.dispatched = 0  # messages that reached the server
         self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
@@ -250,6 +263,7 @@ class Dispatcher:
     def counters(self) -> dict[str, object]:
         """`osc_received`, `osc_dispatched`, `osc_rejected` and `osc_rejected_by_reason`."""
         return {
+            "osc_datagrams": self.datagrams,
             "osc_received": self.received,
             "osc_dispatched": self.dispatched,
             "osc_rejected": self.rejected_total,
@@ -258,6 +272,7 @@ class Dispatcher:
 
     def handle_datagram(self, data: bytes, sender: tuple[str, int], reply: Reply) -> None:
         """Parse one UDP datagram (message or bundle) and dispatch each message. Never raises."""
+        self.datagrams += 1
         if not peer_allowed(str(sender[0]), self.allow):
             self.received += 1
             self.rejected["not_allowed"] += 1
@@ -329,9 +344,10 @@ class Dispatcher:
     def _features(self, args: tuple[Arg, ...], sender: tuple[str, int], reply: Reply) -> None:
         if not 1 <= len(args) <= MAX_FEATURES:
             raise MessageRejectedError("wrong_arity", f"expected 1..{MAX_FEATURES} floats, got {len(args)}")
-        values = np.array([_as_number(a) for a in args], dtype=np.float32)
-        if not np.all(np.isfinite(values)):  # finite doubles can overflow float32
+        numbers = [_as_number(a) for a in args]
+        if any(abs(x) > FLOAT32_MAX for x in numbers):  # finite doubles can overflow float32
             raise MessageRejectedError("out_of_range", "feature value overflows float32")
+        values = np.array(numbers, dtype=np.float32)
         try:
             self.control.set_external_features(values)
         except ValueError as exc:
