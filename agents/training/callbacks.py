@@ -145,13 +145,13 @@ def save_checkpoint(model: BaseAlgorithm, checkpoint_dir: Path, curve: LearningC
     step = int(model.num_timesteps)
     zip_path, replay_path = checkpoint_paths(checkpoint_dir, step)
     if hasattr(model, "replay_buffer") and getattr(model, "replay_buffer", None) is not None:
-        tmp = replay_path.with_name(replay_path.stem + ".tmp.pkl")
+        tmp = checkpoint_dir / f"tmp_replay_{step}.part"
         model.save_replay_buffer(str(tmp))  # type: ignore[attr-defined]
         os.replace(tmp, replay_path)
     curve_tmp = checkpoint_dir / f"curve_{step}.json.tmp"
     curve_tmp.write_text(json.dumps(curve.to_json()), encoding="utf-8")
     os.replace(curve_tmp, checkpoint_dir / f"curve_{step}.json")
-    tmp_zip = zip_path.with_name(zip_path.stem + ".tmp.zip")
+    tmp_zip = checkpoint_dir / f"tmp_step_{step}.part"
     model.save(str(tmp_zip))
     os.replace(tmp_zip, zip_path)
     return zip_path

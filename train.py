@@ -1,0 +1,103 @@
+"""Train an agent: `python train.py --corpus corpus/demo` (listening agent) or `--task match`.
+
+Input: command-line flags (they override `environment_settings.yaml` or `--settings FILE`).
+Output: a model directory (`--out models/<name>`) written by the task's trainer:
+`agents.imitate.train.run(settings, args)` or `agents.match.train.run(settings, args)`.
+Exit code 0 on success, 2 with a one-line error on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from settings import SettingsError, load_settings, with_overrides
+
+ALGORITHMS = ("sac", "ppo", "td3", "a2c", "dqn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the listening agent (task imitate, default) or the preset-matching agent (task match).",
+    )
+    p.add_argument("--task", choices=("imitate", "match"), default="imitate")
+    p.add_argument("--settings", default=None, help="settings YAML (default: environment_settings.yaml)")
+    p.add_argument("--corpus", default=None, help="analysed corpus folder (imitate; default: corpus.default)")
+    p.add_argument("--out", default=None, help="model directory to write, e.g. models/mine")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="RL algorithm (training.algorithm)")
+    p.add_argument("--steps", type=int, default=None, help="total environment steps (training.total_steps)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (training.seed)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--learning-starts", type=int, default=None, help="off-policy warm-up steps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--net-arch", type=int, nargs="+", default=None, help="hidden layer sizes, e.g. 64 64")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    g = p.add_argument_group("imitate")
+    g.add_argument("--action", choices=("continuous", "discrete"), default=None, help="imitate.action")
+    g.add_argument("--mode", choices=("corpus", "static_random", "dynamic_random", "mixed"), default=None)
+    g.add_argument("--descriptor-source", choices=("render", "proxy"), default=None)
+    g.add_argument("--reward", choices=("cubic", "linear", "prize"), default=None)
+    g.add_argument("--episode-steps", type=int, default=None)
+    try:
+        from agents.match import train as match_train
+
+        add = getattr(match_train, "add_arguments", None)
+        if add is not None:
+            add(p.add_argument_group("match"))
+    except ImportError:
+        pass
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for flag in ("steps", "checkpoint_every", "eval_every", "eval_episodes", "episode_steps", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            print(f"error: --{flag.replace('_', '-')} must be > 0, got {value}", file=sys.stderr)
+            return 2
+    try:
+        settings = load_settings(args.settings)
+        settings = with_overrides(
+            settings,
+            {
+                "training.algorithm": args.algorithm,
+                "training.total_steps": args.steps,
+                "training.seed": args.seed,
+                "training.checkpoint_every": args.checkpoint_every,
+                "training.eval_every": args.eval_every,
+                "training.eval_episodes": args.eval_episodes,
+                "training.learning_starts": args.learning_starts,
+                "training.batch_size": args.batch_size,
+                "training.net_arch": tuple(args.net_arch) if args.net_arch else None,
+                "imitate.action": args.action,
+                "imitate.mode": args.mode,
+                "imitate.descriptor_source": args.descriptor_source,
+                "imitate.reward": args.reward,
+                "imitate.episode_steps": args.episode_steps,
+            },
+        )
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.task == "match":
+        from agents.match import train as match_train
+
+        return int(match_train.run(settings, args))
+    if settings.training.algorithm == "dqn" and settings.imitate.action != "discrete":
+        settings = with_overrides(settings, {"imitate.action": "discrete"})
+    if settings.training.algorithm in ("sac", "td3") and settings.imitate.action != "continuous":
+        print(f"error: {settings.training.algorithm} needs --action continuous", file=sys.stderr)
+        return 2
+    from agents.imitate import train as imitate_train
+
+    return int(imitate_train.run(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
