@@ -9,7 +9,7 @@ from typing import Literal
 @dataclass(frozen=True)
 class AudioSettings:
     input: str = "default"  # default | device name or index | FILE.wav | osc
-    output_device: str = "default"
+    output_device: str = "default"  # device name or index; "none": no playback (the synth is only recorded)
     sample_rate_hz: int = 48000
     block_size: int = 512  # frames per audio block
     input_channel: int = 0  # which channel of the input device is heard
@@ -38,3 +38,13 @@ class ServerSettings:
     duration_s: float = 0.0  # 0: run until stopped
     record: str = ""  # WAV path for the internal synth's output ("" = none)
     stats_json: str = ""
+    smoothing_s: float = 0.05  # one-pole smoothing of the sent/played parameter frame (0: none)
+    control_tick_s: float = 0.0  # seconds between policy steps; 0: the model's tick_s (training's hop)
+    plot: str = ""  # PNG of input vs synth descriptors over the run ("" = none)
+    trace_csv: str = ""  # CSV of every control tick: descriptors, parameters, note, gate ("" = none)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.step_size <= 1.0:
+            raise ValueError(f"step_size must be in 0..1, got {self.step_size}")
+        if self.duration_s < 0 or self.smoothing_s < 0 or self.control_tick_s < 0:
+            raise ValueError("duration_s, smoothing_s and control_tick_s must be >= 0")

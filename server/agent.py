@@ -1,0 +1,106 @@
+"""The model as the live loop uses it: descriptor frames + parameters in, parameter deltas out.
+
+Input: a model directory (`agents.policy.load_model`: pickle-free weights + `model.yaml`), the
+names of the descriptors the live extractor produces, and per control tick the agent's own
+descriptors (all names), the target's (all names, or only the model's names in `--input osc`
+mode) and the 24 current parameters.
+Output: `LiveAgent.act(...)` -> deltas in [-1, 1] for `controlled` (a buffer overwritten next
+call), to be scaled by `delta_max` and the step size (`server.control.ControlState.apply_action`).
+
+The observation is built by `agents.observation.ObservationBuilder` exactly as in training.
+Loading happens on a non-audio thread; the worker swaps a `LiveAgent` reference (hot-swap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.observation import DescriptorScale, ObservationBuilder
+from agents.policy import LoadedModel, ModelError, load_model
+
+
+class LiveAgent:
+    """A loaded model with the index maps and buffers the worker needs (allocation-free `act`)."""
+
+    def __init__(self, model: LoadedModel, extractor_names: Sequence[str]) -> None:
+        meta = model.meta
+        where = model.path / "model.yaml"
+        self.model = model
+        self.name = model.name
+        self.descriptor_names: tuple[str, ...] = tuple(str(n) for n in meta["descriptor_names"])
+        missing = [n for n in self.descriptor_names if n not in extractor_names]
+        if missing:
+            raise ModelError(f"{where}: descriptor(s) {missing} are not computed by the live extractor")
+        self.descriptor_index = np.array([list(extractor_names).index(n) for n in self.descriptor_names], np.intp)
+        normalization = meta.get("normalization")
+        if not isinstance(normalization, Mapping):
+            raise ModelError(f"{where}: 'normalization' must map descriptor names to low/high")
+        try:
+            scale = DescriptorScale.from_dict(normalization, self.descriptor_names)
+        except ValueError as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+        self.controlled = np.array(model.controlled_indices, dtype=np.intp)
+        history = int(meta["observation"].get("history", 0))
+        self.builder = ObservationBuilder(scale, n_controlled=len(self.controlled), history=history)
+        if self.builder.size != model.policy.obs_size:
+            raise ModelError(
+                f"{where}: observation of {self.builder.size} values (2 x {len(self.descriptor_names)} descriptors + "
+                f"{len(self.controlled)} parameters, history {history}) but the policy takes {model.policy.obs_size}"
+            )
+        if model.policy.action_size != len(self.controlled):
+            raise ModelError(
+                f"{where}: policy outputs {model.policy.action_size} actions for "
+                f"{len(self.controlled)} controlled params"
+            )
+        self.delta_max = _positive(meta["action"].get("delta_max"), f"{where}: action.delta_max")
+        self.start_preset = model.start_preset
+        tick = meta.get("tick_s")
+        self.tick_s: float | None = _positive(tick, f"{where}: tick_s") if tick is not None else None
+        k = len(self.descriptor_names)
+        self._agent = np.zeros(k, dtype=np.float32)
+        self._target = np.zeros(k, dtype=np.float32)
+        self._controlled_params = np.zeros(len(self.controlled), dtype=np.float32)
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, extractor_names: Sequence[str]) -> LiveAgent:
+        """Load and check a model directory (ModelError, a ValueError, names the file and the problem)."""
+        return cls(load_model(model_dir), extractor_names)
+
+    @property
+    def n_descriptors(self) -> int:
+        return len(self.descriptor_names)
+
+    def reset(self) -> None:
+        self.builder.reset()
+
+    def act(
+        self, agent_all: np.ndarray, target: np.ndarray, params_0to1: np.ndarray, *, target_is_model_order: bool = False
+    ) -> np.ndarray:
+        """One policy step. `target` holds every extractor descriptor, or (external features) the model's K."""
+        np.take(agent_all, self.descriptor_index, out=self._agent)
+        if target_is_model_order:
+            self._target[:] = target
+        else:
+            np.take(target, self.descriptor_index, out=self._target)
+        np.take(params_0to1, self.controlled, out=self._controlled_params)
+        obs = self.builder.build(self._agent, self._target, self._controlled_params)
+        return self.model.policy.act(obs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.model.path),
+            "descriptors": list(self.descriptor_names),
+            "controlled_params": [str(n) for n in self.model.meta["controlled_params"]],
+            "delta_max": self.delta_max,
+        }
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ModelError(f"{what} must be a number > 0, got {value!r}")
+    return float(value)

@@ -1,0 +1,317 @@
+"""`LiveServer`: wires input, worker, output, OSC and stats into the live loop; implements `ServerControl`.
+
+Input: `Settings` (sections `audio`, `osc`, `server`, `synth`, `features`), an input spec
+(`server.audio_io.parse_input`), and optionally factories for the descriptor extractor and the
+streaming voice (tests pass doubles; the defaults are `features.stream.StreamingDescriptors` and
+`synth.stream.StreamingVoice`).
+Output: a running loop (`start`, `run`, `stop`); on stop, the stats JSON, the trace CSV and the
+plot PNG where the settings ask for them. OSC control calls arrive on the OSC thread and never
+touch the audio threads directly (see `server.control`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.names import DESCRIPTOR_NAMES
+from server.agent import LiveAgent
+from server.audio_io import DeviceAudio, FileSource, InputSpec, Recorder, parse_device
+from server.callbacks import InputCallback, OutputCallback
+from server.control import ControlState, FrameExchange, smoothing_coefficient
+from server.osc_io import OscOut, OscServer
+from server.osc_protocol import Dispatcher
+from server.ring_buffer import RingBuffer
+from server.stats import LiveStats
+from server.trace import Trace
+from server.worker import Extractor, Voice, Worker
+from settings import Settings
+from synth.note_gate import NoteGateFollower
+
+log = logging.getLogger(__name__)
+
+ExtractorFactory = Callable[[Settings, int, int], Extractor]  # (settings, sample_rate_hz, block_size)
+VoiceFactory = Callable[[Settings, int, int], Voice]  # (settings, sample_rate_hz, max_block_size)
+AudioLoader = Callable[[Path, int], np.ndarray]  # (path, sample_rate_hz) -> mono float32
+INPUT_RING_BLOCKS = 64  # input ring capacity in blocks (~0.7 s at 48 kHz / 512)
+RECORD_RING_S = 4.0  # recorder ring capacity in seconds
+
+
+def default_extractor(settings: Settings, sample_rate_hz: int, block_size: int) -> Extractor:
+    from features.stream import StreamingDescriptors
+
+    return StreamingDescriptors(settings.features, sample_rate_hz, block_size)
+
+
+def default_voice(settings: Settings, sample_rate_hz: int, max_block_size: int) -> Voice:
+    from synth.stream import StreamingVoice
+
+    return StreamingVoice(sample_rate_hz, max_block_size)
+
+
+def default_loader(path: Path, sample_rate_hz: int) -> np.ndarray:
+    from features.audio_io import load_audio
+
+    audio, _info = load_audio(path, sample_rate_hz)
+    return audio
+
+
+class LiveServer:
+    """The live loop. Construct (validates everything, opens nothing), `start()`, `run()`, `stop()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        input_spec: InputSpec,
+        *,
+        make_extractor: ExtractorFactory = default_extractor,
+        make_voice: VoiceFactory = default_voice,
+        load_audio: AudioLoader = default_loader,
+        sounddevice: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.input_spec = input_spec
+        audio, srv = settings.audio, settings.server
+        self.sample_rate_hz = int(audio.sample_rate_hz)
+        self.block_size = int(audio.block_size)
+        if self.sample_rate_hz <= 0 or self.block_size <= 0:
+            raise ValueError(
+                f"audio.sample_rate_hz and audio.block_size must be > 0, got {self.sample_rate_hz}, {self.block_size}"
+            )
+        self.names = DESCRIPTOR_NAMES
+        self.agent = LiveAgent.from_dir(srv.model, self.names)
+        self.tick_s = (
+            srv.control_tick_s or self.agent.tick_s or (settings.features.hop_length / settings.features.sample_rate_hz)
+        )
+        self.stats_ = LiveStats(self.sample_rate_hz, self.block_size)
+        self.control = ControlState(
+            self.agent.start_preset,
+            step_size=srv.step_size,
+            smoothing_coef=smoothing_coefficient(srv.smoothing_s, self.tick_s),
+        )
+        self.exchange = FrameExchange()
+        self.trace = Trace(self.names) if (srv.plot or srv.trace_csv) else None
+        wants_osc = srv.output in ("osc", "both")
+        wants_synth = srv.output in ("synth", "both")
+        self.osc_out = OscOut(settings.osc) if wants_osc else None
+        self.dispatcher = Dispatcher(self, settings.osc)
+        self.osc_server = OscServer(self.dispatcher)
+        self.ring = RingBuffer(INPUT_RING_BLOCKS * self.block_size) if input_spec.kind != "osc" else None
+        self.worker = Worker(
+            block_size=self.block_size,
+            sample_rate_hz=self.sample_rate_hz,
+            tick_s=self.tick_s,
+            descriptor_names=self.names,
+            input_features=make_extractor(settings, self.sample_rate_hz, self.block_size) if self.ring else None,
+            self_voice=make_voice(settings, self.sample_rate_hz, self.block_size),
+            self_features=make_extractor(settings, self.sample_rate_hz, self.block_size),
+            follower=NoteGateFollower(settings.synth, self.tick_s),
+            agent=self.agent,
+            control=self.control,
+            exchange=self.exchange,
+            stats=self.stats_,
+            ring=self.ring,
+            osc=self.osc_out,
+            feature_echo=settings.osc.feature_echo,
+            trace=self.trace,
+        )
+        self.record_ring: RingBuffer | None = None
+        self.recorder: Recorder | None = None
+        self.output_cb: OutputCallback | None = None
+        if srv.record and not wants_synth:
+            raise ValueError("--record writes the internal synth's output: use --output synth or both")
+        if wants_synth:
+            if srv.record:
+                self.record_ring = RingBuffer(int(RECORD_RING_S * self.sample_rate_hz))
+                self.recorder = Recorder(srv.record, self.sample_rate_hz, self.record_ring)
+            self.output_cb = OutputCallback(
+                make_voice(settings, self.sample_rate_hz, self.block_size),
+                self.exchange,
+                self.stats_.output,
+                self.block_size,
+                record=self.record_ring,
+            )
+        self.input_cb = InputCallback(self.ring, self.stats_.input, audio.input_channel) if self.ring else None
+        self.file_source: FileSource | None = None
+        self.device: DeviceAudio | None = None
+        fast = audio.fast
+        output_device = audio.output_device.strip()
+        clock_output = self.output_cb is not None and (fast or output_device == "none")
+        if input_spec.kind == "file" and input_spec.path is not None and self.input_cb is not None:
+            samples = load_audio(input_spec.path, self.sample_rate_hz)
+            self.file_source = FileSource(
+                samples,
+                self.sample_rate_hz,
+                self.block_size,
+                self.input_cb,
+                fast=fast,
+                output_cb=self.output_cb if clock_output else None,
+                wait_processed=self.worker.wait_blocks,
+            )
+        elif fast:
+            raise ValueError("--fast streams a file as fast as possible: it needs --input FILE")
+        elif self.output_cb is not None and output_device == "none" and input_spec.kind != "file":
+            raise ValueError("audio.output_device none plays nothing: with a device or OSC input use --output osc")
+        device_output = self.output_cb if (self.output_cb is not None and not clock_output) else None
+        device_input = self.input_cb if input_spec.kind == "device" else None
+        if device_input is not None or device_output is not None:
+            self.device = DeviceAudio(
+                sample_rate_hz=self.sample_rate_hz,
+                block_size=self.block_size,
+                stats=self.stats_,
+                input_cb=device_input,
+                input_device=input_spec.device,
+                input_channels=audio.input_channel + 1,
+                output_cb=device_output,
+                output_device=parse_device(output_device),
+                sd=sounddevice,
+            )
+        self._stop_requested = threading.Event()
+        self._started_at = 0.0
+        self._stopped = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open OSC, start the worker, the recorder, then the audio clock (device or file)."""
+        sys.setswitchinterval(0.0005)  # the audio threads wait at most ~0.5 ms for the GIL
+        self.osc_server.start()
+        for host, port in self.osc_server.addresses:
+            log.info("OSC control on %s:%d", host, port)
+        self.worker.start()
+        if self.recorder is not None:
+            self.recorder.start()
+        self._started_at = time.perf_counter()
+        try:
+            if self.device is not None:
+                self.device.start()
+            if self.file_source is not None:
+                self.file_source.start()
+        except Exception:
+            self.stop()
+            raise
+
+    def request_stop(self) -> None:
+        """Ask `run` to return (signal handlers call this)."""
+        self._stop_requested.set()
+
+    def run(self, duration_s: float = 0.0) -> None:
+        """Block until stopped: `request_stop`, the file ends, `duration_s` passes, or the worker fails."""
+        deadline = self._started_at + duration_s if duration_s > 0 else math.inf
+        while not self._stop_requested.wait(0.05):
+            if time.perf_counter() >= deadline:
+                return
+            if self.file_source is not None and self.file_source.done.is_set():
+                self.worker.wait_blocks(self.file_source.blocks_sent, 10.0)
+                return
+            if not self.worker.alive:
+                return
+
+    def stop(self) -> dict[str, Any]:
+        """Stop everything (idempotent), write stats / trace / plot as configured; returns the stats."""
+        if self._stopped:
+            return self.stats()
+        self._stopped = True
+        if self.file_source is not None:
+            self.file_source.stop()
+        if self.device is not None:
+            self.device.stop()
+        self.worker.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        self.osc_server.stop()
+        self.stats_.wall_s = time.perf_counter() - self._started_at if self._started_at else 0.0
+        stats = self.stats()
+        srv = self.settings.server
+        if srv.stats_json:
+            _write_json(Path(srv.stats_json), stats)
+        if self.trace is not None:
+            if srv.trace_csv:
+                self.trace.write_csv(srv.trace_csv)
+            if srv.plot:
+                controlled = [str(n) for n in self.worker.agent.model.meta["controlled_params"]]
+                self.trace.plot(srv.plot, controlled=controlled, title=self._plot_title())
+        if self.osc_out is not None:
+            self.osc_out.close()
+        if self.ring is not None:
+            self.ring.close()
+        if self.worker.error is not None:
+            raise RuntimeError(f"live worker failed: {self.worker.error}") from self.worker.error
+        return stats
+
+    def _plot_title(self) -> str:
+        src = self.input_spec.path.name if self.input_spec.path else self.input_spec.kind
+        return f"{src}: input vs synth ({self.worker.agent.name}, tick {self.tick_s * 1000:.0f} ms)"
+
+    # --- ServerControl (called on the OSC thread) --------------------------------------------------
+    def set_enabled(self, on: bool) -> None:
+        self.control.enabled = bool(on)
+
+    def set_hold(self, on: bool) -> None:
+        self.control.hold = bool(on)
+
+    def load_model(self, path: str) -> str:
+        agent = LiveAgent.from_dir(path, self.names)  # loads here, on the OSC thread
+        current = self.worker.agent
+        if agent.n_descriptors != current.n_descriptors and self.input_spec.kind == "osc":
+            raise ValueError(
+                f"expects {agent.n_descriptors} external features, the running input sends {current.n_descriptors}"
+            )
+        self.control.set_start_preset(agent.start_preset)
+        self.worker.swap_agent(agent)
+        self.stats_.models_loaded += 1
+        return agent.name
+
+    def set_step_size(self, step_0to1: float) -> None:
+        self.control.set_step_size(step_0to1)
+
+    def reset(self) -> None:
+        self.control.request_reset()
+        self.worker.request_history_reset()
+
+    def set_param(self, index: int, value_0to1: float) -> None:
+        self.control.request_param(index, value_0to1)
+
+    def load_preset(self, path: str) -> None:
+        from synth.presets import load_preset
+
+        self.control.request_preset(load_preset(path).params_0to1)
+
+    def set_external_features(self, values: np.ndarray) -> None:
+        if self.input_spec.kind != "osc":
+            raise ValueError("external features are used only with --input osc")
+        expected = self.worker.agent.n_descriptors
+        if values.shape != (expected,):
+            raise ValueError(
+                f"expected {expected} features ({', '.join(self.worker.agent.descriptor_names)}), got {values.shape[0]}"
+            )
+        self.worker.push_features(values)
+
+    def stats(self) -> dict[str, object]:
+        osc: dict[str, Any] = dict(self.dispatcher.counters())
+        if self.osc_out is not None:
+            osc.update(self.osc_out.counters())
+        out = self.stats_.to_dict(osc)
+        out["model"] = self.worker.agent.name
+        out["tick_s"] = round(self.tick_s, 6)
+        out["enabled"] = self.control.enabled
+        out["hold"] = self.control.hold
+        out["step_size"] = self.control.step_size
+        if self.file_source is not None:
+            out["file_late_blocks"] = self.file_source.late_blocks
+        if self.recorder is not None:
+            out["recorded_frames"] = self.recorder.frames_written
+        return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

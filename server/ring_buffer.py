@@ -1,0 +1,129 @@
+"""A single-producer single-consumer ring buffer of mono float32 frames, with a wake-up pipe.
+
+Input: blocks of frames written by the audio input callback (`write`, the producer).
+Output: fixed-size blocks read by the worker thread (`read_into`, the consumer), which sleeps in
+`wait` until the producer signals new data.
+
+Real-time rules for the producer side (`write`): the storage is allocated once; `write` copies
+into it with numpy slice assignment (no new arrays), takes no lock (the read and write positions
+are each written by one thread only, and a Python attribute store is atomic under the GIL) and
+signals the consumer by writing one byte to a non-blocking pipe (a syscall, no Python lock). When
+the consumer falls behind and the buffer is full, the incoming block is dropped and counted
+(`overruns`) rather than overwriting frames the consumer may be reading.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+import numpy as np
+
+_WAKE_BYTE = b"\x01"
+
+
+class WakePipe:
+    """Wakes a sleeping consumer from any thread without a Python lock (one byte into a pipe)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, _WAKE_BYTE)
+        except BlockingIOError:  # the pipe is full: the consumer has plenty of wake-ups pending
+            return
+
+    def wait(self, timeout_s: float) -> bool:
+        """Sleep until woken (or `timeout_s` passes); drains pending wake-ups. True if woken."""
+        if self._r < 0:
+            return False
+        ready, _, _ = select.select([self._r], [], [], max(0.0, timeout_s))
+        if not ready:
+            return False
+        try:
+            os.read(self._r, 4096)
+        except BlockingIOError:  # another reader drained it first
+            return True
+        return True
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            if fd >= 0:
+                os.close(fd)
+        self._r = self._w = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "_r", -1) >= 0:
+            self.close()
+
+
+class RingBuffer:
+    """Preallocated mono float32 frames; positions are monotonically increasing frame counts."""
+
+    def __init__(self, capacity_frames: int) -> None:
+        if capacity_frames <= 0:
+            raise ValueError(f"ring buffer capacity must be > 0 frames, got {capacity_frames}")
+        self.capacity_frames = int(capacity_frames)
+        self._data = np.zeros(self.capacity_frames, dtype=np.float32)
+        self._write_pos = 0  # written by the producer only
+        self._read_pos = 0  # written by the consumer only
+        self.overruns = 0  # blocks dropped because the consumer fell behind (producer-owned)
+        self.waker = WakePipe()
+
+    # --- producer (audio callback) ---------------------------------------------------------------
+    def write(self, frames: np.ndarray) -> bool:
+        """Copy a 1-D block in (a strided view of a device buffer is fine). False if dropped (full)."""
+        n = frames.shape[0]
+        start = self._write_pos
+        if start + n - self._read_pos > self.capacity_frames:
+            self.overruns += 1
+            return False
+        i = start % self.capacity_frames
+        first = min(n, self.capacity_frames - i)
+        self._data[i : i + first] = frames[:first]
+        if first < n:
+            self._data[: n - first] = frames[first:]
+        self._write_pos = start + n
+        self.waker.wake()
+        return True
+
+    # --- consumer (worker thread) ----------------------------------------------------------------
+    @property
+    def available_frames(self) -> int:
+        return self._write_pos - self._read_pos
+
+    @property
+    def frames_written(self) -> int:
+        return self._write_pos
+
+    @property
+    def frames_read(self) -> int:
+        return self._read_pos
+
+    def read_into(self, out: np.ndarray) -> bool:
+        """Fill `out` (1-D float32) with the next frames; False (and `out` untouched) if not enough."""
+        n = out.shape[0]
+        start = self._read_pos
+        if self._write_pos - start < n:
+            return False
+        i = start % self.capacity_frames
+        first = min(n, self.capacity_frames - i)
+        out[:first] = self._data[i : i + first]
+        if first < n:
+            out[first:] = self._data[: n - first]
+        self._read_pos = start + n
+        return True
+
+    def wait(self, timeout_s: float) -> bool:
+        """Consumer: sleep until the producer writes (or `timeout_s` passes)."""
+        return self.waker.wait(timeout_s)
+
+    def clear(self) -> None:
+        """Consumer side: skip everything written so far (e.g. after a device restart)."""
+        self._read_pos = self._write_pos
+
+    def close(self) -> None:
+        self.waker.close()

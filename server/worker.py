@@ -1,0 +1,294 @@
+"""The worker thread: input blocks -> descriptors -> note/gate -> observation -> policy -> frame -> OSC.
+
+Input: mono blocks from the `RingBuffer` the input callback fills (device or file input), or
+external descriptor frames from OSC (`--input osc`), plus queued control commands.
+Output: per control tick, a parameter frame published to the `FrameExchange` (the output callback
+plays it), `/serumlite/params` (+ note, gate, feature echo) through `OscOut`, counters and a
+per-block timing histogram in `LiveStats`, and optionally a `Trace` for the plot.
+
+The agent hears itself: a silent "self" voice in this thread renders the same parameters, note and
+gate as the audible synth, and a second descriptor extractor analyses it (the agent's own
+descriptors, as in training's render + analyze). The policy runs once per control tick
+(`tick_s`, by default the feature hop of training), so the agent moves on stage at the pace it
+learned; descriptors run every block. Everything here preallocates; nothing blocks but the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from server.agent import LiveAgent
+from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ONSETS_INDEX, ControlState, FrameExchange
+from server.ring_buffer import RingBuffer, WakePipe
+from server.stats import LiveStats
+from server.trace import Trace
+from synth.note_gate import NoteGateFollower
+from synth.params import N_PARAMS
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 0.05  # the worker wakes at least this often to apply OSC commands and check stop
+
+
+class Extractor(Protocol):
+    """`features.stream.StreamingDescriptors`: one block in, all descriptors out (a reused buffer)."""
+
+    def process(self, block: np.ndarray) -> np.ndarray: ...
+
+
+class Voice(Protocol):
+    """`synth.stream.StreamingVoice`."""
+
+    def set_params(self, x_0to1: np.ndarray) -> None: ...
+
+    def note_on(self, midi_note: float) -> None: ...
+
+    def set_note(self, midi_note: float) -> None: ...
+
+    def note_off(self) -> None: ...
+
+    def process(self, out: np.ndarray) -> None: ...
+
+
+class OscSink(Protocol):
+    """`server.osc_io.OscOut` (the worker is its only caller)."""
+
+    def send_params(self, frame_0to1: np.ndarray) -> None: ...
+
+    def send_note(self, midi: float) -> None: ...
+
+    def send_gate(self, on: bool) -> None: ...
+
+    def send_features(self, values: np.ndarray) -> None: ...
+
+
+class Worker:
+    """Owns the control loop; `start()` runs it on a thread, `process_block` / `process_features` run one step."""
+
+    def __init__(
+        self,
+        *,
+        block_size: int,
+        sample_rate_hz: int,
+        tick_s: float,
+        descriptor_names: Sequence[str],
+        input_features: Extractor | None,
+        self_voice: Voice,
+        self_features: Extractor,
+        follower: NoteGateFollower,
+        agent: LiveAgent,
+        control: ControlState,
+        exchange: FrameExchange,
+        stats: LiveStats,
+        ring: RingBuffer | None = None,
+        osc: OscSink | None = None,
+        feature_echo: bool = False,
+        trace: Trace | None = None,
+    ) -> None:
+        if tick_s <= 0:
+            raise ValueError(f"control tick must be > 0 s, got {tick_s}")
+        self.block_size = int(block_size)
+        self.block_s = block_size / float(sample_rate_hz)
+        self.tick_s = float(tick_s)
+        self.names = tuple(descriptor_names)
+        self.input_features = input_features
+        self.self_voice = self_voice
+        self.self_features = self_features
+        self.follower = follower
+        self.agent = agent
+        self.control = control
+        self.exchange = exchange
+        self.stats = stats
+        self.ring = ring
+        self.osc = osc
+        self.feature_echo = feature_echo
+        self.trace = trace
+        self.waker = ring.waker if ring is not None else WakePipe()
+        self._idx_pitch = self.names.index("pitch_hz") if "pitch_hz" in self.names else -1
+        self._idx_conf = self.names.index("pitch_confidence") if "pitch_confidence" in self.names else -1
+        self._idx_loud = self.names.index("loudness_db") if "loudness_db" in self.names else -1
+        self._block = np.zeros(self.block_size, dtype=np.float32)
+        self._self_block = np.zeros(self.block_size, dtype=np.float32)
+        self._self_desc = np.zeros(len(self.names), dtype=np.float32)
+        self._target_all = np.full(len(self.names), np.nan, dtype=np.float32)
+        self._frame = np.zeros(FRAME_SIZE, dtype=np.float32)
+        self._since_tick_s = self.tick_s  # the first block ticks
+        self._onsets = 0
+        self._pending_agent: LiveAgent | None = None
+        self._reset_history = False
+        self._external: np.ndarray | None = None  # latest `/agent/features` (a fresh array per message)
+        self._external_seq = 0  # bumped by the OSC thread after storing `_external`
+        self._external_seen = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._processed = threading.Condition()
+        self.error: BaseException | None = None
+        self.time_s = 0.0  # audio time processed so far
+        self._publish()
+
+    # --- other threads ----------------------------------------------------------------------------
+    def swap_agent(self, agent: LiveAgent) -> None:
+        """Hot-swap (from the OSC thread, after loading there): takes effect at the next tick."""
+        self._pending_agent = agent
+        self.waker.wake()
+
+    def request_history_reset(self) -> None:
+        """`/agent/reset`: the observation history starts afresh at the next tick."""
+        self._reset_history = True
+
+    def push_features(self, values: np.ndarray) -> None:
+        """`--input osc`: a new external descriptor frame (model order), from the OSC thread."""
+        self._external = values
+        self._external_seq += 1
+        self.waker.wake()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="live-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop = True
+        self.waker.wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("live worker did not stop within %.1f s", timeout_s)
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_blocks(self, n_blocks: int, timeout_s: float) -> bool:
+        """Wait until `n_blocks` blocks have been processed (the file driver's `--fast` backpressure)."""
+        with self._processed:
+            return self._processed.wait_for(lambda: self.stats.blocks >= n_blocks or self._stop, timeout_s)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                busy = False
+                if self.ring is not None:
+                    while not self._stop and self.ring.read_into(self._block):
+                        self.process_block(self._block)
+                        busy = True
+                if self._external_seq != self._external_seen and self._external is not None:
+                    self._external_seen = self._external_seq
+                    self.process_features(self._external)
+                    busy = True
+                if not busy:
+                    if self.control.apply_commands():
+                        self._publish()
+                        self._send_params()
+                    self.waker.wait(IDLE_WAIT_S)
+        except Exception as exc:  # a bug: keep it for the app to report, stop cleanly
+            self.error = exc
+            log.exception("live worker stopped on an error")
+        finally:
+            with self._processed:
+                self._stop = True
+                self._processed.notify_all()
+
+    def process_block(self, block: np.ndarray) -> None:
+        """One audio block: descriptors of the input and of the self voice; a control tick when due."""
+        t0 = time.perf_counter_ns()
+        target = self.input_features.process(block) if self.input_features is not None else self._target_all
+        self._render_self()
+        self.time_s += self.block_s
+        self._since_tick_s += self.block_s
+        if self._since_tick_s + 1e-9 >= self.tick_s:
+            self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
+            self._tick(target, model_order=False)
+        with self._processed:
+            self.stats.blocks += 1
+            self._processed.notify_all()
+        self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
+
+    def process_features(self, values: np.ndarray) -> None:
+        """One external descriptor frame (`--input osc`): the self voice advances one tick of audio."""
+        t0 = time.perf_counter_ns()
+        agent = self.agent
+        if values.shape != (agent.n_descriptors,):
+            log.warning("external features: %d values, the model expects %d", values.shape[0], agent.n_descriptors)
+            return
+        self._target_all[agent.descriptor_index] = values
+        for _ in range(max(1, round(self.tick_s / self.block_s))):
+            self._render_self()
+            self.time_s += self.block_s
+        self.stats.external_feature_frames += 1
+        self._tick(values, model_order=True)
+        self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
+
+    def _render_self(self) -> None:
+        self.self_voice.process(self._self_block)
+        self._self_desc[:] = self.self_features.process(self._self_block)
+
+    def _tick(self, target: np.ndarray, *, model_order: bool) -> None:
+        ctl = self.control
+        if self._pending_agent is not None:
+            self.agent, self._pending_agent = self._pending_agent, None
+            self.agent.reset()
+        if self._reset_history:
+            self._reset_history = False
+            self.agent.reset()
+        agent = self.agent
+        ctl.apply_commands()
+        full = self._target_all if model_order else target
+        self._follow_note(full)
+        if ctl.policy_active:
+            action = agent.act(self._self_desc, target, ctl.params_0to1, target_is_model_order=model_order)
+            ctl.apply_action(action, agent.controlled, agent.delta_max)
+        ctl.update_output()
+        self._publish()
+        self._send_params()
+        if self.feature_echo and self.osc is not None:
+            self.osc.send_features(target if model_order else target[agent.descriptor_index])
+        self.stats.control_ticks += 1
+        if self.trace is not None:
+            self.trace.append(
+                self.time_s, full, self._self_desc, ctl.output_0to1, self._frame[NOTE_INDEX], self._frame[GATE_INDEX]
+            )
+
+    def _follow_note(self, descriptors: np.ndarray) -> None:
+        pitch = float(descriptors[self._idx_pitch]) if self._idx_pitch >= 0 else math.nan
+        conf = float(descriptors[self._idx_conf]) if self._idx_conf >= 0 else math.nan
+        loud = float(descriptors[self._idx_loud]) if self._idx_loud >= 0 else math.nan
+        if math.isnan(loud) and self.follower.settings.gate == "follow":
+            loud = math.inf  # external features without loudness: the gate stays open (documented)
+        state = self.follower.update(pitch, conf, loud)
+        note = state.note_midi
+        if state.triggered:
+            self._onsets += 1
+            self.self_voice.note_on(note)
+            if self.osc is not None:
+                self.osc.send_note(note)
+                self.osc.send_gate(True)
+        elif state.note_changed:
+            if state.gate:
+                self.self_voice.set_note(note)
+            if self.osc is not None:
+                self.osc.send_note(note)
+        if state.released:
+            self.self_voice.note_off()
+            if self.osc is not None:
+                self.osc.send_gate(False)
+        self._frame[NOTE_INDEX] = note
+        self._frame[GATE_INDEX] = 1.0 if state.gate else 0.0
+        self._frame[ONSETS_INDEX] = float(self._onsets)
+
+    def _publish(self) -> None:
+        self._frame[:N_PARAMS] = self.control.output_0to1
+        self.exchange.publish(self._frame)
+        self.self_voice.set_params(self.control.output_0to1)
+
+    def _send_params(self) -> None:
+        if self.osc is not None:
+            self.osc.send_params(self.control.output_0to1)

@@ -1,0 +1,181 @@
+"""The worker: descriptors -> note/gate -> policy -> frame -> OSC, with a deterministic model and doubles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from agents.policy import ModelError
+from features.names import DESCRIPTOR_NAMES
+from server.agent import LiveAgent
+from server.control import GATE_INDEX, NOTE_INDEX, ControlState, FrameExchange
+from server.ring_buffer import RingBuffer
+from server.stats import LiveStats
+from server.trace import Trace
+from server.worker import Worker
+from synth.config import SynthSettings
+from synth.note_gate import NoteGateFollower
+from synth.params import PARAM_INDEX
+
+SR, BLOCK = 48000, 512
+VOL, CUT = PARAM_INDEX["master_volume"], PARAM_INDEX["filter_cutoff"]
+
+
+def make_worker(
+    doubles: SimpleNamespace,
+    model_dir: Path,
+    *,
+    tick_s: float = BLOCK / SR,
+    ring: RingBuffer | None = None,
+    synth: SynthSettings | None = None,
+    trace: bool = False,
+) -> tuple[Worker, SimpleNamespace]:
+    agent = LiveAgent.from_dir(model_dir, DESCRIPTOR_NAMES)
+    osc = doubles.RecordingOsc()
+    voice = doubles.FakeVoice(SR, BLOCK)
+    control = ControlState(agent.start_preset)
+    worker = Worker(
+        block_size=BLOCK,
+        sample_rate_hz=SR,
+        tick_s=tick_s,
+        descriptor_names=DESCRIPTOR_NAMES,
+        input_features=doubles.FakeExtractor(SR),
+        self_voice=voice,
+        self_features=doubles.FakeExtractor(SR),
+        follower=NoteGateFollower(synth or SynthSettings(gate="follow", note="follow"), tick_s),
+        agent=agent,
+        control=control,
+        exchange=FrameExchange(),
+        stats=LiveStats(SR, BLOCK),
+        ring=ring,
+        osc=osc,
+        trace=Trace(DESCRIPTOR_NAMES) if trace else None,
+    )
+    return worker, SimpleNamespace(osc=osc, voice=voice, control=control, agent=agent)
+
+
+def feed(worker: Worker, audio: np.ndarray) -> None:
+    for i in range(len(audio) // BLOCK):
+        worker.process_block(audio[i * BLOCK : (i + 1) * BLOCK])
+
+
+def test_parameters_follow_the_input_loudness(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, w = make_worker(doubles, follow_model, trace=True)
+    feed(worker, doubles.sine(440.0, 1.0, SR, amplitude=0.9))  # loud: the synth (at 0.5) is quieter
+    loud_volume = w.control.params_0to1[VOL]
+    assert loud_volume > 0.85
+    feed(worker, doubles.sine(440.0, 1.0, SR, amplitude=0.05))  # quiet: volume comes down
+    assert w.control.params_0to1[VOL] < loud_volume - 0.3
+    assert worker.stats.blocks == 2 * (SR // BLOCK) and worker.stats.control_ticks == worker.stats.blocks
+    assert len(w.osc.params) == worker.stats.control_ticks
+    assert worker.trace is not None and worker.trace.rows == worker.stats.control_ticks
+    assert worker.stats.block_us.count == worker.stats.blocks
+
+
+def test_note_and_gate_follow_the_input_and_go_out_over_osc(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, w = make_worker(doubles, follow_model)
+    silence = np.zeros(BLOCK * 10, dtype=np.float32)
+    feed(worker, silence)
+    assert w.osc.gates == [] and worker._frame[GATE_INDEX] == 0.0
+    feed(worker, doubles.sine(440.0, 0.3, SR))  # A4 -> MIDI 69 (the double's pitch is zero-crossing based)
+    assert w.osc.gates == [True] and w.voice.note_ons == 1
+    assert w.osc.notes[-1] == pytest.approx(69.0, abs=1.0) and worker._frame[NOTE_INDEX] == w.osc.notes[-1]
+    feed(worker, silence)
+    assert w.osc.gates == [True, False] and w.voice.note_offs == 1
+
+
+def test_control_ticks_at_the_model_pace(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, _ = make_worker(doubles, follow_model, tick_s=3 * BLOCK / SR)
+    feed(worker, doubles.sine(220.0, 0.5, SR))
+    assert worker.stats.blocks == 46 and worker.stats.control_ticks == 16  # first block ticks, then every 3rd
+
+
+def test_hold_enable_manual_param_and_reset(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, w = make_worker(doubles, follow_model)
+    loud = doubles.sine(440.0, 0.2, SR, amplitude=0.9)
+    ctl = w.control
+    ctl.hold = True
+    before = ctl.output_0to1.copy()
+    feed(worker, loud)
+    assert np.array_equal(ctl.output_0to1, before) and np.array_equal(w.osc.params[-1], before)
+    ctl.hold = False
+    ctl.enabled = False
+    feed(worker, loud)
+    assert ctl.params_0to1[VOL] == before[VOL]  # paused: the policy does not move anything
+    ctl.enabled = True
+    ctl.request_param(PARAM_INDEX["noise_level"], 0.9)
+    ctl.request_param(VOL, 0.1)
+    feed(worker, loud[:BLOCK])
+    assert ctl.params_0to1[PARAM_INDEX["noise_level"]] == pytest.approx(0.9)  # not controlled: stays
+    assert 0.1 < ctl.params_0to1[VOL] <= 0.1 + w.agent.delta_max + 1e-6  # controlled: the agent goes on from it
+    ctl.request_reset()
+    feed(worker, np.zeros(BLOCK, dtype=np.float32))
+    noise = PARAM_INDEX["noise_level"]
+    assert ctl.params_0to1[noise] == pytest.approx(w.agent.start_preset[noise])
+    with pytest.raises(ValueError, match="outside 0..1"):
+        ctl.request_param(VOL, 1.5)
+    with pytest.raises(ValueError, match="step size"):
+        ctl.set_step_size(-0.1)
+
+
+def test_step_size_scales_the_moves(doubles: SimpleNamespace, follow_model: Path) -> None:
+    moves = []
+    for step in (1.0, 0.25):
+        worker, w = make_worker(doubles, follow_model)
+        w.control.set_step_size(step)
+        start = w.control.params_0to1[VOL]
+        feed(worker, doubles.sine(440.0, BLOCK / SR, SR, amplitude=0.9))
+        moves.append(w.control.params_0to1[VOL] - start)
+    assert moves[0] > 0 and moves[1] == pytest.approx(moves[0] / 4, rel=1e-4)
+
+
+def test_hot_swap_takes_the_new_model_at_the_next_tick(
+    doubles: SimpleNamespace, follow_model: Path, tmp_path: Path
+) -> None:
+    worker, w = make_worker(doubles, follow_model)
+    inverse = doubles.write_follow_model(tmp_path / "inverse", gain=-20.0)
+    feed(worker, doubles.sine(440.0, 0.1, SR, amplitude=0.9))
+    rising = w.control.params_0to1[VOL]
+    worker.swap_agent(LiveAgent.from_dir(inverse, DESCRIPTOR_NAMES))
+    feed(worker, doubles.sine(440.0, 0.1, SR, amplitude=0.9))
+    assert worker.agent.name == "inverse" and w.control.params_0to1[VOL] < rising
+
+
+def test_worker_thread_reads_the_ring_and_external_features(doubles: SimpleNamespace, follow_model: Path) -> None:
+    ring = RingBuffer(64 * BLOCK)
+    worker, w = make_worker(doubles, follow_model, ring=ring)
+    worker.start()
+    try:
+        ring.write(doubles.sine(440.0, 20 * BLOCK / SR, SR))
+        assert worker.wait_blocks(20, 5.0)
+        assert len(w.osc.params) == 20
+        w.control.request_param(VOL, 0.123)  # idle: commands still reach OSC
+        for _ in range(100):
+            if abs(w.osc.params[-1][VOL] - 0.123) < 1e-6:
+                break
+            worker.waker.wait(0.01)
+        assert w.osc.params[-1][VOL] == pytest.approx(0.123)
+    finally:
+        worker.stop()
+    assert not worker.alive and worker.error is None
+
+
+def test_external_features_drive_the_policy(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, w = make_worker(doubles, follow_model)
+    # model order: loudness_db, centroid, pitch_hz, pitch_confidence
+    for _ in range(10):
+        worker.process_features(np.array([-3.0, 5000.0, 440.0, 1.0], dtype=np.float32))
+    assert worker.stats.external_feature_frames == 10 and worker.stats.control_ticks == 10
+    assert w.control.params_0to1[VOL] > 0.8 and w.control.params_0to1[CUT] > 0.8
+    assert w.osc.gates == [True] and w.osc.notes[-1] == 69.0
+
+
+def test_a_model_the_live_extractor_cannot_feed_is_refused(doubles: SimpleNamespace, tmp_path: Path) -> None:
+    model = doubles.write_follow_model(tmp_path / "m")
+    with pytest.raises(ModelError, match="not computed by the live extractor"):
+        LiveAgent.from_dir(model, ("loudness_db",))
+    with pytest.raises(ModelError, match="not found"):
+        LiveAgent.from_dir(tmp_path / "missing", DESCRIPTOR_NAMES)
