@@ -88,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         from server.app import LiveServer
         from server.audio_io import parse_input
 
-        if settings.audio.input_channel < 0:
-            raise ValueError(f"--channel must be >= 0, got {settings.audio.input_channel}")
         server = LiveServer(settings, parse_input(settings.audio.input))
     except (SettingsError, ValueError, RuntimeError, OSError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -87,6 +87,7 @@ class LiveServer:
             raise ValueError(
                 f"audio.sample_rate_hz and audio.block_size must be > 0, got {self.sample_rate_hz}, {self.block_size}"
             )
+        _check_combination(settings, input_spec)
         self.names = DESCRIPTOR_NAMES
         self.agent = LiveAgent.from_dir(srv.model, self.names)
         self.tick_s = (
@@ -127,8 +128,6 @@ class LiveServer:
         self.record_ring: RingBuffer | None = None
         self.recorder: Recorder | None = None
         self.output_cb: OutputCallback | None = None
-        if srv.record and not wants_synth:
-            raise ValueError("--record writes the internal synth's output: use --output synth or both")
         if wants_synth:
             if srv.record:
                 self.record_ring = RingBuffer(int(RECORD_RING_S * self.sample_rate_hz))
@@ -157,10 +156,6 @@ class LiveServer:
                 output_cb=self.output_cb if clock_output else None,
                 wait_processed=self.worker.wait_blocks,
             )
-        elif fast:
-            raise ValueError("--fast streams a file as fast as possible: it needs --input FILE")
-        elif self.output_cb is not None and output_device == "none" and input_spec.kind != "file":
-            raise ValueError("audio.output_device none plays nothing: with a device or OSC input use --output osc")
         device_output = self.output_cb if (self.output_cb is not None and not clock_output) else None
         device_input = self.input_cb if input_spec.kind == "device" else None
         if device_input is not None or device_output is not None:
@@ -310,6 +305,20 @@ class LiveServer:
         if self.recorder is not None:
             out["recorded_frames"] = self.recorder.frames_written
         return out
+
+
+def _check_combination(settings: Settings, input_spec: InputSpec) -> None:
+    """Refuse flag combinations that cannot work, before anything is loaded or opened."""
+    srv, audio = settings.server, settings.audio
+    wants_synth = srv.output in ("synth", "both")
+    if srv.record and not wants_synth:
+        raise ValueError("--record writes the internal synth's output: use --output synth or both")
+    if audio.fast and input_spec.kind != "file":
+        raise ValueError("--fast streams a file as fast as possible: it needs --input FILE")
+    if wants_synth and audio.output_device.strip() == "none" and input_spec.kind != "file":
+        raise ValueError("--output-device none plays nothing: with a device or OSC input use --output osc")
+    if audio.input_channel < 0:
+        raise ValueError(f"--channel must be >= 0, got {audio.input_channel}")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

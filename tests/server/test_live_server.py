@@ -1,0 +1,212 @@
+"""LiveServer end to end in-process (file input through the device code path, real OSC sockets) with
+test doubles for the extractor and the voice, plus the CLI's error handling."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_message import OscMessage
+
+from server.app import LiveServer
+from server.audio_io import parse_input
+from server.osc_protocol import encode_message
+from settings import Settings, with_overrides
+from synth.params import PARAM_INDEX
+
+SR, BLOCK = 48000, 512
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_for(model: Path, tmp: Path, **extra: object) -> Settings:
+    overrides: dict[str, object] = {
+        "server.model": str(model),
+        "server.output": "both",
+        "audio.sample_rate_hz": SR,
+        "audio.block_size": BLOCK,
+        "audio.output_device": "none",
+        "osc.listen_port": 0,
+        "osc.send_port": 9,  # discard: nobody listens
+        "server.stats_json": str(tmp / "stats.json"),
+        "server.record": str(tmp / "synth.wav"),
+        "server.plot": str(tmp / "plot.png"),
+        "server.trace_csv": str(tmp / "trace.csv"),
+    }
+    overrides.update(extra)
+    return with_overrides(Settings(), overrides)
+
+
+def make_server(doubles: SimpleNamespace, settings: Settings, wav: Path) -> LiveServer:
+    def load(path: Path, sr: int) -> np.ndarray:
+        audio, file_sr = sf.read(str(path), dtype="float32")
+        assert file_sr == sr
+        return audio
+
+    return LiveServer(
+        settings,
+        parse_input(str(wav)),
+        make_extractor=lambda s, sr, block: doubles.FakeExtractor(sr),
+        make_voice=lambda s, sr, block: doubles.FakeVoice(sr, block),
+        load_audio=load,
+    )
+
+
+@pytest.fixture
+def phrase(tmp_path: Path, doubles: SimpleNamespace) -> Path:
+    """0.3 s silence, 1 s of A4 (loud), 0.3 s silence."""
+    gap = np.zeros(int(0.3 * SR), dtype=np.float32)
+    audio = np.concatenate([gap, doubles.sine(440.0, 1.0, SR, amplitude=0.8), gap])
+    path = tmp_path / "phrase.wav"
+    sf.write(str(path), audio, SR)
+    return path
+
+
+def test_file_fast_run_writes_stats_wav_plot_and_trace(
+    doubles: SimpleNamespace, follow_model: Path, phrase: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(follow_model, tmp_path, **{"audio.fast": True})
+    server = make_server(doubles, settings, phrase)
+    server.start()
+    server.run()
+    stats = server.stop()
+    n_blocks = -(-int(1.6 * SR) // BLOCK)
+    on_disk = json.loads((tmp_path / "stats.json").read_text())
+    assert on_disk["blocks"] == stats["blocks"] == n_blocks
+    assert on_disk["sample_rate"] == SR and on_disk["block_size"] == BLOCK and on_disk["xruns"] == 0
+    assert on_disk["control_ticks"] > 0 and on_disk["osc_sent"] >= on_disk["control_ticks"]
+    assert 0 < on_disk["block_us"]["p50"] <= on_disk["block_us"]["p99"] <= on_disk["block_us"]["max"]
+    synth, sr = sf.read(str(tmp_path / "synth.wav"), dtype="float32")
+    assert sr == SR and len(synth) == n_blocks * BLOCK  # fast mode: every block played, none dropped
+    sounding = synth[int(0.5 * SR) : int(1.2 * SR)]
+    assert np.sqrt(np.mean(sounding**2)) > 0.05  # the gate opened on the tone
+    assert np.abs(synth[: int(0.2 * SR)]).max() == 0.0  # and not before
+    zero_crossings = np.count_nonzero(np.diff(np.signbit(sounding)))
+    assert zero_crossings / 2 / (len(sounding) / SR) == pytest.approx(440.0, rel=0.02)  # the note followed A4
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+    header = (tmp_path / "trace.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["time_s", "in_loudness_db"] and "master_volume" in header
+
+
+def test_file_fast_is_deterministic(doubles: SimpleNamespace, follow_model: Path, phrase: Path, tmp_path: Path) -> None:
+    outs = []
+    for run in ("a", "b"):
+        d = tmp_path / run
+        server = make_server(doubles, settings_for(follow_model, d, **{"audio.fast": True}), phrase)
+        server.start()
+        server.run()
+        server.stop()
+        outs.append(sf.read(str(d / "synth.wav"), dtype="float32")[0])
+    assert np.array_equal(outs[0], outs[1])
+
+
+def _osc(sock: socket.socket, port: int, address: str, *args: object) -> OscMessage | None:
+    sock.sendto(encode_message(address, args), ("127.0.0.1", port))
+    try:
+        data, _ = sock.recvfrom(65535)
+    except TimeoutError:
+        return None
+    return OscMessage(data)
+
+
+def test_osc_control_while_running_at_real_time_pace(
+    doubles: SimpleNamespace, follow_model: Path, phrase: Path, tmp_path: Path
+) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    settings = settings_for(follow_model, tmp_path, **{"osc.send_port": listener.getsockname()[1]})
+    server = make_server(doubles, settings, phrase)
+    ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctl.settimeout(2.0)
+    server.start()
+    try:
+        port = server.osc_server.addresses[0][1]
+        assert _osc(ctl, port, "/server/ping", 7).params == [7]
+        other = doubles.write_follow_model(tmp_path / "second")
+        reply = _osc(ctl, port, "/agent/model", str(other))
+        assert reply.address == "/agent/model/loaded" and reply.params == ["second"]
+        reply = _osc(ctl, port, "/agent/model", str(tmp_path / "nope"))
+        assert reply.address == "/agent/error" and "not found" in reply.params[0]
+        ctl.sendto(encode_message("/agent/hold", [1]), ("127.0.0.1", port))
+        ctl.sendto(encode_message("/synth/param/noise_level", [0.75]), ("127.0.0.1", port))
+        ctl.sendto(b"garbage", ("127.0.0.1", port))
+        deadline = time.monotonic() + 3.0
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                data, _ = listener.recvfrom(65535)
+            except TimeoutError:
+                continue
+            msg = OscMessage(data)
+            if msg.address == "/serumlite/params":
+                last = msg.params
+                if abs(last[PARAM_INDEX["noise_level"]] - 0.75) < 1e-6:
+                    break
+        assert last is not None and last[PARAM_INDEX["noise_level"]] == pytest.approx(0.75)
+        stats = _osc(ctl, port, "/server/stats")
+        flat = dict(zip(stats.params[::2], stats.params[1::2], strict=True))
+        assert flat["osc_rejected"] >= 2 and flat["model"] == "second" and flat["hold"] == 1
+    finally:
+        server.request_stop()
+        server.stop()
+        ctl.close()
+        listener.close()
+    assert server.stats_.models_loaded == 1
+
+
+def test_external_features_mode(doubles: SimpleNamespace, follow_model: Path, tmp_path: Path) -> None:
+    settings = settings_for(follow_model, tmp_path, **{"server.output": "osc", "server.record": ""})
+    server = LiveServer(
+        settings,
+        parse_input("osc"),
+        make_extractor=lambda s, sr, block: doubles.FakeExtractor(sr),
+        make_voice=lambda s, sr, block: doubles.FakeVoice(sr, block),
+    )
+    with pytest.raises(ValueError, match="expected 4 features"):
+        server.set_external_features(np.zeros(3, dtype=np.float32))
+    server.start()
+    try:
+        for _ in range(5):
+            server.set_external_features(np.array([-3.0, 5000.0, 440.0, 1.0], dtype=np.float32))
+            time.sleep(0.02)
+        for _ in range(100):
+            if server.stats_.external_feature_frames == 5:
+                break
+            time.sleep(0.02)
+    finally:
+        stats = server.stop()
+    assert stats["external_feature_frames"] == 5 and stats["control_ticks"] == 5
+
+
+def test_bad_settings_combinations_are_refused(doubles: SimpleNamespace, follow_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--record"):
+        LiveServer(settings_for(follow_model, tmp_path, **{"server.output": "osc"}), parse_input("osc"))
+    with pytest.raises(ValueError, match="needs --input FILE"):
+        LiveServer(settings_for(follow_model, tmp_path, **{"audio.fast": True}), parse_input("osc"))
+    with pytest.raises(ValueError, match="file not found"):
+        parse_input(str(tmp_path / "missing.wav"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "live_server.py"), *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+def test_cli_help_and_one_line_errors(follow_model: Path, tmp_path: Path) -> None:
+    assert _cli("--help").returncode == 0
+    bad_model = _cli("--model", str(tmp_path / "nope"), "--input", "osc")
+    assert bad_model.returncode == 2 and bad_model.stderr.strip().count("\n") == 0
+    assert "model directory not found" in bad_model.stderr
+    missing = _cli("--model", str(follow_model), "--input", str(tmp_path / "x.wav"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr
+    bad_step = _cli("--model", str(follow_model), "--input", "osc", "--step-size", "2")
+    assert bad_step.returncode == 2 and "step_size" in bad_step.stderr
