@@ -62,16 +62,39 @@ TRAIN_TRACKS = (
     TrackSpec("piano", 0, 48, 86, 112, seed=3, sustained=False, legato=0.9, durations_beats=(0.5, 0.5, 1.0, 1.5)),
     TrackSpec("trumpet", 56, 55, 80, 100, seed=4, scale="major", tonic=10, legato=0.85, peak_db=-2.0),
     TrackSpec("clarinet", 71, 50, 84, 84, seed=5, scale="dorian", tonic=7, peak_db=-4.0),
-    TrackSpec("nylon_guitar", 24, 40, 74, 120, seed=6, sustained=False, scale="minor", tonic=4, peak_db=-6.0,
-              durations_beats=(0.5, 0.5, 1.0, 2.0)),
-    TrackSpec("voice_pad", 52, 52, 76, 72, seed=7, scale="major", tonic=5, durations_beats=(1.0, 2.0, 3.0),
-              phrases=2, peak_db=-5.0),
+    TrackSpec(
+        "nylon_guitar",
+        24,
+        40,
+        74,
+        120,
+        seed=6,
+        sustained=False,
+        scale="minor",
+        tonic=4,
+        peak_db=-6.0,
+        durations_beats=(0.5, 0.5, 1.0, 2.0),
+    ),
+    TrackSpec(
+        "voice_pad",
+        52,
+        52,
+        76,
+        72,
+        seed=7,
+        scale="major",
+        tonic=5,
+        durations_beats=(1.0, 2.0, 3.0),
+        phrases=2,
+        peak_db=-5.0,
+    ),
     TrackSpec("bass", 32, 28, 52, 104, seed=8, sustained=False, scale="dorian", tonic=2, legato=0.8),
 )
 TEST_TRACKS = (
     TrackSpec("violin", 40, 55, 88, 90, seed=101, scale="minor", tonic=2, peak_db=-2.0),
-    TrackSpec("flute_b", 73, 72, 93, 120, seed=102, scale="dorian", tonic=9, durations_beats=(0.5, 1.0, 1.0),
-              peak_db=-4.0),
+    TrackSpec(
+        "flute_b", 73, 72, 93, 120, seed=102, scale="dorian", tonic=9, durations_beats=(0.5, 1.0, 1.0), peak_db=-4.0
+    ),
     TrackSpec("cello_b", 42, 36, 64, 88, seed=103, scale="major", tonic=0, durations_beats=(0.5, 1.0, 2.0)),
 )
 
@@ -123,17 +146,26 @@ def find_soundfont(explicit: Path | None) -> Path:
         if path is not None and path.is_file():
             return path
     names = ", ".join(str(p) for p in candidates if p is not None)
-    raise FileNotFoundError(
-        f"no General MIDI soundfont at {names}; install it: apt-get install -y fluid-soundfont-gm"
-    )
+    raise FileNotFoundError(f"no General MIDI soundfont at {names}; install it: apt-get install -y fluid-soundfont-gm")
 
 
 def render_midi(midi_path: Path, wav_path: Path, soundfont: Path) -> None:
     fluidsynth = shutil.which("fluidsynth")
     if fluidsynth is None:
         raise FileNotFoundError("fluidsynth not found on PATH; install it: apt-get install -y fluidsynth")
-    cmd = [fluidsynth, "-ni", "-q", "-g", "0.5", "-r", str(RENDER_RATE_HZ), "-F", str(wav_path), str(soundfont),
-           str(midi_path)]
+    cmd = [
+        fluidsynth,
+        "-ni",
+        "-q",
+        "-g",
+        "0.5",
+        "-r",
+        str(RENDER_RATE_HZ),
+        "-F",
+        str(wav_path),
+        str(soundfont),
+        str(midi_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0 or not wav_path.is_file():
         raise RuntimeError(f"fluidsynth failed on {midi_path.name}: {result.stderr.strip()[:200]}")
@@ -171,16 +203,21 @@ def make_track(spec: TrackSpec, audio_dir: Path, midi_dir: Path, soundfont: Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m corpus.make_demo",
-        description=__doc__.split("\n\n")[0]
-        + " Needs the Debian packages fluidsynth and fluid-soundfont-gm "
+        description=__doc__.split("\n\n")[0] + " Needs the Debian packages fluidsynth and fluid-soundfont-gm "
         "(apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm).",
     )
-    parser.add_argument("--out", type=Path, default=None,
-                        help="training corpus folder (default: settings corpus.default); the test split goes to <out>_test")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="training corpus folder (default: settings corpus.default); the test split goes to <out>_test",
+    )
     parser.add_argument("--soundfont", type=Path, default=None, help="a GM .sf2 file (default: the Debian FluidR3_GM)")
     parser.add_argument("--only", nargs="*", default=None, help="render only these track names")
     parser.add_argument("--keep-midi", type=Path, default=None, help="keep the written MIDI files in this folder")
-    parser.add_argument("--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)")
+    parser.add_argument(
+        "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
+    )
     return parser
 
 

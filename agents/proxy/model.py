@@ -1,0 +1,128 @@
+"""The neural proxy: an MLP standing in for render + analyze (seed: synth-proxy).
+
+Input: normalized Serum-lite parameters [B, 24] (wire order) and MIDI notes [B].
+Output: the per-frame mean descriptors of a probe render [B, K] (`descriptor_names`, units of
+`features`: dB, Hz ...), the same quantity `synth.lookup_store.describe_params` computes by
+rendering and analyzing; or the z-normalized version (`predict_normalized`) the network learns.
+Differentiable in the parameters, so the imitation environment can use it as a fast stand-in.
+
+Saved pickle-free in a folder: `proxy.safetensors` (the linear layers as `net.<i>.weight/bias`,
+plus `out_mean` / `out_std`) and `proxy.yaml` (layer sizes, names, input encoding, training
+facts and metrics). `Proxy.load(dir)` reads them with `safetensors`, never `torch.load`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from synth.params import N_PARAMS, PARAM_NAMES, PARAM_TABLE_VERSION
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "proxy.safetensors"
+META_FILE = "proxy.yaml"
+NOTE_CENTER = 60.0  # the note enters as (note - NOTE_CENTER) / NOTE_SCALE
+NOTE_SCALE = 24.0
+
+
+class ProxyError(ValueError):
+    """A proxy folder that cannot be used (one line, names the file)."""
+
+
+class Proxy(nn.Module):
+    """MLP (params, note) -> z-normalized descriptors, with the de-normalization built in."""
+
+    def __init__(
+        self,
+        descriptor_names: Sequence[str],
+        hidden: Sequence[int] = (512, 512, 512),
+        out_mean: Tensor | None = None,
+        out_std: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.descriptor_names: tuple[str, ...] = tuple(descriptor_names)
+        self.hidden: tuple[int, ...] = tuple(int(h) for h in hidden)
+        k = len(self.descriptor_names)
+        sizes = (N_PARAMS + 1, *self.hidden)
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(sizes):
+            layers += [nn.Linear(a, b), nn.SiLU()]
+        layers.append(nn.Linear(sizes[-1], k))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("out_mean", torch.zeros(k) if out_mean is None else out_mean.float().clone())
+        self.register_buffer("out_std", torch.ones(k) if out_std is None else out_std.float().clone())
+        self.meta: dict[str, Any] = {}
+
+    @staticmethod
+    def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
+        if params_0to1.ndim != 2 or params_0to1.shape[1] != N_PARAMS:
+            raise ValueError(f"Proxy: params_0to1 must be [B, {N_PARAMS}], got {tuple(params_0to1.shape)}")
+        if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
+            raise ValueError(f"Proxy: notes must be [B] with B={params_0to1.shape[0]}, got {tuple(notes.shape)}")
+        note = ((notes.to(params_0to1.dtype) - NOTE_CENTER) / NOTE_SCALE).unsqueeze(1)
+        return torch.cat([params_0to1 * 2.0 - 1.0, note], dim=1)
+
+    def predict_normalized(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        """[B, 24], [B] -> z-normalized descriptors [B, K] (what the network is trained on)."""
+        return self.net(self.encode(params_0to1.float(), notes.float()))
+
+    def forward(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        return self.predict_normalized(params_0to1, notes) * self.out_std + self.out_mean
+
+    def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units."""
+        return self.forward(params_0to1, notes)
+
+    def save(self, folder: Path, meta: dict[str, Any] | None = None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        save_file(tensors, str(folder / WEIGHTS_FILE))
+        info = (
+            dict(self.meta)
+            | (meta or {})
+            | {
+                "format_version": FORMAT_VERSION,
+                "kind": "serumlite_proxy_mlp",
+                "param_table_version": PARAM_TABLE_VERSION,
+                "param_order": list(PARAM_NAMES),
+                "descriptor_names": list(self.descriptor_names),
+                "hidden": list(self.hidden),
+                "activation": "silu",
+                "input": f"params*2-1 (24) and (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}",
+                "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std",
+            }
+        )
+        (folder / META_FILE).write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
+        self.meta = info
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Proxy:
+        folder = Path(folder)
+        meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
+        try:
+            meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ProxyError(f"{meta_path}: cannot read proxy metadata ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise ProxyError(f"{meta_path}: not a proxy of format {FORMAT_VERSION}")
+        if meta.get("param_order") != list(PARAM_NAMES):
+            raise ProxyError(f"{meta_path}: parameter order differs from synth.params (table {PARAM_TABLE_VERSION})")
+        try:
+            tensors = load_file(str(weights_path))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ProxyError(f"{weights_path}: cannot read proxy weights ({exc})") from exc
+        proxy = cls(meta["descriptor_names"], meta["hidden"])
+        try:
+            proxy.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise ProxyError(f"{weights_path}: weights do not match {meta_path} ({str(exc).splitlines()[0]})") from exc
+        proxy.meta = meta
+        proxy.eval()
+        return proxy

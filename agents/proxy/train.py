@@ -1,0 +1,177 @@
+"""`python -m agents.proxy.train`: fit the neural proxy on a rendered params -> descriptors table.
+
+Input: one or more table folders (`python -m synth.lookup build DIR --notes 36 84`, all 24
+parameters sampled), an optional held-out table for the final evaluation, training options.
+Output: the proxy folder (default `models/proxy/`): `proxy.safetensors`, `proxy.yaml` (with the
+training facts and held-out metrics) and `report/eval.json`. Loss: L1 on z-normalized descriptors
+(normalization = the training table's per-descriptor mean and std). AdamW, cosine learning rate,
+the best validation epoch is kept. Stops after `--epochs` or `--max-minutes`, whichever is first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.proxy.evaluate import evaluate
+from agents.proxy.model import Proxy
+from features.names import DESCRIPTOR_NAMES
+from settings import SettingsError, load_settings
+from synth.lookup_store import TableError, load_table
+
+
+def load_tables(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [load_table(f)[1:] for f in folders]
+    params, notes, descriptors = (np.concatenate(p) for p in zip(*parts, strict=True))
+    if not np.all(np.isfinite(descriptors)):
+        raise TableError(f"{', '.join(map(str, folders))}: descriptors hold NaN/Inf values")
+    return params, notes, descriptors
+
+
+def train(
+    params: np.ndarray,
+    notes: np.ndarray,
+    descriptors: np.ndarray,
+    *,
+    hidden: tuple[int, ...],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_minutes: float,
+    val_fraction: float,
+    seed: int,
+    progress: bool = True,
+) -> tuple[Proxy, dict[str, Any]]:
+    """Fit a proxy; returns it (best validation epoch) and the training facts."""
+    torch.manual_seed(seed)
+    n = params.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_fraction)))
+    val, tr = order[:n_val], order[n_val:]
+    if tr.size < batch_size:
+        raise ValueError(f"{tr.size} training rows is fewer than one batch of {batch_size}")
+    mean = descriptors[tr].mean(axis=0)
+    std = descriptors[tr].std(axis=0) + 1e-6
+    x = torch.from_numpy(params.astype(np.float32))
+    k = torch.from_numpy(notes.astype(np.float32))
+    y = torch.from_numpy(((descriptors - mean) / std).astype(np.float32))
+    proxy = Proxy(DESCRIPTOR_NAMES, hidden, torch.from_numpy(mean), torch.from_numpy(std))
+    opt = torch.optim.AdamW(proxy.parameters(), lr=lr, weight_decay=1e-5)
+    steps_per_epoch = tr.size // batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.05)
+    val_t = torch.from_numpy(val)
+    best = (float("inf"), -1, {k_: v.clone() for k_, v in proxy.state_dict().items()})
+    history: list[dict[str, float]] = []
+    start = time.monotonic()
+    for epoch in range(epochs):
+        proxy.train()
+        perm = torch.from_numpy(tr)[torch.randperm(tr.size)]
+        total = 0.0
+        for b in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            loss = (proxy.predict_normalized(x[idx], k[idx]) - y[idx]).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss)
+        proxy.eval()
+        with torch.no_grad():
+            val_loss = float((proxy.predict_normalized(x[val_t], k[val_t]) - y[val_t]).abs().mean())
+        history.append(
+            {"epoch": epoch + 1, "train_l1": round(total / steps_per_epoch, 5), "val_l1": round(val_loss, 5)}
+        )
+        if progress:
+            print(f"epoch {epoch + 1}: train L1 {total / steps_per_epoch:.4f}, val L1 {val_loss:.4f}", flush=True)
+        if val_loss < best[0]:
+            best = (val_loss, epoch + 1, {k_: v.clone() for k_, v in proxy.state_dict().items()})
+        if (time.monotonic() - start) / 60.0 > max_minutes:
+            break
+    proxy.load_state_dict(best[2])
+    proxy.eval()
+    facts = {
+        "training_rows": int(tr.size),
+        "validation_rows": int(n_val),
+        "epochs_run": len(history),
+        "best_epoch": best[1],
+        "best_val_l1_normalized": round(best[0], 5),
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "seed": seed,
+        "train_minutes": round((time.monotonic() - start) / 60.0, 2),
+        "history": history,
+    }
+    return proxy, facts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.proxy.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", type=Path, nargs="+", required=True, help="training table folder(s)")
+    parser.add_argument("--heldout", type=Path, default=None, help="held-out table folder for the final metrics")
+    parser.add_argument("--out", type=Path, default=Path("models/proxy"), help="proxy folder to write")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 512, 512], help="hidden layer sizes")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="stop after the epoch that passes this")
+    parser.add_argument("--val-fraction", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=None, help="default: training.seed")
+    parser.add_argument(
+        "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.settings)
+        if not 0.0 < args.val_fraction < 0.5 or args.epochs < 1 or args.batch_size < 1 or min(args.hidden) < 1:
+            raise ValueError("need 0 < --val-fraction < 0.5, --epochs >= 1, --batch-size >= 1, --hidden sizes >= 1")
+        params, notes, descriptors = load_tables(args.table)
+        seed = settings.training.seed if args.seed is None else args.seed
+        proxy, facts = train(
+            params,
+            notes,
+            descriptors,
+            hidden=tuple(args.hidden),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            max_minutes=args.max_minutes,
+            val_fraction=args.val_fraction,
+            seed=seed,
+        )
+        metrics: dict[str, Any] = {}
+        if args.heldout is not None:
+            _, hp, hn, hd = load_table(args.heldout)
+            metrics = evaluate(proxy, hp, hn, hd.astype(np.float64))
+    except (SettingsError, TableError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    meta = {
+        "training": facts | {"tables": [str(t) for t in args.table]},
+        "metrics": {k: v for k, v in metrics.items() if k not in ("l1_normalized", "l1_units")},
+    }
+    proxy.save(args.out, meta)
+    (args.out / "report").mkdir(exist_ok=True)
+    (args.out / "report" / "eval.json").write_text(
+        json.dumps(metrics | {"heldout": str(args.heldout)}, indent=1) + "\n", encoding="utf-8"
+    )
+    print(
+        f"{args.out}: best val L1 {facts['best_val_l1_normalized']} (epoch {facts['best_epoch']})"
+        + (f", held-out MRR {metrics['mrr']}" if metrics else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The neural proxy: API, pickle-free save/load, gradients, MRR, training, and the shipped model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.proxy import Proxy, ProxyError
+from agents.proxy.evaluate import evaluate, mean_reciprocal_rank
+from agents.proxy.train import train
+from features.config import FeatureSettings
+from features.names import DESCRIPTOR_NAMES
+from synth.lookup_store import TablePlan, build_table, load_table
+from synth.params import default_vector
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "proxy"
+
+
+def synthetic_table(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth params -> 'descriptors' map standing in for renders (the learner's job in miniature)."""
+    rng = np.random.default_rng(seed)
+    params = rng.random((n, 24)).astype(np.float32)
+    notes = rng.integers(36, 85, n).astype(np.float32)
+    w = np.random.default_rng(99).normal(size=(25, len(DESCRIPTOR_NAMES)))
+    x = np.column_stack([params, (notes - 60) / 24])
+    descriptors = np.tanh(x @ w / 3.0) * 10.0 + 100.0
+    return params, notes, descriptors
+
+
+def test_predict_shapes_units_and_gradients() -> None:
+    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(16,), out_mean=torch.full((37,), 5.0), out_std=torch.full((37,), 2.0))
+    params = torch.rand(3, 24, requires_grad=True)
+    out = proxy.predict(params, torch.tensor([48.0, 60.0, 72.0]))
+    assert out.shape == (3, len(DESCRIPTOR_NAMES)) and proxy.descriptor_names == DESCRIPTOR_NAMES
+    torch.testing.assert_close(out, proxy.predict_normalized(params, torch.tensor([48.0, 60.0, 72.0])) * 2 + 5)
+    out.sum().backward()
+    assert params.grad is not None and params.grad.abs().sum() > 0  # a differentiable stand-in
+    with pytest.raises(ValueError, match=r"\[B, 24\]"):
+        proxy.predict(torch.rand(3, 23), torch.zeros(3))
+    with pytest.raises(ValueError, match="notes"):
+        proxy.predict(torch.rand(3, 24), torch.zeros(2))
+
+
+def test_save_load_round_trip_is_pickle_free(tmp_path: Path) -> None:
+    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(8, 8), out_mean=torch.arange(37.0), out_std=torch.ones(37) * 3)
+    proxy.save(tmp_path / "p", {"metrics": {"mrr": 0.5}})
+    assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["proxy.safetensors", "proxy.yaml"]
+    loaded = Proxy.load(tmp_path / "p")
+    x, n = torch.rand(4, 24), torch.tensor([40.0, 50.0, 60.0, 70.0])
+    torch.testing.assert_close(loaded.predict(x, n), proxy.predict(x, n))
+    assert loaded.meta["metrics"]["mrr"] == 0.5 and loaded.hidden == (8, 8)
+    (tmp_path / "p" / "proxy.yaml").write_text("format_version: 99\n")
+    with pytest.raises(ProxyError, match="proxy.yaml"):
+        Proxy.load(tmp_path / "p")
+    with pytest.raises(ProxyError, match="proxy.yaml"):
+        Proxy.load(tmp_path / "missing")
+
+
+def test_mrr_counts_ranks() -> None:
+    true = np.eye(4) * 10
+    assert mean_reciprocal_rank(true, true) == 1.0
+    swapped = true[[1, 0, 2, 3]]  # items 0 and 1 rank second, 2 and 3 first
+    assert mean_reciprocal_rank(swapped, true) == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    rng = np.random.default_rng(0)
+    random_guess = mean_reciprocal_rank(rng.normal(size=(1000, 8)), rng.normal(size=(1000, 8)))
+    assert random_guess < 0.05  # chance level ~ ln(1000)/1000
+
+
+def test_training_learns_a_smooth_map() -> None:
+    params, notes, descriptors = synthetic_table(4096)
+    proxy, facts = train(
+        params,
+        notes,
+        descriptors,
+        hidden=(64, 64),
+        epochs=12,
+        batch_size=128,
+        lr=3e-3,
+        max_minutes=2.0,
+        val_fraction=0.05,
+        seed=0,
+        progress=False,
+    )
+    assert facts["history"][-1]["val_l1"] < 0.5 * facts["history"][0]["val_l1"]
+    hp, hn, hd = synthetic_table(1000, seed=1)
+    metrics = evaluate(proxy, hp, hn, hd, candidates=1000)
+    assert metrics["mrr"] > 0.5 and set(metrics["l1_units"]) == set(DESCRIPTOR_NAMES)
+
+
+def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
+    proxy = Proxy.load(SHIPPED)
+    assert proxy.descriptor_names == DESCRIPTOR_NAMES
+    out = proxy.predict(torch.from_numpy(default_vector()[None]), torch.tensor([60.0]))
+    assert out.shape == (1, len(DESCRIPTOR_NAMES)) and torch.isfinite(out).all()
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert size <= 5 * 2**20
+    assert 0.0 < proxy.meta["metrics"]["mrr"] <= 1.0 and proxy.meta["training"]["training_rows"] > 0
+
+
+def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path) -> None:
+    """Held-out patches rendered now (the real target): the proxy's predictions pick them out."""
+    proxy = Proxy.load(SHIPPED)
+    plan = TablePlan(
+        n=64,
+        param_names=tuple(proxy.meta["param_order"]),
+        base_0to1=tuple(map(float, default_vector())),
+        sampler="uniform",
+        seed=4242,
+        note_low=36,
+        note_high=84,
+        chunk_size=64,
+        render_batch_size=64,
+    )
+    build_table(tmp_path / "t", plan, FeatureSettings(), progress=False)
+    _, params, notes, descriptors = load_table(tmp_path / "t")
+    metrics = evaluate(proxy, params, notes, descriptors.astype(np.float64), candidates=64)
+    assert metrics["mrr"] > 0.7, metrics["mrr"]
+    assert metrics["l1_normalized_mean"] < 0.5
+
+
+def test_cli_evaluate_bad_input_is_one_line(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "agents.proxy.evaluate"]
+    assert subprocess.run([*run, "--help"], capture_output=True, check=False).returncode == 0
+    Proxy(DESCRIPTOR_NAMES, hidden=(4,)).save(tmp_path / "p")
+    bad = subprocess.run(
+        [*run, "--model", str(tmp_path / "p"), "--table", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "manifest" in bad.stderr and "Traceback" not in bad.stderr
+    train_bad = subprocess.run(
+        [sys.executable, "-m", "agents.proxy.train", "--table", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert train_bad.returncode == 2 and "Traceback" not in train_bad.stderr

@@ -1,0 +1,134 @@
+"""The synth lookup table: sampling, chunked resumable generation, nearest-neighbour queries both ways."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.config import FeatureSettings
+from features.names import DESCRIPTOR_NAMES
+from synth.lookup_store import TableError, TablePlan, build_table, chunk_path, load_table, sample_rows
+from synth.params import DISCRETE_INDICES, PARAM_INDEX, PARAM_NAMES, PARAMS, default_vector
+
+BASE = tuple(float(v) for v in default_vector())
+
+
+def tiny_plan(**kw: object) -> TablePlan:
+    values: dict[str, object] = dict(
+        n=10,
+        param_names=("filter_cutoff", "osc1_wave"),
+        base_0to1=BASE,
+        chunk_size=4,
+        render_batch_size=4,
+        probe_s=0.25,
+    )
+    values.update(kw)
+    return TablePlan(**values)  # type: ignore[arg-type]
+
+
+def test_sobol_rows_vary_only_the_chosen_params_and_are_deterministic() -> None:
+    plan = tiny_plan(n=64)
+    params, notes = sample_rows(plan, 0, 64)
+    again, _ = sample_rows(plan, 16, 32)  # a chunk is the same rows wherever it is generated
+    np.testing.assert_array_equal(params[16:32], again)
+    varied = [PARAM_INDEX["filter_cutoff"], PARAM_INDEX["osc1_wave"]]
+    fixed = [i for i in range(24) if i not in varied]
+    np.testing.assert_allclose(params[:, fixed], np.tile(np.asarray(BASE, np.float32)[fixed], (64, 1)))
+    assert params[:, varied].std(axis=0).min() > 0.2  # space-filling
+    assert np.all(notes == 60)
+
+
+def test_grid_enumerates_every_level_combination_and_uniform_snaps_discrete_params() -> None:
+    plan = tiny_plan(sampler="grid", grid_levels=3)
+    assert plan.rows == 9
+    params, _ = sample_rows(plan, 0, 9)
+    pairs = {
+        (round(float(a), 3), round(float(b), 3))
+        for a, b in params[:, [PARAM_INDEX["filter_cutoff"], PARAM_INDEX["osc1_wave"]]]
+    }
+    assert len(pairs) == 9
+    uni = TablePlan(n=50, param_names=("osc", "lfo"), base_0to1=BASE, sampler="uniform", note_low=40, note_high=50)
+    params, notes = sample_rows(uni, 0, 50)
+    for i in DISCRETE_INDICES:
+        steps = PARAMS[i].n_steps - 1
+        np.testing.assert_allclose(params[:, i] * steps, np.round(params[:, i] * steps), atol=1e-5)
+    assert len(np.unique(params[:, PARAM_INDEX["unison_voices"]])) > 3
+    assert notes.min() >= 40 and notes.max() <= 50
+
+
+def test_bad_plans_raise_with_the_field_named() -> None:
+    with pytest.raises(KeyError, match="no_such_param"):
+        tiny_plan(param_names=("no_such_param",))
+    with pytest.raises(TableError, match="note_low"):
+        tiny_plan(note_low=80, note_high=40)
+    with pytest.raises(TableError, match="base_0to1"):
+        tiny_plan(base_0to1=(0.5,))
+
+
+def test_build_is_chunked_resumable_and_extendable(tmp_path: Path) -> None:
+    folder = tmp_path / "table"
+    plan = tiny_plan()
+    features = FeatureSettings()
+    assert build_table(folder, plan, features, progress=False) == 3  # 4 + 4 + 2 rows
+    manifest, params, _, descriptors = load_table(folder)
+    assert params.shape == (10, 24) and descriptors.shape == (10, len(DESCRIPTOR_NAMES))
+    assert np.all(np.isfinite(descriptors)) and manifest["descriptor_names"] == list(DESCRIPTOR_NAMES)
+    assert build_table(folder, plan, features, progress=False) == 0  # nothing to redo
+    chunk_path(folder, 1).unlink()
+    assert build_table(folder, plan, features, progress=False) == 1  # only the missing chunk
+    _, params2, _, descriptors2 = load_table(folder)
+    np.testing.assert_array_equal(params, params2)
+    np.testing.assert_allclose(descriptors, descriptors2, rtol=1e-5, atol=1e-4)  # deterministic renders
+    assert build_table(folder, dataclasses.replace(plan, n=12), features, progress=False) == 1  # last chunk grows
+    with pytest.raises(TableError, match="another plan"):
+        build_table(folder, dataclasses.replace(plan, seed=5), features, progress=False)
+
+
+@pytest.fixture(scope="module")
+def table_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("lookup")
+    build_table(folder, tiny_plan(n=24, chunk_size=8, render_batch_size=8), FeatureSettings(), progress=False)
+    return folder
+
+
+def test_queries_both_ways_find_the_stored_rows(table_dir: Path) -> None:
+    from synth.lookup import LookupTable
+
+    table = LookupTable(table_dir)
+    assert len(table) == 24
+    descriptors, rows = table.descriptors_of(table.params[[3, 17]])
+    assert rows[:, 0].tolist() == [3, 17]
+    np.testing.assert_array_equal(descriptors[:, 0], table.descriptors[[3, 17]])
+    params, distances = table.params_of(table.descriptors[[5, 11]], k=2)
+    np.testing.assert_array_equal(params[:, 0], table.params[[5, 11]])
+    assert np.allclose(distances[:, 0], 0.0) and np.all(distances[:, 1] > 0)
+    sub, _ = table.params_of(table.descriptors[[7]], names=["loudness", "centroid"])
+    assert sub.shape == (1, 1, 24)
+
+
+def test_cli_build_and_query(tmp_path: Path, table_dir: Path) -> None:
+    run = [sys.executable, "-m", "synth.lookup"]
+    assert subprocess.run([*run, "--help"], capture_output=True, check=False).returncode == 0
+    bad = subprocess.run(
+        [*run, "build", str(tmp_path / "t"), "--params", "nope"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+    preset = tmp_path / "p.json"
+    params = {name: float(v) for name, v in zip(PARAM_NAMES, BASE, strict=True)}
+    preset.write_text(json.dumps({"name": "p", "version": "1.0", "parameters": params}))
+    out = subprocess.run(
+        [*run, "query", str(table_dir), "--preset", str(preset)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout)
+    assert set(reply["neighbours"][0]) == set(DESCRIPTOR_NAMES)
+    missing = subprocess.run(
+        [*run, "query", str(tmp_path / "none"), "--preset", str(preset)], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 2 and "manifest" in missing.stderr
