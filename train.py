@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-starts", type=int, default=None, help="off-policy warm-up steps")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--net-arch", type=int, nargs="+", default=None, help="hidden layer sizes, e.g. 64 64")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time (and export)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     g = p.add_argument_group("imitate")
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--descriptor-source", choices=("render", "proxy"), default=None)
     g.add_argument("--reward", choices=("cubic", "linear", "prize"), default=None)
     g.add_argument("--episode-steps", type=int, default=None)
+    g.add_argument("--delta-max", type=float, default=None, help="largest parameter change per tick")
     try:
         from agents.match import train as match_train
 
@@ -56,7 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag in ("steps", "checkpoint_every", "eval_every", "eval_episodes", "episode_steps", "batch_size"):
+    for flag in (
+        "steps",
+        "checkpoint_every",
+        "eval_every",
+        "eval_episodes",
+        "episode_steps",
+        "batch_size",
+        "max_minutes",
+        "delta_max",
+    ):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             print(f"error: --{flag.replace('_', '-')} must be > 0, got {value}", file=sys.stderr)
@@ -80,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "imitate.descriptor_source": args.descriptor_source,
                 "imitate.reward": args.reward,
                 "imitate.episode_steps": args.episode_steps,
+                "imitate.delta_max": args.delta_max,
+                "training.max_wall_s": args.max_minutes * 60.0 if args.max_minutes else None,
             },
         )
     except SettingsError as exc:

@@ -86,3 +86,4 @@ class TrainingSettings:
     gradient_steps: int = 1
     n_steps: int = 256  # PPO / A2C rollout length
     threads: int = 1  # torch threads (the machine is shared; 1 is also deterministic)
+    max_wall_s: float = 0.0  # stop training (and export) after this many seconds; 0: no limit

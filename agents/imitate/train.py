@@ -124,6 +124,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         eval_episodes=tr.eval_episodes,
         eval_seed=tr.seed + EVAL_SEED_OFFSET,
         progress=args.progress,
+        max_wall_s=tr.max_wall_s,
     )
     remaining = tr.total_steps - int(model.num_timesteps)
     started = time.perf_counter()
@@ -137,7 +138,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     wall_s = time.perf_counter() - started
     save_checkpoint(model, checkpoint_dir, curve)
     final = evaluate_episodes(model, eval_env, tr.eval_episodes, tr.seed + EVAL_SEED_OFFSET)
-    metrics = {**final, "train_wall_s": round(wall_s, 1), "eval_episodes": tr.eval_episodes}
+    metrics = {
+        **final,
+        "train_wall_s": round(wall_s, 1),
+        "eval_episodes": tr.eval_episodes,
+        "stopped_by_time_limit": callback.stopped_by_time,
+    }
     base_env: Any = eval_env.unwrapped
     meta = model_meta(base_env, settings, corpus, int(model.num_timesteps), metrics)
     export_model(model, out, meta)

@@ -1,7 +1,8 @@
 """SB3 callbacks shared by both tasks: progress bar, learning curve, periodic evaluation, checkpoints.
 
 Input: the running SB3 model (through `BaseCallback`), an evaluation environment and a model
-directory. Output, in the model directory:
+directory. Training stops early (returns False) once `max_wall_s` seconds have passed.
+Output, in the model directory:
 - `checkpoints/step_<N>.zip` (+ `step_<N>_replay.pkl` for off-policy algorithms) every N steps,
   with `checkpoints/curve.json` (the learning curve so far) written beside them, so that
   `--resume` restarts from the newest complete checkpoint;
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +76,12 @@ class TrainingCallback(BaseCallback):
         eval_episodes: int,
         eval_seed: int,
         progress: bool = True,
+        max_wall_s: float = 0.0,
     ) -> None:
         super().__init__()
+        self.max_wall_s = float(max_wall_s)
+        self._started = time.monotonic()
+        self.stopped_by_time = False
         self.total_steps = int(total_steps)
         self.curve = curve
         self.checkpoint_dir = checkpoint_dir
@@ -89,6 +95,7 @@ class TrainingCallback(BaseCallback):
         self._episode_rmse: list[float] = []
 
     def _on_training_start(self) -> None:
+        self._started = time.monotonic()
         self._bar = tqdm(
             total=self.total_steps, initial=self.num_timesteps, unit="step", desc="training", disable=not self.progress
         )
@@ -110,6 +117,9 @@ class TrainingCallback(BaseCallback):
             self.run_evaluation()
         if self.checkpoint_every > 0 and step % self.checkpoint_every == 0:
             save_checkpoint(self.model, self.checkpoint_dir, self.curve)
+        if self.max_wall_s > 0 and time.monotonic() - self._started > self.max_wall_s:
+            self.stopped_by_time = True
+            return False
         return True
 
     def run_evaluation(self) -> dict[str, float]:

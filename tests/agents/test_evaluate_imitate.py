@@ -1,0 +1,172 @@
+"""`python -m agents.evaluate --task imitate`: the live-order performance loop, metrics, baselines, outputs.
+
+The model is trained for a few steps on the sound double; the synth output comes from a small
+voice double (`FakeVoice`, the documented `StreamingVoice` interface) so that the test does not
+depend on the streaming synth's numbers; descriptors, note/gate follower, LiveAgent and the
+baselines' render + analyze path are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import agents.imitate.perform as perform_mod
+import agents.imitate.train as imitate_train
+import train
+from agents.evaluate.__main__ import main as evaluate_main
+from agents.imitate.baselines import imitation_metrics
+from agents.imitate.perform import Performance, StaticController, perform
+from agents.observation import DescriptorScale
+from features.names import INDEX, N_DESCRIPTORS
+from settings import load_settings
+from synth.params import PARAM_INDEX, default_vector
+from tests.agents.test_imitate_doubles import FakeDescriber, write_fake_corpus
+
+SR = 16000
+
+
+class FakeVoice:
+    """A sine voice: gain from master_volume, brightness (a 3rd harmonic) from filter_cutoff."""
+
+    def __init__(self, sample_rate_hz: int, max_block_size: int) -> None:
+        self.sr = sample_rate_hz
+        self.params = default_vector()
+        self.note = 60.0
+        self.gate = False
+        self.phase = 0.0
+        self.log: list[tuple[str, float]] = []
+
+    def set_params(self, x_0to1: np.ndarray) -> None:
+        self.params = np.array(x_0to1, dtype=np.float32)
+
+    def note_on(self, midi_note: float) -> None:
+        self.note, self.gate = midi_note, True
+        self.log.append(("on", midi_note))
+
+    def set_note(self, midi_note: float) -> None:
+        self.note = midi_note
+
+    def note_off(self) -> None:
+        self.gate = False
+        self.log.append(("off", self.note))
+
+    def process(self, out: np.ndarray) -> None:
+        f = 440.0 * 2 ** ((self.note - 69) / 12)
+        ph = self.phase + 2 * np.pi * f * np.arange(1, out.size + 1) / self.sr
+        self.phase = float(ph[-1])
+        gain = 0.5 * self.params[PARAM_INDEX["master_volume"]] if self.gate else 0.0
+        bright = self.params[PARAM_INDEX["filter_cutoff"]]
+        out[:] = gain * (np.sin(ph) + bright * np.sin(3 * ph))
+
+
+@pytest.fixture(autouse=True)
+def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(perform_mod, "default_voice_factory", FakeVoice)
+    monkeypatch.setattr(imitate_train, "make_describer", lambda *a, **k: FakeDescriber())
+
+
+def _melody(path: Path, seconds: float = 2.0) -> Path:
+    """Notes with rests: 0.4 s on, 0.1 s off, rising, varying loudness."""
+    t = np.arange(int(seconds * SR)) / SR
+    note = 57 + 2 * np.floor(t / 0.5)
+    env = ((t % 0.5) < 0.4) * (0.2 + 0.2 * np.floor(t / 0.5) % 2)
+    audio = env * np.sin(2 * np.pi * np.cumsum(440 * 2 ** ((note - 69) / 12)) / SR)
+    sf.write(str(path), audio.astype(np.float32), SR)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    corpus = write_fake_corpus(root / "corpus", n_tracks=2, n_frames=60)
+    out = root / "model"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(imitate_train, "make_describer", lambda *a, **k: FakeDescriber())
+        code = train.main(["--corpus", str(corpus), "--out", str(out), "--steps", "60", "--learning-starts", "30",
+                           "--batch-size", "8", "--net-arch", "8", "--eval-episodes", "1", "--episode-steps", "20",
+                           "--no-progress"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_evaluate_json_has_spec_keys_and_writes_wav_and_png(model_dir: Path, tmp_path: Path, capsys) -> None:
+    wav = _melody(tmp_path / "melody.wav")
+    code = evaluate_main(["--task", "imitate", "--model", str(model_dir), "--audio", str(wav), "--json",
+                          "--out", str(tmp_path / "out"), "--random-presets", "3", "--table-presets", "6"])  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "imitate" and result["file"] == str(wav)
+    for block in [result["agent"], *result["baselines"].values()]:
+        assert {"rmse", "smoothness", "per_descriptor"} <= set(block)
+        assert 0.0 <= block["rmse"] < 2.0
+        assert set(block["per_descriptor"]) == {"loudness_db", "centroid", "rolloff", "flatness"}
+    assert set(result["baselines"]) == {"random", "static_best", "nearest_neighbour"}
+    assert result["baselines"]["static_best"]["smoothness"] == 0.0
+    assert result["baselines"]["random"]["smoothness"] > 0.0
+    assert result["ratio_vs_static_best"] == pytest.approx(
+        result["agent"]["rmse"] / result["baselines"]["static_best"]["rmse"]
+    )
+    out_audio, sr = sf.read(result["wav"])
+    assert sr == SR and abs(len(out_audio) - 2.0 * SR) <= 512
+    assert np.abs(out_audio).max() > 0.01  # the voice sounded: the gate followed the melody
+    assert Path(result["png"]).stat().st_size > 1000
+
+
+def test_bad_input_one_line_errors(model_dir: Path, tmp_path: Path, capsys) -> None:
+    assert evaluate_main(["--model", str(model_dir), "--audio", str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert evaluate_main(["--model", str(tmp_path / "nomodel"), "--audio", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.yaml").write_text("task: [unclosed")
+    wav = _melody(tmp_path / "m.wav", 0.5)
+    assert evaluate_main(["--model", str(broken), "--audio", str(wav)]) == 2
+    assert "model.yaml" in capsys.readouterr().err
+
+
+def test_perform_follows_gate_and_renders_with_previous_tick_params() -> None:
+    """Static preset: the output is silent during rests, sounds during notes, params constant."""
+    settings = load_settings()
+    t = np.arange(SR) / SR
+    audio = (((t % 0.5) < 0.3) * 0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    preset = default_vector()
+    voices: list[FakeVoice] = []
+
+    def factory(sr: int, block: int) -> FakeVoice:
+        voices.append(FakeVoice(sr, block))
+        return voices[-1]
+
+    perf = perform(audio, StaticController(preset), preset, settings, voice_factory=factory)
+    assert perf.gates.size == SR // 512
+    assert [kind for kind, _ in voices[0].log][:3] == ["on", "off", "on"]
+    assert perf.notes_midi[perf.gates][0] == pytest.approx(64.0)  # 330 Hz -> E4
+    assert np.all(perf.params == preset)
+    # the output block after a note-on tick sounds; the first tick (gate still closed) is silent
+    first_on = int(np.argmax(perf.gates))
+    assert np.abs(perf.audio[: (first_on + 1) * 512]).max() == 0.0
+    assert np.abs(perf.audio[(first_on + 1) * 512 : (first_on + 3) * 512]).max() > 0.0
+
+
+def test_metrics_are_rmse_of_scaled_descriptors_and_mean_abs_delta() -> None:
+    scale = DescriptorScale(("loudness_db", "centroid"), np.array([-60.0, 0.0]), np.array([0.0, 1000.0]))
+    inp = np.zeros((4, N_DESCRIPTORS), dtype=np.float32)
+    out = np.zeros_like(inp)
+    inp[:, INDEX["loudness_db"]] = -30.0  # 0.5 scaled
+    out[:, INDEX["loudness_db"]] = -15.0  # 0.75 scaled -> error 0.25
+    inp[:, INDEX["centroid"]] = 500.0
+    out[:, INDEX["centroid"]] = 500.0
+    params = np.zeros((4, 24), dtype=np.float32)
+    params[:, 0] = [0.0, 0.1, 0.1, 0.4]
+    perf = Performance(0.032, inp, out, params, np.zeros(4), np.array([True, True, False, False]), np.zeros(4))
+    m = imitation_metrics(perf, scale, (0, 1))
+    assert m["per_descriptor"]["loudness_db"] == pytest.approx(0.25)
+    assert m["per_descriptor"]["centroid"] == pytest.approx(0.0)
+    assert m["rmse"] == pytest.approx(np.sqrt(0.25**2 / 2))
+    assert m["smoothness"] == pytest.approx((0.1 + 0.0 + 0.3) / 3 / 2)
