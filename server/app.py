@@ -236,8 +236,6 @@ class LiveServer:
                 self.trace.plot(srv.plot, controlled=controlled, title=self._plot_title())
         if self.osc_out is not None:
             self.osc_out.close()
-        if self.ring is not None:
-            self.ring.close()
         if self.worker.error is not None:
             raise RuntimeError(f"live worker failed: {self.worker.error}") from self.worker.error
         return stats

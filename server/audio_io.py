@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus")
 DeviceSpec = int | str | None  # None: the system default
+RECORDER_POLL_S = 0.05  # the recorder drains its ring this often (the ring holds seconds)
 
 
 @dataclass(frozen=True)
@@ -314,11 +315,10 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop:
             self._drain()
-            self.ring.wait(0.1)
+            time.sleep(RECORDER_POLL_S)
 
     def stop(self) -> None:
         self._stop = True
-        self.ring.waker.wake()
         self._thread.join(5.0)
         self._drain()
         rest = self.ring.available_frames

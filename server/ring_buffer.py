@@ -1,15 +1,17 @@
-"""A single-producer single-consumer ring buffer of mono float32 frames, with a wake-up pipe.
+"""A single-producer single-consumer ring buffer of mono float32 frames, and a wake-up pipe.
 
-Input: blocks of frames written by the audio input callback (`write`, the producer).
-Output: fixed-size blocks read by the worker thread (`read_into`, the consumer), which sleeps in
-`wait` until the producer signals new data.
+Input: blocks of frames written by an audio callback (`RingBuffer.write`, the producer).
+Output: fixed-size blocks read by the worker or the recorder thread (`read_into`, the consumer).
 
 Real-time rules for the producer side (`write`): the storage is allocated once; `write` copies
 into it with numpy slice assignment (no new arrays), takes no lock (the read and write positions
 are each written by one thread only, and a Python attribute store is atomic under the GIL) and
-signals the consumer by writing one byte to a non-blocking pipe (a syscall, no Python lock). When
-the consumer falls behind and the buffer is full, the incoming block is dropped and counted
-(`overruns`) rather than overwriting frames the consumer may be reading.
+makes no system call: signalling the consumer through a pipe would release the GIL inside the
+callback, which then waits to take it back from the worker. So consumers poll (the worker every
+~0.5 ms, see `server.worker`). When the consumer falls behind and the buffer is full, the incoming
+block is dropped and counted (`overruns`) rather than overwriting frames the consumer may read.
+
+`WakePipe` wakes a sleeping thread from a non-audio thread (OSC commands, stop requests).
 """
 
 from __future__ import annotations
@@ -71,7 +73,6 @@ class RingBuffer:
         self._write_pos = 0  # written by the producer only
         self._read_pos = 0  # written by the consumer only
         self.overruns = 0  # blocks dropped because the consumer fell behind (producer-owned)
-        self.waker = WakePipe()
 
     # --- producer (audio callback) ---------------------------------------------------------------
     def write(self, frames: np.ndarray) -> bool:
@@ -87,7 +88,6 @@ class RingBuffer:
         if first < n:
             self._data[: n - first] = frames[first:]
         self._write_pos = start + n
-        self.waker.wake()
         return True
 
     # --- consumer (worker thread) ----------------------------------------------------------------
@@ -117,13 +117,6 @@ class RingBuffer:
         self._read_pos = start + n
         return True
 
-    def wait(self, timeout_s: float) -> bool:
-        """Consumer: sleep until the producer writes (or `timeout_s` passes)."""
-        return self.waker.wait(timeout_s)
-
     def clear(self) -> None:
         """Consumer side: skip everything written so far (e.g. after a device restart)."""
         self._read_pos = self._write_pos
-
-    def close(self) -> None:
-        self.waker.close()

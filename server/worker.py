@@ -9,8 +9,15 @@ per-block timing histogram in `LiveStats`, and optionally a `Trace` for the plot
 The agent hears itself: a silent "self" voice in this thread renders the same parameters, note and
 gate as the audible synth, and a second descriptor extractor analyses it (the agent's own
 descriptors, as in training's render + analyze). The policy runs once per control tick
-(`tick_s`, by default the feature hop of training), so the agent moves on stage at the pace it
-learned; descriptors run every block. Everything here preallocates; nothing blocks but the wait.
+(`tick_s`, by default training's feature hop), so the agent moves on stage at the pace it learned.
+
+Scheduling: the input and self audio are accumulated block by block and analysed once per tick
+(the extractors keep their own analysis window, so this gives the same descriptors as analysing
+every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
+The self analysis runs one block before the tick and the input analysis on the tick block, so no
+single block carries both. The worker polls the ring every `POLL_S` (the input callback makes no
+system call to wake it, see `server.ring_buffer`); OSC commands and stop wake it through a pipe.
+Everything here preallocates; nothing blocks but the waits.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -34,7 +42,30 @@ from synth.params import N_PARAMS
 
 log = logging.getLogger(__name__)
 
-IDLE_WAIT_S = 0.05  # the worker wakes at least this often to apply OSC commands and check stop
+IDLE_WAIT_S = 0.05  # without audio input, the worker wakes at least this often to check stop
+POLL_S = 0.0005  # with audio input, the worker looks at the ring this often
+
+
+class Accumulator:
+    """Frames collected between two analyses (preallocated)."""
+
+    def __init__(self, capacity_frames: int) -> None:
+        self.buffer = np.zeros(capacity_frames, dtype=np.float32)
+        self.fill = 0
+
+    def room(self, n_frames: int) -> bool:
+        return self.fill + n_frames <= self.buffer.shape[0]
+
+    def append(self, frames: np.ndarray) -> None:
+        n = frames.shape[0]
+        self.buffer[self.fill : self.fill + n] = frames
+        self.fill += n
+
+    def take(self) -> np.ndarray:
+        """The collected frames (a view), and empty for the next round."""
+        view = self.buffer[: self.fill]
+        self.fill = 0
+        return view
 
 
 class Extractor(Protocol):
@@ -110,7 +141,12 @@ class Worker:
         self.osc = osc
         self.feature_echo = feature_echo
         self.trace = trace
-        self.waker = ring.waker if ring is not None else WakePipe()
+        self.waker = WakePipe()
+        self.poll_s = min(POLL_S, self.block_s / 4) if ring is not None else IDLE_WAIT_S
+        capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
+        self._in_acc = Accumulator(capacity)
+        self._self_acc = Accumulator(capacity)
+        self._self_fresh = False  # the self audio was analysed since the last tick
         self._idx_pitch = self.names.index("pitch_hz") if "pitch_hz" in self.names else -1
         self._idx_conf = self.names.index("pitch_confidence") if "pitch_confidence" in self.names else -1
         self._idx_loud = self.names.index("loudness_db") if "loudness_db" in self.names else -1
@@ -118,10 +154,11 @@ class Worker:
         self._self_block = np.zeros(self.block_size, dtype=np.float32)
         self._self_desc = np.zeros(len(self.names), dtype=np.float32)
         self._target_all = np.full(len(self.names), np.nan, dtype=np.float32)
+        self._target = self._target_all
         self._frame = np.zeros(FRAME_SIZE, dtype=np.float32)
         self._since_tick_s = self.tick_s  # the first block ticks
         self._onsets = 0
-        self._pending_agent: LiveAgent | None = None
+        self._swaps: deque[LiveAgent] = deque()  # hot-swaps from the OSC thread (append/popleft are atomic)
         self._reset_history = False
         self._external: np.ndarray | None = None  # latest `/agent/features` (a fresh array per message)
         self._external_seq = 0  # bumped by the OSC thread after storing `_external`
@@ -136,7 +173,7 @@ class Worker:
     # --- other threads ----------------------------------------------------------------------------
     def swap_agent(self, agent: LiveAgent) -> None:
         """Hot-swap (from the OSC thread, after loading there): takes effect at the next tick."""
-        self._pending_agent = agent
+        self._swaps.append(agent)
         self.waker.wake()
 
     def request_history_reset(self) -> None:
@@ -185,10 +222,11 @@ class Worker:
                     self.process_features(self._external)
                     busy = True
                 if not busy:
+                    self._take_pending_agent()
                     if self.control.apply_commands():
                         self._publish()
                         self._send_params()
-                    self.waker.wait(IDLE_WAIT_S)
+                    self.waker.wait(self.poll_s)
         except Exception as exc:  # a bug: keep it for the app to report, stop cleanly
             self.error = exc
             log.exception("live worker stopped on an error")
@@ -198,19 +236,28 @@ class Worker:
                 self._processed.notify_all()
 
     def process_block(self, block: np.ndarray) -> None:
-        """One audio block: descriptors of the input and of the self voice; a control tick when due."""
+        """One audio block: collect input and self audio; analyse and tick when due (see the module doc)."""
         t0 = time.perf_counter_ns()
-        target = self.input_features.process(block) if self.input_features is not None else self._target_all
-        self._render_self()
+        n = block.shape[0]
+        if not self._in_acc.room(n):
+            self._analyse_input()
+        self._in_acc.append(block)
+        self._render_self(n)
         self.time_s += self.block_s
         self._since_tick_s += self.block_s
         if self._since_tick_s + 1e-9 >= self.tick_s:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
-            self._tick(target, model_order=False)
+            if not self._self_fresh:
+                self._analyse_self()
+            self._analyse_input()
+            self._tick(self._target, model_order=False)
+            self._self_fresh = False
+        elif self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
+            self._analyse_self()  # the next block ticks: do this half of the work now
+        self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
         with self._processed:
             self.stats.blocks += 1
             self._processed.notify_all()
-        self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
 
     def process_features(self, values: np.ndarray) -> None:
         """One external descriptor frame (`--input osc`): the self voice advances one tick of audio."""
@@ -221,21 +268,32 @@ class Worker:
             return
         self._target_all[agent.descriptor_index] = values
         for _ in range(max(1, round(self.tick_s / self.block_s))):
-            self._render_self()
+            self._render_self(self.block_size)
             self.time_s += self.block_s
+        self._analyse_self()
         self.stats.external_feature_frames += 1
         self._tick(values, model_order=True)
         self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
 
-    def _render_self(self) -> None:
-        self.self_voice.process(self._self_block)
-        self._self_desc[:] = self.self_features.process(self._self_block)
+    def _render_self(self, n_frames: int) -> None:
+        out = self._self_block[:n_frames]
+        self.self_voice.process(out)
+        if not self._self_acc.room(n_frames):
+            self._analyse_self()
+        self._self_acc.append(out)
+
+    def _analyse_self(self) -> None:
+        if self._self_acc.fill:
+            self._self_desc[:] = self.self_features.process(self._self_acc.take())
+        self._self_fresh = True
+
+    def _analyse_input(self) -> None:
+        if self._in_acc.fill and self.input_features is not None:
+            self._target = self.input_features.process(self._in_acc.take())
 
     def _tick(self, target: np.ndarray, *, model_order: bool) -> None:
         ctl = self.control
-        if self._pending_agent is not None:
-            self.agent, self._pending_agent = self._pending_agent, None
-            self.agent.reset()
+        self._take_pending_agent()
         if self._reset_history:
             self._reset_history = False
             self.agent.reset()
@@ -256,6 +314,11 @@ class Worker:
             self.trace.append(
                 self.time_s, full, self._self_desc, ctl.output_0to1, self._frame[NOTE_INDEX], self._frame[GATE_INDEX]
             )
+
+    def _take_pending_agent(self) -> None:
+        while self._swaps:
+            self.agent = self._swaps.popleft()
+            self.agent.reset()
 
     def _follow_note(self, descriptors: np.ndarray) -> None:
         pitch = float(descriptors[self._idx_pitch]) if self._idx_pitch >= 0 else math.nan
