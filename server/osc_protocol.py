@@ -57,6 +57,8 @@ ADDR_GATE = "/serumlite/gate"
 ADDR_WEK_OUTPUTS = "/wek/outputs"
 
 MAX_FEATURES = 256  # longest accepted /agent/features or /wek/inputs list
+# What patches/serumlite_features.pd sends as /agent/features, in order (SPEC descriptor names).
+PD_FEATURE_NAMES: tuple[str, ...] = ("rms_db", "centroid", "pitch_hz", "pitch_confidence")
 MAX_STRING_CHARS = 4096  # longest accepted path argument
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -1,0 +1,248 @@
+"""Builds `patches/serumlite.pd`: OSC in -> `[s sl-<name>]` per parameter -> a Serum-lite-like voice.
+
+Input: the parameter table (`synth.params.PARAMS`: names, ranges, curves, defaults) and ports.
+Output: the patch text. Vanilla Pd only: `[netreceive -u -b] -> [oscparse] -> [route ...]` for
+`/serumlite/params` (24 floats), `/serumlite/<name>`, `/serumlite/note`, `/serumlite/gate`; toggles
+and buttons that send `/agent/enable`, `/agent/hold`, `/agent/reset`, `/agent/step_size`,
+`/server/ping` through `[oscformat] -> [netsend -u -b]`; and the voice: two morphing oscillators
+(sine -> saw -> square -> triangle, with a unison pair each), noise, `[bob~]` ladder low-pass with
+the table's log cutoff and a mod envelope, amp envelope from `[vline~]`, LFO to pitch/filter/amp.
+"""
+
+from __future__ import annotations
+
+from patches.pd_writer import PdPatch
+from synth.params import PARAMS, ParamSpec, param
+
+PREFIX = "sl-"
+LFO_DEPTHS = "($f1==0)*2 ; ($f1==1)*2 ; ($f1==2)*0.5"  # pitch +-2 st, filter +-2 oct, amp +-50 %
+RESONANCE = "4*(1 - 1/(2*{v}))"
+MORPH = "$f2*cos($v1*6.283185) + $f3*(2*$v1-1) + $f4*(($v1<0.5)*2-1) + $f5*(1-4*abs($v1-0.5))"
+
+
+def num(value: float) -> str:
+    """A compact, stable number for expressions."""
+    return f"{value:.6g}"
+
+
+def phys_expr(spec: ParamSpec, var: str = "$f1") -> str:
+    """The table's normalized -> physical mapping as a Pd [expr] expression (clamped, snapped)."""
+    x = f"min(max({var}, 0), 1)"
+    if spec.snap:
+        steps = spec.n_steps - 1
+        return f"{num(spec.low)} + rint({x}*{steps})*{num((spec.high - spec.low) / steps)}"
+    if spec.curve == "log":
+        return f"{num(spec.low)}*pow({num(spec.high / spec.low)}, {x})"
+    return f"{num(spec.low)} + {x}*{num(spec.high - spec.low)}"
+
+
+class Builder:
+    """Helpers that keep the voice readable: receives mapped to physical values, hot/cold joins."""
+
+    def __init__(self, patch: PdPatch) -> None:
+        self.p = patch
+
+    def physical(self, name: str, x: int, y: int, scale: str = "", template: str = "") -> int:
+        """`[r sl-<name>] -> [expr <mapping>]`; `scale` (e.g. `*1000`) is appended, or `template`
+        (e.g. `{v}*2 ; {v}+1` for two outlets) has `{v}` replaced by the physical value."""
+        value = f"({phys_expr(param(name))})"
+        receive = self.p.obj(x, y, f"r {PREFIX}{name}")
+        mapped = self.p.obj(x, y + 25, "expr " + (template.format(v=value) if template else value + scale))
+        self.p.connect(receive, 0, mapped, 0)
+        return mapped
+
+    def join(self, sources: list[tuple[int, int]], sink: int) -> None:
+        """Feed sources into inlets 0..n of `sink`; a cold inlet's new value also re-evaluates the sink.
+
+        Source k > 0 goes through `[t b f]`: the float to inlet k first, then a bang to inlet 0."""
+        for k, (box, outlet) in enumerate(sources):
+            if k == 0:
+                self.p.connect(box, outlet, sink, 0)
+                continue
+            trigger = self.p.obj(self.p_x(sink) + 60 * k, self.p_y(sink) - 25, "t b f")
+            self.p.connect(box, outlet, trigger, 0)
+            self.p.connect(trigger, 1, sink, k)
+            self.p.connect(trigger, 0, sink, 0)
+
+    def p_x(self, box: int) -> int:
+        return int(self.p.lines[box].split()[2])
+
+    def p_y(self, box: int) -> int:
+        return int(self.p.lines[box].split()[3])
+
+    def envelope(self, names: tuple[str, str, str, str], gate: int, x: int, y: int) -> int:
+        """ADSR `[vline~]`: gate 1 -> `1 A, S D A`; gate 0 -> `0 R` (times from the table, ms)."""
+        attack, decay, sustain, release = names
+        sel = self.p.obj(x, y, "sel 0")
+        self.p.connect(gate, 0, sel, 0)
+        on = self.p.obj(x + 60, y + 110, "pack 0 0 0 0")
+        self.p.connect(sel, 1, on, 0)
+        for inlet, (name, scale) in enumerate(((attack, "*1000"), (decay, "*1000"), (sustain, "")), start=1):
+            self.p.connect(self.physical(name, x + 60 + 150 * inlet, y + 30, scale), 0, on, inlet)
+        off = self.p.obj(x, y + 140, "pack 0 0")
+        self.p.connect(sel, 0, off, 0)
+        self.p.connect(self.physical(release, x + 660, y + 30, "*1000"), 0, off, 1)
+        attack_msg = self.p.msg(x + 60, y + 140, "1 $2, $4 $3 $2")
+        release_msg = self.p.msg(x, y + 170, "0 $2")
+        line = self.p.obj(x, y + 200, "vline~")
+        self.p.chain(on, attack_msg, line)
+        self.p.chain(off, release_msg, line)
+        return line
+
+
+def osc_in(p: PdPatch, listen_port: int) -> None:
+    """`/serumlite/...` -> one `[s sl-<name>]` per parameter, in wire order, plus note and gate."""
+    p.text(20, 10, f"OSC in (port {listen_port}): /serumlite/params 24 f | /serumlite/<name> f | note f | gate f")
+    receive = p.obj(20, 40, f"netreceive -u -b {listen_port}")
+    parse = p.obj(20, 70, "oscparse")
+    trim = p.obj(20, 100, "list trim")
+    top = p.obj(20, 130, "route serumlite")
+    names = " ".join(spec.name for spec in PARAMS)
+    route = p.obj(20, 160, f"route params note gate {names}")
+    unpack = p.obj(20, 190, "unpack" + " f" * len(PARAMS))
+    p.chain(receive, parse, trim, top, route, unpack)
+    for spec in PARAMS:
+        send = p.obj(20 + 150 * (spec.index % 6), 230 + 30 * (spec.index // 6), f"s {PREFIX}{spec.name}")
+        p.connect(unpack, spec.index, send, 0)
+        p.connect(route, 3 + spec.index, send, 0)
+    for outlet, name in ((1, "note"), (2, "gate")):
+        p.connect(route, outlet, p.obj(20 + 150 * (outlet - 1), 360, f"s {PREFIX}{name}"), 0)
+
+
+def controls(p: PdPatch, server_host: str, server_port: int, x: int = 940, y: int = 40) -> None:
+    """Buttons for the server: enable, hold, reset, step size, ping -> `[oscformat]` -> netsend.
+
+    Each widget also listens on `sl-ui-<label>` (e.g. `pd -send "sl-ui-enable 1"` presses it)."""
+    p.text(x, y - 30, f"to the server ({server_host}:{server_port})")
+    to_wire = p.obj(x, y + 330, "list prepend send")
+    trim = p.obj(x, y + 360, "list trim")
+    netsend = p.obj(x, y + 390, "netsend -u -b")
+    connect = p.msg(x + 150, y + 330, f"connect {server_host} {server_port}")
+    load = p.obj(x + 150, y + 300, "loadbang")
+    p.chain(to_wire, trim, netsend)
+    p.chain(load, connect, netsend)
+    widgets = (
+        (p.toggle, "enable", "agent enable"),
+        (p.toggle, "hold", "agent hold"),
+        (p.bang, "reset", "agent reset"),
+        (p.hslider, "step_size", "agent step_size"),
+        (p.bang, "ping", "server ping"),
+    )
+    for k, (make, label, address) in enumerate(widgets):
+        widget = make(x, y + 55 * k, label, receive=f"{PREFIX}ui-{label}")
+        fmt = p.obj(x + 170, y + 55 * k + 20, f"oscformat {address}")
+        p.chain(widget, fmt, to_wire)
+
+
+def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
+    """The Serum-lite-like voice; every parameter arrives on `[r sl-<name>]` (0..1)."""
+    b = Builder(p)
+    p.text(x, y - 20, "voice: 2 morphing oscillators (+unison pair), noise, bob~ low-pass, ADSR, LFO")
+    note = p.obj(x, y, f"r {PREFIX}note")
+    gate = p.obj(x + 900, y, f"r {PREFIX}gate")
+    detune = b.physical("unison_detune", x + 120, y)
+    voices = b.physical("unison_voices", x + 260, y)
+    # LFO: rate, amount, routing depths (pitch semitones, filter octaves, amp fraction)
+    lfo = p.obj(x + 1100, y + 60, "osc~")
+    p.connect(b.physical("lfo_rate", x + 1100, y), 0, lfo, 0)
+    lfo_amt = p.obj(x + 1100, y + 90, "*~ 0")
+    p.connect(lfo, 0, lfo_amt, 0)
+    p.connect(b.physical("lfo_amount", x + 1250, y), 0, lfo_amt, 1)
+    depths = p.obj(x + 1250, y + 90, f"expr {LFO_DEPTHS}")
+    p.connect(b.physical("lfo_target", x + 1400, y), 0, depths, 0)
+    pitch_mod = p.obj(x + 1100, y + 130, "expr~ pow(2, $v1*$f2/12)")
+    p.connect(lfo_amt, 0, pitch_mod, 0)
+    p.connect(depths, 0, pitch_mod, 1)
+    mix = p.obj(x, y + 560, "*~ 1")  # every source is summed into this inlet
+    for k, osc in enumerate(("osc1", "osc2")):
+        ox, oy = x + 560 * k, y + 80
+        hz = p.obj(ox, oy + 60, "expr mtof($f1) ; mtof($f1)*pow(2, $f2/1200) ; mtof($f1)*pow(2, -$f2/1200)")
+        if osc == "osc1":
+            b.join([(note, 0), (detune, 0)], hz)
+        else:
+            pitch = p.obj(ox, oy + 30, "expr $f1 + $f2 + $f3/100")
+            semitones = b.physical("osc2_semitones", ox + 150, oy - 50)
+            b.join([(note, 0), (semitones, 0), (b.physical("osc2_fine", ox + 300, oy - 50), 0)], pitch)
+            b.join([(pitch, 0), (detune, 0)], hz)
+        weights = p.obj(ox + 200, oy + 120, "expr " + " ; ".join(f"max(0, 1-abs($f1-{i}))" for i in range(4)))
+        p.connect(b.physical(f"{osc}_wave", ox + 200, oy + 60), 0, weights, 0)
+        gains = p.obj(ox + 380, oy + 120, "expr $f1/(1+($f2-1)/3) ; $f1*($f2-1)/6/(1+($f2-1)/3)")
+        b.join([(b.physical(f"{osc}_level", ox + 380, oy + 60), 0), (voices, 0)], gains)
+        for copy in range(3):
+            cx, cy = ox + 130 * copy, oy + 180
+            freq = p.obj(cx, cy, "*~ 0")
+            p.connect(pitch_mod, 0, freq, 0)
+            p.connect(hz, copy, freq, 1)
+            phase = p.obj(cx, cy + 30, "phasor~")
+            shape = p.obj(cx, cy + 60, f"expr~ {MORPH}")
+            p.chain(freq, phase, shape)
+            for w in range(4):
+                p.connect(weights, w, shape, 1 + w)
+            level = p.obj(cx, cy + 90, "*~ 0")
+            p.connect(shape, 0, level, 0)
+            p.connect(gains, 0 if copy == 0 else 1, level, 1)
+            p.connect(level, 0, mix, 0)
+    noise = p.obj(x + 1120, y + 300, "noise~")
+    noise_gain = p.obj(x + 1120, y + 330, "*~ 0")
+    p.connect(noise, 0, noise_gain, 0)
+    p.connect(b.physical("noise_level", x + 1250, y + 270), 0, noise_gain, 1)
+    p.connect(noise_gain, 0, mix, 0)
+    # filter: cutoff (log, from the table) * 2^(env_amount * mod_env + lfo filter depth * lfo)
+    mod_env = b.envelope(("mod_attack", "mod_decay", "mod_sustain", "mod_release"), gate, x + 900, y + 40)
+    cutoff = p.obj(x + 560, y + 600, "expr~ min(max($f3*pow(2, $f4*$v1 + $f5*$v2), 20), 18000)")
+    p.connect(mod_env, 0, cutoff, 0)
+    p.connect(lfo_amt, 0, cutoff, 1)
+    p.connect(b.physical("filter_cutoff", x + 560, y + 540), 0, cutoff, 2)
+    p.connect(b.physical("filter_env_amount", x + 760, y + 540), 0, cutoff, 3)
+    p.connect(depths, 1, cutoff, 4)
+    # [bob~] (vanilla's Moog ladder; [vcf~]'s low-pass is silent below Q 1): resonance 0..3.9 from
+    # the table's Q (0.5 -> 0, 20 -> 3.9) and the ladder's passband loss made up by (1 + resonance)
+    ladder = p.obj(x, y + 640, "bob~")
+    p.connect(mix, 0, ladder, 0)
+    p.connect(cutoff, 0, ladder, 1)
+    resonance = b.physical("filter_resonance", x + 200, y + 580, template=f"{RESONANCE} ; 1 + {RESONANCE}")
+    p.connect(resonance, 0, ladder, 2)
+    makeup = p.obj(x, y + 660, "*~ 1")
+    p.connect(ladder, 0, makeup, 0)
+    p.connect(resonance, 1, makeup, 1)
+    # amp: ADSR, LFO tremolo, master volume, clip, out
+    amp_env = b.envelope(("amp_attack", "amp_decay", "amp_sustain", "amp_release"), gate, x + 900, y + 300)
+    amp = p.obj(x, y + 680, "*~")
+    p.connect(makeup, 0, amp, 0)
+    p.connect(amp_env, 0, amp, 1)
+    tremolo = p.obj(x + 200, y + 680, "expr~ 1 + $f2*$v1")
+    p.connect(lfo_amt, 0, tremolo, 0)
+    p.connect(depths, 2, tremolo, 1)
+    trem = p.obj(x, y + 710, "*~")
+    p.connect(amp, 0, trem, 0)
+    p.connect(tremolo, 0, trem, 1)
+    master = p.obj(x, y + 740, "*~ 0")
+    p.connect(trem, 0, master, 0)
+    p.connect(b.physical("master_volume", x + 200, y + 740), 0, master, 1)
+    clip = p.obj(x, y + 770, "clip~ -1 1")
+    dac = p.obj(x, y + 800, "dac~")
+    p.chain(master, clip, dac)
+    p.connect(clip, 0, dac, 1)
+    meter = p.obj(x + 200, y + 800, "env~ 4096 2048")
+    to_db = p.obj(x + 200, y + 830, "- 100")
+    p.chain(clip, meter, to_db, p.obj(x + 200, y + 860, f"s {PREFIX}out-db"))
+    p.floatatom(x + 400, y + 830, label="out_dBFS", receive=f"{PREFIX}out-db")
+
+
+def defaults(p: PdPatch, x: int = 940, y: int = 480) -> None:
+    """On load: every parameter to the table's default, DSP on (the server overrides the values)."""
+    load = p.obj(x, y, "loadbang")
+    values = " ; ".join(f"{PREFIX}{spec.name} {num(spec.default_0to1)}" for spec in PARAMS)
+    init = p.msg(x, y + 30, f"; {values} ; {PREFIX}note 60 ; pd dsp 1")
+    p.connect(load, 0, init, 0)
+
+
+def build(listen_port: int = 9001, server_host: str = "127.0.0.1", server_port: int = 9000) -> str:
+    """The complete `serumlite.pd` text."""
+    p = PdPatch(width=1500, height=1000)
+    p.text(1200, 10, "generated by patches/generate.py from synth/params.py: do not edit by hand")
+    osc_in(p, listen_port)
+    controls(p, server_host, server_port)
+    voice(p)
+    defaults(p)
+    return p.render()

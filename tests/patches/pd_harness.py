@@ -1,0 +1,90 @@
+"""Helpers for the Pure Data tests: free UDP ports, a headless `pd` process, and an echo helper
+patch (test-only) that sends what the `sl-*` receive names carry back over OSC."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from patches.pd_writer import PdPatch
+from synth.params import PARAMS
+
+PD_FLAGS = ["-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr", "-sleepgrain", "1", "-r", "48000"]
+PD_ERRORS = ("couldn't create", "connection failed", "error", "syntax error", "bad arguments")
+
+
+def free_udp_port() -> int:
+    """A UDP port that nothing listens on right now (bound and released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def echo_helper(echo_port: int) -> str:
+    """A patch that sends `/echo/params` (24 f, wire order), `/echo/note`, `/echo/gate` and
+    `/echo/outdb` to 127.0.0.1:echo_port whenever the `sl-*` receive names carry a value."""
+    p = PdPatch()
+    to_wire = p.obj(20, 500, "list prepend send")
+    trim = p.obj(20, 530, "list trim")
+    netsend = p.obj(20, 560, "netsend -u -b")
+    p.chain(to_wire, trim, netsend)
+    load = p.obj(300, 470, "loadbang")
+    connect = p.msg(300, 500, f"connect 127.0.0.1 {echo_port}")
+    p.chain(load, connect, netsend)
+    pack = p.obj(20, 400, "pack" + " f" * len(PARAMS))
+    for spec in PARAMS:  # inlet 0 (osc1_wave) is hot: [unpack] delivers it last
+        p.connect(
+            p.obj(20 + 120 * (spec.index % 8), 20 + 30 * (spec.index // 8), f"r sl-{spec.name}"), 0, pack, spec.index
+        )
+    p.chain(pack, p.obj(20, 430, "oscformat echo params"), to_wire)
+    for k, name in enumerate(("note", "gate", "out-db")):
+        receive = p.obj(20 + 200 * k, 200, f"r sl-{name}")
+        p.chain(receive, p.obj(20 + 200 * k, 230, f"oscformat echo {name.replace('-', '')}"), to_wire)
+    return p.render()
+
+
+class PdProcess:
+    """A running headless Pd; `stderr()` returns what it printed so far (after stop)."""
+
+    def __init__(self, patches: list[Path], sends: list[str], log_path: Path) -> None:
+        pd = shutil.which("pd")
+        if pd is None:
+            pytest.fail("Pure Data is not installed: apt-get install -y --no-install-recommends puredata-core")
+        args = [pd, *PD_FLAGS]
+        for patch in patches:
+            args += ["-open", str(patch)]
+        for message in sends:
+            args += ["-send", message]
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(log_path.parent))
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        self._log.close()
+        return self.log_path.read_text(errors="replace")
+
+
+def pd_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if any(marker in line for marker in PD_ERRORS)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()

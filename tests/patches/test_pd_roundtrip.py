@@ -1,0 +1,189 @@
+"""Real Pure Data (headless) round trips with the Python OSC side, on free ports.
+
+- serumlite.pd: OscOut -> Pd -> `[s sl-<name>]` -> echo helper -> Python (values, order, note, gate);
+  the voice sounds with the gate on and the default frame, is silent with every source at 0;
+  its buttons reach the real Dispatcher (`/agent/enable`, `/agent/hold`, `/agent/step_size`, ...).
+- serumlite_features.pd: its test tone's descriptors arrive through OscServer + Dispatcher.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from pythonosc.osc_message import OscMessage
+
+from patches import features_pd, serumlite_pd
+from server.config import OscSettings
+from server.osc_io import OscOut, OscServer
+from server.osc_protocol import PD_FEATURE_NAMES, Dispatcher, encode_message
+from synth.params import N_PARAMS, PARAM_INDEX, default_vector
+from tests.patches.pd_harness import echo_helper, free_udp_port, pd_errors, wait_until
+
+pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
+
+
+class Recorder:
+    """A ServerControl that records calls (thread-safe enough: appends from the OSC thread)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def _add(self, name: str, *args: object) -> None:
+        self.calls.append((name, args))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in list(self.calls)]
+
+    def set_enabled(self, on: bool) -> None:
+        self._add("set_enabled", on)
+
+    def set_hold(self, on: bool) -> None:
+        self._add("set_hold", on)
+
+    def load_model(self, path: str) -> str:
+        self._add("load_model", path)
+        return path
+
+    def set_step_size(self, step_0to1: float) -> None:
+        self._add("set_step_size", step_0to1)
+
+    def reset(self) -> None:
+        self._add("reset")
+
+    def set_param(self, index: int, value_0to1: float) -> None:
+        self._add("set_param", index, value_0to1)
+
+    def load_preset(self, path: str) -> None:
+        self._add("load_preset", path)
+
+    def set_external_features(self, values: np.ndarray) -> None:
+        self._add("set_external_features", values)
+
+    def stats(self) -> dict[str, object]:
+        return {}
+
+
+class EchoListener:
+    """Collects `/echo/...` messages from the helper patch on a background thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self.messages: list[OscMessage] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(OscMessage(self.sock.recv(65535)))
+            except TimeoutError:
+                continue
+
+    def last(self, address: str) -> list[object] | None:
+        found = [m.params for m in list(self.messages) if m.address == address]
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoListener]:
+    listener = EchoListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Recorder, Dispatcher, int]]:
+    control = Recorder()
+    dispatcher = Dispatcher(control, OscSettings())  # type: ignore[arg-type]
+    with OscServer(dispatcher, [("127.0.0.1", 0)]) as osc_server:
+        yield control, dispatcher, osc_server.addresses[0][1]
+
+
+def test_serumlite_patch_round_trip(run_pd: Callable, echo: EchoListener, server) -> None:
+    control, dispatcher, server_port = server
+    pd_port = free_udp_port()
+    sends = ["sl-ui-enable 1", "sl-ui-hold 1", "sl-ui-step_size 0.25", "sl-ui-reset bang", "sl-ui-ping bang"]
+    pd = run_pd(
+        {"serumlite.pd": serumlite_pd.build(pd_port, "127.0.0.1", server_port), "echo.pd": echo_helper(echo.port)},
+        sends=sends,
+    )
+    out = OscOut(OscSettings(send_port=pd_port))
+    try:
+        frame = default_vector()
+        frame[PARAM_INDEX["filter_cutoff"]] = 0.123  # a distinctive value in the middle of the frame
+
+        def frame_echoed() -> bool:
+            out.send_params(frame)
+            return echo.last("/echo/params") is not None
+
+        assert wait_until(frame_echoed, 5.0), "no /echo/params from Pd"
+        np.testing.assert_array_equal(np.array(echo.last("/echo/params"), dtype=np.float32), frame)
+        assert len(echo.last("/echo/params")) == N_PARAMS
+        # per-parameter messages reach the same receive names
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.sendto(encode_message("/serumlite/filter_cutoff", [0.75]), ("127.0.0.1", pd_port))
+        probe.sendto(encode_message("/serumlite/osc1_wave", [0.5]), ("127.0.0.1", pd_port))
+        probe.close()
+        assert wait_until(lambda: (echo.last("/echo/params") or [0])[0] == 0.5, 2.0)
+        assert echo.last("/echo/params")[PARAM_INDEX["filter_cutoff"]] == 0.75
+        # note and gate: the voice sounds, then releases
+        out.send_params(default_vector())
+        out.send_note(64.0)
+        out.send_gate(True)
+        assert wait_until(lambda: echo.last("/echo/note") == [64.0] and echo.last("/echo/gate") == [1.0], 2.0)
+        assert wait_until(lambda: (echo.last("/echo/outdb") or [-100.0])[0] > -40.0, 3.0), echo.last("/echo/outdb")
+        silent = default_vector()
+        for name in ("osc1_level", "osc2_level", "noise_level"):
+            silent[PARAM_INDEX[name]] = 0.0
+        out.send_params(silent)
+        assert wait_until(lambda: echo.last("/echo/outdb")[0] < -90.0, 3.0), echo.last("/echo/outdb")
+        out.send_params(default_vector())
+        assert wait_until(lambda: echo.last("/echo/outdb")[0] > -40.0, 3.0)
+        out.send_gate(False)
+        assert wait_until(lambda: echo.last("/echo/outdb")[0] < -90.0, 3.0), echo.last("/echo/outdb")
+        # the patch's buttons reached the real dispatcher
+        assert wait_until(lambda: dispatcher.dispatched >= len(sends), 3.0), control.calls
+    finally:
+        out.close()
+        log = pd.stop()
+    assert pd_errors(log) == [], log
+    assert ("set_enabled", (True,)) in control.calls and ("set_hold", (True,)) in control.calls
+    assert ("set_step_size", (0.25,)) in control.calls and ("reset", ()) in control.calls
+    assert dispatcher.rejected_total == 0, dispatcher.counters()
+
+
+def test_features_patch_sends_descriptors_to_the_dispatcher(run_pd: Callable, server) -> None:
+    control, dispatcher, server_port = server
+    pd = run_pd(
+        {"serumlite_features.pd": features_pd.build("127.0.0.1", server_port)},
+        sends=["sl-features-tone 1", "sl-features-tone-hz 440"],
+    )
+
+    def latest() -> list[float] | None:
+        got = [args[0] for name, args in list(control.calls) if name == "set_external_features"]
+        return got[-1].tolist() if len(got) > 10 else None  # past the first hops (window filling)
+
+    try:
+        assert wait_until(lambda: latest() is not None, 5.0), "no /agent/features from Pd"
+    finally:
+        log = pd.stop()
+    assert pd_errors(log) == [], log
+    values = dict(zip(PD_FEATURE_NAMES, latest(), strict=True))
+    assert values["rms_db"] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.3)  # a 0.5 sine
+    assert values["centroid"] == pytest.approx(440.0, rel=0.03)
+    assert values["pitch_hz"] == pytest.approx(440.0, rel=0.01)
+    assert values["pitch_confidence"] == 1.0
+    assert dispatcher.rejected_total == 0, dispatcher.counters()
