@@ -65,6 +65,7 @@ class ImitateSettings:
     random_targets: int = 64  # size of the pool of random presets for static/dynamic_random targets
     window_s: float = 0.1  # render path: length of the rendered snapshot per step
     corpus_frac: float = 0.5  # mixed mode: share of corpus episodes (the rest static/dynamic random)
+    proxy_dir: str = "models/proxy"  # descriptor_source: proxy reads the neural proxy from this folder
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class ImitateEnv(gym.Env):
         )
         self.scale = (scale or corpus_scale(self.corpus)).subset(self.descriptor_names)
         self.describer = describer or make_describer(
-            im.descriptor_source, self.settings.synth, self.settings.features, im.window_s
+            im.descriptor_source, self.settings.synth, self.settings.features, im.window_s, im.proxy_dir
         )
         weights = reward_weights(self.descriptor_names, self.reward_names, im.reward_weights)
         self.reward_fn = ImitationReward(

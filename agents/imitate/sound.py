@@ -7,7 +7,8 @@ Two sources (setting `imitate.descriptor_source`):
 - `render`: `synth.render.render_batch` renders a short snapshot (`imitate.window_s`, note held)
   and `features.batch.describe_batch` analyses it; the frame is the mean of the last two analysis
   frames (past the attack). A closed gate gives the descriptors of silence (computed once).
-- `proxy`: the neural proxy of `agents.proxy` predicts the same frame without rendering.
+- `proxy`: the neural proxy (`agents.proxy.Proxy`, folder `imitate.proxy_dir`) predicts the
+  descriptors it was trained on without rendering (the others come from a rendered reference).
 
 Shared by the environment (B = 1 per step), the random targets, the static-preset and
 nearest-neighbour baselines (large B).
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from features.config import FeatureSettings
-from features.names import DESCRIPTOR_NAMES, N_DESCRIPTORS
+from features.names import INDEX, N_DESCRIPTORS
 from synth.config import SynthSettings
 
 SNAPSHOT_FRAMES = 2  # analysis frames averaged at the end of a snapshot
@@ -85,31 +86,45 @@ class RenderDescriber:
 
 
 class ProxyDescriber:
-    """The neural proxy (agents.proxy) in place of render + analyze."""
+    """The neural proxy (`agents.proxy.Proxy`, folder `imitate.proxy_dir`) in place of render + analyze.
 
-    def __init__(self, synth: SynthSettings, features: FeatureSettings) -> None:
-        from agents.proxy import load_proxy
+    Descriptors the proxy does not predict are taken from a rendered reference (the start preset
+    at the default note), so only the proxy's own names follow the parameters.
+    """
 
-        self.proxy = load_proxy()
+    def __init__(self, synth: SynthSettings, features: FeatureSettings, proxy_dir: str) -> None:
+        from agents.proxy import Proxy
+
+        self.proxy = Proxy.load(proxy_dir)
         self.features = features
+        self.columns = np.array([INDEX[n] for n in self.proxy.descriptor_names], dtype=np.intp)
         window_s = max(0.1, 2 * features.window_length / features.sample_rate_hz)
         self._render = RenderDescriber(synth, features, window_s=window_s)
+        self._reference: np.ndarray | None = None
 
     def describe(self, params_0to1: np.ndarray, notes_midi: np.ndarray, gates: np.ndarray) -> np.ndarray:
         params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
         notes = np.atleast_1d(np.asarray(notes_midi, dtype=np.float32))
         gates = np.atleast_1d(np.asarray(gates, dtype=bool))
-        out = np.empty((params.shape[0], len(DESCRIPTOR_NAMES)), dtype=np.float64)
+        if self._reference is None:
+            from synth.params import default_vector
+
+            self._reference = self._render.describe(default_vector()[None, :], np.array([60.0]), np.array([True]))[0]
+        out = np.repeat(self._reference[None, :], params.shape[0], axis=0)
         out[~gates] = self._render.silence()
         on = np.flatnonzero(gates)
         if on.size:
-            out[on] = np.asarray(self.proxy.predict(params[on], notes[on]), dtype=np.float64)
+            with torch.no_grad():
+                pred = self.proxy.predict(torch.from_numpy(params[on]), torch.from_numpy(notes[on]))
+            out[np.ix_(on, self.columns)] = pred.double().numpy()
         return out
 
 
-def make_describer(source: str, synth: SynthSettings, features: FeatureSettings, window_s: float) -> SoundDescriber:
+def make_describer(
+    source: str, synth: SynthSettings, features: FeatureSettings, window_s: float, proxy_dir: str = "models/proxy"
+) -> SoundDescriber:
     if source == "render":
         return RenderDescriber(synth, features, window_s)
     if source == "proxy":
-        return ProxyDescriber(synth, features)
+        return ProxyDescriber(synth, features, proxy_dir)
     raise ValueError(f"unknown imitate.descriptor_source '{source}' (known: render, proxy)")

@@ -86,7 +86,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         corpus = load_corpus(corpus_dir, required=expand(settings.imitate.features_keep))
         describer = make_describer(
-            settings.imitate.descriptor_source, settings.synth, settings.features, settings.imitate.window_s
+            settings.imitate.descriptor_source,
+            settings.synth,
+            settings.features,
+            settings.imitate.window_s,
+            settings.imitate.proxy_dir,
         )
         train_env = DummyVecEnv([lambda: Monitor(_make(settings, corpus, describer))])
         eval_env = _make(settings, corpus, describer, mode="corpus")

@@ -165,3 +165,41 @@ def test_bad_settings_and_corpus_give_clear_errors(corpus_dir: Path, tmp_path: P
     (bad / "features" / "x.csv").write_text("centroid\n1\n2\n")
     with pytest.raises(ValueError, match="x.csv"):
         ImitateEnv(load_settings(), bad, describer=FakeDescriber())
+
+
+def test_render_source_uses_the_real_synth(corpus_dir: Path) -> None:
+    """The default source renders + analyses: louder master volume -> higher loudness, env checker passes."""
+    env = ImitateEnv(load_settings(), corpus_dir)
+    sb3_check_env(env, warn=True)
+    env.reset(seed=0, options={"start": "preset", "mode": "corpus", "track": 0, "frame": 0})
+    from features.names import INDEX
+
+    env.params[23] = 0.2
+    env.step(np.zeros(8, dtype=np.float32))
+    quiet = env._agent[INDEX["loudness_db"]]
+    env.params[23] = 0.9
+    env.step(np.zeros(8, dtype=np.float32))
+    assert env._gate and env._agent[INDEX["loudness_db"]] > quiet + 3.0
+
+
+def test_proxy_source_predicts_with_the_proxy(corpus_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from agents.proxy import Proxy
+    from features.names import INDEX
+
+    torch.manual_seed(0)
+    proxy = Proxy(("loudness_db", "centroid"), hidden=(8,))
+    proxy.meta = {}
+    proxy.save(tmp_path / "proxy")
+    settings = with_overrides(
+        load_settings(), {"imitate.descriptor_source": "proxy", "imitate.proxy_dir": str(tmp_path / "proxy")}
+    )
+    env = ImitateEnv(settings, corpus_dir)
+    gym_check_env(env, skip_render_check=True)
+    env.reset(seed=0, options={"mode": "static_random"})
+    params = env.params.copy()
+    expected = proxy.predict(torch.from_numpy(params[None, :]), torch.tensor([env._note])).detach().numpy()[0]
+    np.testing.assert_allclose(env._agent[[INDEX["loudness_db"], INDEX["centroid"]]], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="nowhere"):
+        ImitateEnv(with_overrides(settings, {"imitate.proxy_dir": str(tmp_path / "nowhere")}), corpus_dir)
