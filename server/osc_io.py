@@ -213,6 +213,9 @@ class OscServer:
         except (OSError, ValueError):
             self._close_sockets()
             raise
+        wide = [f"{h}:{p}" for h, p in self.addresses if not h.startswith("127.")]
+        if wide and not self.dispatcher.allow:
+            log.warning("OSC listening on %s: only loopback peers are accepted (osc.allow is empty)", ", ".join(wide))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="osc-server", daemon=True)
         self._thread.start()

@@ -20,7 +20,7 @@ import logging
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -85,8 +85,9 @@ class ServerControl(Protocol):
 
     Called from the OSC thread, never from an audio callback. Arguments are already validated
     (numbers finite and in range, indices valid, paths non-empty). Methods that can fail on their
-    input raise `ValueError` with a one-line reason; the dispatcher replies `/agent/error s` with it
-    and counts the message as rejected. Any other exception is a bug: counted, logged, not raised.
+    input raise `ValueError` (or, for files, `OSError`) with a one-line reason; the dispatcher
+    counts the message as rejected and, for model and preset loads, replies `/agent/error s` with
+    the reason. Any other exception is a bug: counted (`handler_error`), logged once, not raised.
     """
 
     def set_enabled(self, on: bool) -> None:
@@ -109,7 +110,7 @@ class ServerControl(Protocol):
         """`/synth/param/<name>`: manual override of parameter `index` (wire order) to a 0..1 value."""
 
     def load_preset(self, path: str) -> None:
-        """`/synth/preset`: load a preset JSON file (ValueError with the reason if it cannot)."""
+        """`/synth/preset`: load a preset JSON file (ValueError or OSError with the reason if it cannot)."""
 
     def set_external_features(self, values: np.ndarray) -> None:
         """`/agent/features` or `/wek/inputs`: K external descriptors (float32, a fresh array).
@@ -330,10 +331,17 @@ class Dispatcher:
         path = _as_path(args[0])
         try:
             name = self.control.load_model(path)
-        except ValueError as exc:
-            reply(encode_message(ADDR_ERROR, [_one_line(f"model {path}: {exc}")]), sender)
-            raise MessageRejectedError("load_failed") from exc
+        except Exception as exc:
+            self._load_failed(f"model {path}", exc, sender, reply)
         reply(encode_message(ADDR_MODEL_LOADED, [str(name)]), sender)
+
+    def _load_failed(self, what: str, exc: Exception, sender: tuple[str, int], reply: Reply) -> NoReturn:
+        """Reply `/agent/error` in every case; a refused file (ValueError, OSError, KeyError) counts
+        as `load_failed`, anything else is re-raised (`handler_error`, logged)."""
+        reply(encode_message(ADDR_ERROR, [_one_line(f"{what}: {exc}")]), sender)
+        if isinstance(exc, ValueError | OSError | KeyError):
+            raise MessageRejectedError("load_failed") from exc
+        raise exc
 
     def _step_size(self, args: tuple[Arg, ...], sender: tuple[str, int], reply: Reply) -> None:
         _arity(args, 1)
@@ -360,9 +368,8 @@ class Dispatcher:
         path = _as_path(args[0])
         try:
             self.control.load_preset(path)
-        except ValueError as exc:
-            reply(encode_message(ADDR_ERROR, [_one_line(f"preset {path}: {exc}")]), sender)
-            raise MessageRejectedError("load_failed") from exc
+        except Exception as exc:
+            self._load_failed(f"preset {path}", exc, sender, reply)
 
     def _ping(self, args: tuple[Arg, ...], sender: tuple[str, int], reply: Reply) -> None:
         """Replies `/server/pong` with the ping's own arguments echoed (a sequence number, a time)."""

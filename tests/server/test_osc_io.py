@@ -102,6 +102,38 @@ def test_wekinator_mode_listens_on_both_ports(listener: socket.socket) -> None:
     assert OscServer(dispatcher).endpoints == [("127.0.0.1", 9000), ("127.0.0.1", 6448)]
 
 
+def _local_ip() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        ip = probe.getsockname()[0]
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("allowed", [False, True])
+def test_wide_binding_enforces_the_allow_list(allowed: bool, caplog: pytest.LogCaptureFixture) -> None:
+    ip = _local_ip()
+    if ip is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    control = Control()
+    dispatcher = Dispatcher(control, OscSettings(allow=(ip,) if allowed else ()))  # type: ignore[arg-type]
+    with OscServer(dispatcher, [("0.0.0.0", 0)]) as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        port = server.addresses[0][1]
+        peer.bind((ip, 0))
+        peer.sendto(encode_message("/agent/enable", [1]), (ip, port))
+        peer.sendto(encode_message("/agent/enable", [0]), ("127.0.0.1", port))  # from ip, to loopback: same peer
+        assert wait_for(lambda: dispatcher.datagrams == 2)
+    assert ("only loopback peers" in caplog.text) != allowed
+    if allowed:
+        assert control.enabled == [True, False] and dispatcher.rejected_total == 0
+    else:
+        assert control.enabled == [] and dispatcher.rejected["not_allowed"] == 2
+
+
 def test_bind_failure_names_the_address() -> None:
     blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     blocker.bind(("127.0.0.1", 0))

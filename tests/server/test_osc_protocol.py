@@ -133,6 +133,22 @@ def test_model_load_replies_loaded_or_error_to_sender() -> None:
     assert d.rejected["out_of_range"] == 1 and d.rejected["wrong_type"] == 1
 
 
+@pytest.mark.parametrize("error,reason", [(FileNotFoundError, "load_failed"), (RuntimeError, "handler_error")])
+def test_load_errors_other_than_value_error_still_reply(error: type[Exception], reason: str) -> None:
+    class Failing(FakeControl):
+        def load_preset(self, path: str) -> None:
+            raise error(f"{path}: nope")
+
+        def load_model(self, path: str) -> str:
+            raise error(f"{path}: nope")
+
+    d, _, replies = make(Failing())
+    send(d, replies, "/synth/preset", "x.json")
+    send(d, replies, "/agent/model", "models/x")
+    assert [m.address for m, _ in replies.sent] == ["/agent/error", "/agent/error"]
+    assert "x.json: nope" in replies.sent[0][0].params[0] and d.rejected[reason] == 2
+
+
 def test_step_size_range_and_int_accepted() -> None:
     d, control, replies = make()
     for value in (0.25, 1, 0):
