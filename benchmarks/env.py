@@ -1,0 +1,126 @@
+"""`python benchmarks/env.py --json`: vectorized preset-matching env steps/s vs a loop of single envs.
+
+Input: the number of environments (default 64), a curriculum stage (default 5: all parameters),
+a time budget per side. Output: one JSON object: `vector_env_steps_per_s` (one
+`PresetMatchVectorEnv` of N environments: one batched render + analysis per step, full
+observation), `single_env_loop_steps_per_s` (N `PresetMatchEnv`s stepped one after another in the
+same run), their `ratio`, the render and hearing milliseconds per batched step, the observation size,
+torch threads, and the target (>= 2,000 env-steps/s on 2 cores). Random actions; episodes reset
+themselves (auto-reset), as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.match.env import make_env
+from agents.match.vector import PresetMatchVectorEnv
+from settings import SettingsError, load_settings, with_overrides
+from synth.params import snap_vector
+
+TARGET_STEPS_PER_S = 2000
+
+
+def vector_rate(env: PresetMatchVectorEnv, budget_s: float) -> float:
+    env.reset(seed=0)
+    env.step(env.action_space.sample())  # warm-up
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < budget_s:
+        env.step(env.action_space.sample())
+        steps += env.num_envs
+    return steps / (time.perf_counter() - start)
+
+
+def single_loop_rate(envs: list, budget_s: float) -> float:
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+        env.action_space.seed(i)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < budget_s:
+        for env in envs:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+            steps += 1
+    return steps / (time.perf_counter() - start)
+
+
+def stage_ms(env: PresetMatchVectorEnv, repeats: int = 3) -> tuple[float, float]:
+    """Milliseconds per batched render and per batched hearing (features + loss) of N patches."""
+    engine = env.engine
+    x = torch.from_numpy(snap_vector(engine.x))
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(repeats):
+            audio = engine.renderer(x)
+        render_ms = (time.perf_counter() - start) / repeats * 1000
+        start = time.perf_counter()
+        for _ in range(repeats):
+            engine.hearing.hear(audio)
+            engine.hearing.loss(audio, engine.targets)
+        hear_ms = (time.perf_counter() - start) / repeats * 1000
+    return render_ms, hear_ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/env.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-envs", type=int, default=64, help="environments (default 64)")
+    parser.add_argument("--stage", type=int, default=5, help="curriculum stage (default 5: all parameters)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time budget per side (default 10)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--settings", type=Path, default=None, help="settings YAML (default: the repository's)")
+    args = parser.parse_args(argv)
+    if args.n_envs <= 0 or args.seconds <= 0:
+        print(f"error: --n-envs and --seconds must be > 0, got {args.n_envs}, {args.seconds}", file=sys.stderr)
+        return 2
+    try:
+        settings = with_overrides(load_settings(args.settings), {"match.stage": args.stage})
+    except (SettingsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    with tqdm(total=3, desc="benchmark env", disable=args.json) as bar:
+        vec = PresetMatchVectorEnv(args.n_envs, settings)
+        vec_per_s = vector_rate(vec, args.seconds)
+        render_ms, hear_ms = stage_ms(vec)
+        bar.update(1)
+        singles = [make_env(settings) for _ in range(args.n_envs)]
+        bar.update(1)
+        single_per_s = single_loop_rate(singles, args.seconds)
+        bar.update(1)
+    result = {
+        "vector_env_steps_per_s": round(vec_per_s, 1),
+        "single_env_loop_steps_per_s": round(single_per_s, 1),
+        "ratio": round(vec_per_s / single_per_s, 2),
+        "n_envs": args.n_envs,
+        "stage": args.stage,
+        "observation_size": int(vec.single_observation_space.shape[0]),
+        "render_ms_per_batch": round(render_ms, 2),
+        "hearing_ms_per_batch": round(hear_ms, 2),
+        "torch_threads": torch.get_num_threads(),
+        "target_steps_per_s": TARGET_STEPS_PER_S,
+        "meets_target": bool(vec_per_s >= TARGET_STEPS_PER_S),
+        "seconds_per_side": args.seconds,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0 if np.isfinite(vec_per_s) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
