@@ -4,18 +4,30 @@ Input: params_0to1 [B, 24] (wire order of `synth.params`), MIDI notes [B] (fract
 Output: audio [B, N] float, N = round(duration_s * sample_rate_hz), in (-1, 1).
 
 Signal flow per patch: two morphing wavetable oscillators (unison 1-7, osc2 transposed) + white
-noise -> resonant low-pass whose cutoff follows the mod envelope and the LFO (frame domain) with a DC
-blocker -> amp ADSR x LFO tremolo x master volume -> tanh soft clip. Differentiable in the continuous
-parameters, device-agnostic, deterministic for a seed (the seed only drives the noise).
+noise -> resonant low-pass whose cutoff follows the mod envelope and the LFO, with a DC blocker ->
+amp ADSR x LFO tremolo x master volume -> soft clip. Deterministic for a seed (it only drives the noise).
+
+Two paths, chosen by `backend`:
+- "torch": differentiable in the continuous parameters, any device; the filter runs in the frame
+  domain (STFT x the IIR's magnitude response, `synth.dsp.filter`).
+- "kernel": the streaming voice's numba kernel (`synth.dsp.kernel`), parallel over the batch, CPU,
+  no gradient, several times faster; the filter is the IIR itself, control signals every 2 ms,
+  and the noise comes from another generator.
+- "auto" (default): "torch" when a gradient is wanted (params require grad and grad mode is on)
+  or the params are not on the CPU, else "kernel".
+The two agree within the spectral tolerance stated in tests/synth/test_render_paths.py.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from synth.dsp.constants import FILTER_MAX_NYQUIST, FILTER_MIN_HZ, OSC_FADE_NYQUIST
 from synth.dsp.envelope import adsr
+from synth.dsp.fast import render_patches
 from synth.dsp.filter import frame_centres, lowpass_frames
 from synth.dsp.lfo import route
 from synth.dsp.oscillator import elapsed_s, unison_bank, unison_layout
@@ -24,10 +36,18 @@ from synth.dsp.wavetable import mip_level, patch_tables
 from synth.params import N_PARAMS, PARAM_INDEX
 
 _I = PARAM_INDEX
+Backend = Literal["auto", "torch", "kernel"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "kernel")
 
 
 def midi_to_hz(midi_notes: Tensor) -> Tensor:
     return 440.0 * torch.exp2((midi_notes - 69.0) / 12.0)
+
+
+def softclip(x: Tensor) -> Tensor:
+    """tanh-like rational soft clip, exactly +-1 with zero slope from |x| = 3 on (twin of kernel.softclip)."""
+    x = x.clamp(-3.0, 3.0)
+    return x * (27.0 + x * x) / (27.0 + 9.0 * x * x)
 
 
 def _check(params_0to1: Tensor, midi_notes: Tensor, sample_rate_hz: float, duration_s: float) -> None:
@@ -63,9 +83,34 @@ def render_batch(
     duration_s: float = 0.5,
     note_off_s: float | None = None,
     seed: int | None = 0,
+    backend: Backend = "auto",
 ) -> Tensor:
     """Render B patches; the gate is on from 0 to `note_off_s` (None: the whole render)."""
     _check(params_0to1, midi_notes, sample_rate_hz, duration_s)
+    if backend not in BACKENDS:
+        raise ValueError(f"render_batch: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    wants_grad = params_0to1.requires_grad and torch.is_grad_enabled()
+    if backend == "kernel" or (backend == "auto" and not wants_grad and params_0to1.device.type == "cpu"):
+        audio = render_patches(
+            params_0to1.detach().cpu().numpy(),
+            midi_notes.detach().cpu().numpy(),
+            sample_rate_hz=float(sample_rate_hz),
+            n_samples=max(1, round(duration_s * sample_rate_hz)),
+            note_off_s=note_off_s,
+            seed=seed,
+        )
+        return torch.from_numpy(audio).to(params_0to1.device)
+    return _render_torch(params_0to1, midi_notes, sample_rate_hz, duration_s, note_off_s, seed)
+
+
+def _render_torch(
+    params_0to1: Tensor,
+    midi_notes: Tensor,
+    sample_rate_hz: float,
+    duration_s: float,
+    note_off_s: float | None,
+    seed: int | None,
+) -> Tensor:
     dtype = params_0to1.dtype if params_0to1.is_floating_point() else torch.float32
     device = params_0to1.device
     params_0to1 = params_0to1.to(dtype)
@@ -106,4 +151,4 @@ def render_batch(
 
     amp_env = adsr(t_s, col["amp_attack"], col["amp_decay"], col["amp_sustain"], col["amp_release"], note_off_s)
     gain = amp_env * routing.amp_gain * col["master_volume"].unsqueeze(1)
-    return torch.tanh(filtered * gain)
+    return softclip(filtered * gain)

@@ -10,6 +10,7 @@ from synth.params import N_PARAMS, PARAM_INDEX, default_vector
 from synth.render import render_batch
 
 RATE = 16000
+BACKENDS = pytest.mark.parametrize("backend", ["torch", "kernel"])
 
 
 def patch(**values: float) -> torch.Tensor:
@@ -26,19 +27,21 @@ PLAIN = dict(
 )
 
 
-def test_shape_dtype_and_range() -> None:
+@BACKENDS
+def test_shape_dtype_and_range(backend: str) -> None:
     params = torch.rand(5, N_PARAMS, generator=torch.Generator().manual_seed(1))
-    audio = render_batch(params, torch.tensor([40.0, 50.0, 60.0, 70.0, 80.0]), duration_s=0.25)
+    audio = render_batch(params, torch.tensor([40.0, 50.0, 60.0, 70.0, 80.0]), duration_s=0.25, backend=backend)
     assert audio.shape == (5, 4000) and audio.dtype == torch.float32
     assert float(audio.abs().max()) <= 1.0
 
 
-def test_deterministic_for_a_seed_and_noise_follows_the_seed() -> None:
+@BACKENDS
+def test_deterministic_for_a_seed_and_noise_follows_the_seed(backend: str) -> None:
     params = patch(noise_level=0.8, unison_voices=1.0)
     note = torch.tensor([60.0])
-    a = render_batch(params, note, seed=3)
-    assert torch.equal(a, render_batch(params, note, seed=3))
-    assert not torch.equal(a, render_batch(params, note, seed=4))
+    a = render_batch(params, note, seed=3, backend=backend)
+    assert torch.equal(a, render_batch(params, note, seed=3, backend=backend))
+    assert not torch.equal(a, render_batch(params, note, seed=4, backend=backend))
 
 
 def test_bad_input_is_named() -> None:
@@ -48,9 +51,21 @@ def test_bad_input_is_named() -> None:
         render_batch(torch.zeros(2, N_PARAMS), torch.zeros(3))
     with pytest.raises(ValueError, match="duration_s"):
         render_batch(torch.zeros(1, N_PARAMS), torch.zeros(1), duration_s=0.0)
+    with pytest.raises(ValueError, match="backend"):
+        render_batch(torch.zeros(1, N_PARAMS), torch.zeros(1), backend="cuda-magic")  # type: ignore[arg-type]
 
 
-def test_no_nan_or_inf_on_corners_and_random_points() -> None:
+def test_auto_backend_picks_torch_for_gradients_and_the_kernel_otherwise() -> None:
+    params = patch(noise_level=0.0)
+    note = torch.tensor([60.0])
+    assert torch.equal(render_batch(params, note), render_batch(params, note, backend="kernel"))
+    with_grad = render_batch(params.clone().requires_grad_(True), note)
+    assert with_grad.requires_grad
+    assert torch.allclose(with_grad.detach(), render_batch(params, note, backend="torch"))
+
+
+@BACKENDS
+def test_no_nan_or_inf_on_corners_and_random_points(backend: str) -> None:
     gen = torch.Generator().manual_seed(0)
     corners = torch.stack([torch.zeros(N_PARAMS), torch.ones(N_PARAMS)])
     alternating = torch.tensor([[i % 2 for i in range(N_PARAMS)], [1 - i % 2 for i in range(N_PARAMS)]])
@@ -58,15 +73,16 @@ def test_no_nan_or_inf_on_corners_and_random_points() -> None:
     params = torch.cat([corners, alternating.float(), random_corners.float(), torch.rand(16, N_PARAMS, generator=gen)])
     notes = torch.tensor([0.0, 127.0] * (params.shape[0] // 2))
     for note_off_s in (None, 0.1):
-        audio = render_batch(params, notes, duration_s=0.3, note_off_s=note_off_s)
+        audio = render_batch(params, notes, duration_s=0.3, note_off_s=note_off_s, backend=backend)
         assert bool(torch.isfinite(audio).all())
         assert float(audio.abs().max()) <= 1.0
 
 
+@BACKENDS
 @pytest.mark.parametrize("wave", [0.0, 1 / 3, 0.5, 2 / 3, 1.0])
-def test_no_aliasing_at_note_96(wave: float) -> None:
+def test_no_aliasing_at_note_96(wave: float, backend: str) -> None:
     """Energy off the harmonic series of C7 (2093 Hz at 16 kHz) stays below -60 dB."""
-    audio = render_batch(patch(**PLAIN, osc1_wave=wave), torch.tensor([96.0]), duration_s=1.0)[0].numpy()
+    audio = render_batch(patch(**PLAIN, osc1_wave=wave), torch.tensor([96.0]), duration_s=1.0, backend=backend)[0].numpy()
     seg = audio[RATE // 4 :].astype(np.float64)
     spectrum = np.abs(np.fft.rfft(seg * np.blackman(len(seg)))) ** 2
     freqs = np.fft.rfftfreq(len(seg), 1 / RATE)
@@ -77,26 +93,29 @@ def test_no_aliasing_at_note_96(wave: float) -> None:
     assert 10 * np.log10(off + 1e-30) < -60.0
 
 
-def test_dc_free_and_soft_clipped() -> None:
+@BACKENDS
+def test_dc_free_and_soft_clipped(backend: str) -> None:
     loud = patch(**{**PLAIN, "master_volume": 1.0, "osc1_level": 1.0, "osc2_level": 1.0, "osc1_wave": 2 / 3})
-    audio = render_batch(loud, torch.tensor([45.0]), duration_s=1.0)[0]
+    audio = render_batch(loud, torch.tensor([45.0]), duration_s=1.0, backend=backend)[0]
     tail = audio[RATE // 2 :]
     assert float(audio.abs().max()) <= 1.0
     assert float(tail.abs().max()) > 0.7  # really driven into the clipper
     assert abs(float(tail.mean())) < 0.01 * float(tail.pow(2).mean().sqrt())
 
 
-def test_unison_detune_and_voice_count_change_the_sound() -> None:
+@BACKENDS
+def test_unison_detune_and_voice_count_change_the_sound(backend: str) -> None:
     base = dict(PLAIN, osc1_wave=1 / 3, unison_detune=0.6)
-    one = render_batch(patch(**{**base, "unison_voices": 0.0}), torch.tensor([57.0]))
-    seven = render_batch(patch(**{**base, "unison_voices": 1.0}), torch.tensor([57.0]))
+    one = render_batch(patch(**{**base, "unison_voices": 0.0}), torch.tensor([57.0]), backend=backend)
+    seven = render_batch(patch(**{**base, "unison_voices": 1.0}), torch.tensor([57.0]), backend=backend)
     assert float((one - seven).abs().max()) > 0.01
     # a snapped parameter: 0.95 and 1.0 both mean 7 voices
-    assert torch.equal(seven, render_batch(patch(**{**base, "unison_voices": 0.95}), torch.tensor([57.0])))
+    assert torch.equal(seven, render_batch(patch(**{**base, "unison_voices": 0.95}), torch.tensor([57.0]), backend=backend))
 
 
-def test_release_after_note_off_decays_to_silence() -> None:
+@BACKENDS
+def test_release_after_note_off_decays_to_silence(backend: str) -> None:
     params = patch(**{**PLAIN, "amp_release": 0.2})  # ~5 ms release
-    audio = render_batch(params, torch.tensor([60.0]), duration_s=0.5, note_off_s=0.2)[0]
+    audio = render_batch(params, torch.tensor([60.0]), duration_s=0.5, note_off_s=0.2, backend=backend)[0]
     assert float(audio[: int(0.2 * RATE)].abs().max()) > 0.03
     assert float(audio[int(0.3 * RATE) :].abs().max()) < 1e-6

@@ -1,0 +1,395 @@
+"""The Serum-lite voice as a per-sample numba kernel (shared by `synth.stream` and the fast batched path).
+
+Input: a voice's state arrays (`VoiceState`), target parameters [24] normalized, an output buffer.
+Output: the buffer filled with `n` samples; the state advanced (phases, envelope stages, filter).
+
+Same design as the torch blocks (`synth.dsp.constants`), with two differences stated in the tests:
+the filter is the IIR itself (a topology-preserving state-variable low-pass, stable under
+modulation) and the control signals (smoothed parameters, LFO, cutoff, pitch) are updated once per
+control chunk of `CONTROL_PERIOD_S`, gains ramping linearly across the chunk. Chunks are aligned
+to the voice's own sample count, so rendering in blocks of any size gives the one-shot result.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from synth.dsp import constants as K
+from synth.dsp.wavetable import build_tables
+from synth.params import N_PARAMS, PARAM_INDEX, PARAMS
+
+CONTROL_PERIOD_S = 0.002  # control signals are recomputed every 2 ms (32 samples at 16 kHz)
+
+# Everything the kernel reads from other modules travels as arguments, because numba's on-disk
+# cache only watches this file: parameters arrive in the kernel's own order `KERNEL_ORDER` (the
+# wrappers permute with `PERM`), their ranges as `SPEC` rows, the design constants as `DESIGN`.
+KERNEL_ORDER = (
+    "osc1_wave", "osc1_level", "osc2_wave", "osc2_level", "osc2_semitones", "osc2_fine", "unison_voices",
+    "unison_detune", "noise_level", "filter_cutoff", "filter_resonance", "filter_env_amount",
+    "amp_attack", "amp_decay", "amp_sustain", "amp_release", "mod_attack", "mod_decay", "mod_sustain", "mod_release",
+    "lfo_rate", "lfo_amount", "lfo_target", "master_volume",
+)  # fmt: skip
+P_W1, P_L1, P_W2, P_L2, P_SEMI, P_FINE, P_VOICES, P_DETUNE, P_NOISE, P_CUT, P_RES, P_ENVAMT = range(12)
+P_AMP, P_MOD = 12, 16  # attack, decay, sustain, release follow in order
+P_RATE, P_DEPTH, P_TARGET, P_VOL = 20, 21, 22, 23
+PERM = np.array([PARAM_INDEX[name] for name in KERNEL_ORDER], dtype=np.int64)  # wire -> kernel order
+_SPECS = [PARAMS[i] for i in PERM]
+SPEC = np.array(
+    [
+        [p.low for p in _SPECS],
+        [p.high - p.low for p in _SPECS],
+        [math.log(p.high / p.low) if p.curve == "log" else 0.0 for p in _SPECS],
+        [max(p.n_steps - 1, 0) for p in _SPECS],
+    ],
+    dtype=np.float64,
+)
+SP_LOW, SP_SPAN, SP_LOG, SP_STEPS = range(4)
+DESIGN = np.array(
+    [
+        K.DC_BLOCK_HZ, K.FILTER_MIN_HZ, K.FILTER_MAX_NYQUIST, K.LFO_FILTER_OCTAVES, K.LFO_PITCH_SEMITONES,
+        K.MAX_HARMONICS, *K.OSC_FADE_NYQUIST, K.UNISON_PHASE_STEP,
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+D_DC_HZ, D_FMIN, D_FMAX_NYQ, D_LFO_OCT, D_LFO_ST, D_HARMONICS, D_FADE_LO, D_FADE_HI, D_PHASE_STEP = range(9)
+if len(KERNEL_ORDER) != N_PARAMS:
+    raise ImportError(f"synth.dsp.kernel knows {len(KERNEL_ORDER)} parameters, the table has {N_PARAMS}")
+
+# scalar state: st[...]
+S_CHUNK_POS, S_NOTE, S_NOTE_TARGET, S_GLIDE, S_SMOOTH, S_GATE, S_LFO_PHASE, S_RNG = range(8)
+S_AMP, S_MOD = 8, 12  # envelope blocks: stage, x (progress in stage), start level, level
+S_IC1, S_IC2, S_DC_X, S_DC_Y, S_FRESH = 16, 17, 18, 19, 20
+N_STATE = 21
+# control values of the current chunk: ctl[...]
+C_A1, C_A2, C_A3, C_VOICES, C_LFO0, C_LFO1, C_TO_AMP, C_VOL0, C_VOL1 = range(9)
+C_G1_0, C_G1_1, C_G2_0, C_G2_1, C_N_0, C_N_1 = range(9, 15)
+C_ENV = 15  # per envelope (amp, mod): attack step, decay step, sustain, release step
+C_ENVAMT, C_CUTOFF, C_K, C_TO_FILTER, C_LFO_STEP = 23, 24, 25, 26, 27
+N_CONTROL = 28
+STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 2.0, 3.0, 4.0
+
+
+class VoiceState:
+    """Every array one voice needs, allocated once (`process` then allocates nothing)."""
+
+    def __init__(self, sample_rate_hz: float, smoothing_s: float, glide_s: float, seed: int) -> None:
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.chunk = max(1, round(sample_rate_hz * CONTROL_PERIOD_S))
+        self.st = np.zeros(N_STATE)
+        self.ctl = np.zeros(N_CONTROL)
+        self.phases = np.zeros((2, K.MAX_UNISON))
+        self.incs = np.zeros((2, K.MAX_UNISON))
+        self.smooth = np.zeros(N_PARAMS)
+        self.target = np.zeros(N_PARAMS)
+        self.morphed = np.zeros((2, K.TABLE_SIZE + 1))
+        self.table_key = np.full((2, 2), -1.0)  # (morph, level) each morphed table was built for
+        self.scratch = np.zeros((2, self.chunk))
+        self.tables = build_tables().astype(np.float64)
+        self.st[S_RNG] = float((int(seed) * 2654435761 + 1) % 4294967296 or 1)
+        self.st[S_FRESH] = 1.0
+        self.set_times(smoothing_s, glide_s)
+
+    def set_times(self, smoothing_s: float, glide_s: float) -> None:
+        """One-pole coefficients per control chunk (0 s: follow at once)."""
+        chunk_s = self.chunk / self.sample_rate_hz
+        self.st[S_SMOOTH] = 1.0 - math.exp(-chunk_s / smoothing_s) if smoothing_s > 0 else 1.0
+        self.st[S_GLIDE] = 1.0 - math.exp(-chunk_s / glide_s) if glide_s > 0 else 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def snap_into(x: np.ndarray, spec: np.ndarray, out: np.ndarray) -> None:
+    """Clamp to [0, 1] (non-finite -> 0) and snap the discrete parameters, into `out`."""
+    for i in range(x.shape[0]):
+        v = min(1.0, max(0.0, x[i])) if np.isfinite(x[i]) else 0.0
+        steps = spec[SP_STEPS, i]
+        out[i] = round(v * steps) / steps if steps > 0 else v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _phys(smooth: np.ndarray, spec: np.ndarray, i: int) -> float:
+    if spec[SP_LOG, i] != 0.0:
+        return spec[SP_LOW, i] * math.exp(smooth[i] * spec[SP_LOG, i])
+    return spec[SP_LOW, i] + smooth[i] * spec[SP_SPAN, i]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _curve(x: float) -> float:
+    """(1 - x) ** 3 for x in [0, 1] (constants.ENV_CURVE, written out: pow() is slow per sample)."""
+    y = 1.0 - min(x, 1.0)
+    return y * y * y
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _env_value(st: np.ndarray, e: int, sustain: float) -> float:
+    stage, x, start = st[e], st[e + 1], st[e + 2]
+    if stage == STAGE_ATTACK:
+        return start + (1.0 - start) * x
+    if stage == STAGE_DECAY:
+        return sustain + (1.0 - sustain) * _curve(x)
+    if stage == STAGE_SUSTAIN:
+        return sustain
+    if stage == STAGE_RELEASE:
+        return start * _curve(x)
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _env_tick(stage: float, x: float, start: float, da: float, dd: float, sustain: float, dr: float):
+    """One sample of an envelope: (level output now, stage, progress) after advancing by one sample."""
+    if stage == STAGE_ATTACK:
+        level = start + (1.0 - start) * x
+        x += da
+        if x >= 1.0:
+            stage = STAGE_DECAY
+            x = (x - 1.0) * dd / da
+    elif stage == STAGE_DECAY:
+        level = sustain + (1.0 - sustain) * _curve(x)
+        x += dd
+        if x >= 1.0:
+            stage = STAGE_SUSTAIN
+    elif stage == STAGE_SUSTAIN:
+        level = sustain
+    elif stage == STAGE_RELEASE:
+        level = start * _curve(x)
+        x += dr
+        if x >= 1.0:
+            stage = STAGE_IDLE
+    else:
+        level = 0.0
+    return level, stage, x
+
+
+@numba.njit(cache=True, nogil=True)
+def gate(st: np.ndarray, ctl: np.ndarray, on: bool) -> None:
+    """Note on (attack from the current level) or note off (release from the current level)."""
+    for e, c in ((S_AMP, C_ENV), (S_MOD, C_ENV + 4)):
+        level = _env_value(st, e, ctl[c + 2])
+        st[e] = STAGE_ATTACK if on else (STAGE_RELEASE if st[e] != STAGE_IDLE else STAGE_IDLE)
+        st[e + 1] = 0.0
+        st[e + 2] = level
+    st[S_GATE] = 1.0 if on else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _morph_table(state_tables, morphed, key, osc, morph, level) -> None:
+    if key[osc, 0] == morph and key[osc, 1] == level:
+        return
+    lo = min(int(math.floor(morph)), state_tables.shape[0] - 2)
+    w = morph - lo
+    for i in range(morphed.shape[1]):
+        a = state_tables[lo, level, i]
+        morphed[osc, i] = a + w * (state_tables[lo + 1, level, i] - a)
+    key[osc, 0] = morph
+    key[osc, 1] = level
+
+
+@numba.njit(cache=True, nogil=True)
+def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, chunk: int, rate: float) -> None:
+    """Start of a control chunk: smooth the parameters and derive this chunk's control values."""
+    coef = st[S_SMOOTH]
+    for i in range(N_PARAMS):
+        if spec[SP_STEPS, i] > 0 or st[S_FRESH] > 0:
+            smooth[i] = target[i]
+        else:
+            smooth[i] += (target[i] - smooth[i]) * coef
+    st[S_NOTE] += (st[S_NOTE_TARGET] - st[S_NOTE]) * (1.0 if st[S_FRESH] > 0 else st[S_GLIDE])
+    nyquist = 0.5 * rate
+    # LFO: value at the chunk start and end (linear in between), routed by target
+    lfo_step = _phys(smooth, spec, P_RATE) / rate
+    ph = st[S_LFO_PHASE]
+    ctl[C_LFO_STEP] = lfo_step
+    ctl[C_LFO0] = math.sin(2.0 * math.pi * ph)
+    ctl[C_LFO1] = math.sin(2.0 * math.pi * (ph + chunk * lfo_step))
+    lfo_mid = math.sin(2.0 * math.pi * (ph + 0.5 * chunk * lfo_step))
+    target_i = round(_phys(smooth, spec, P_TARGET))
+    depth = _phys(smooth, spec, P_DEPTH)
+    to_pitch = depth if target_i == 0 else 0.0
+    ctl[C_TO_FILTER] = depth if target_i == 1 else 0.0
+    ctl[C_TO_AMP] = depth if target_i == 2 else 0.0
+    # oscillators
+    pitch_semi = design[D_LFO_ST] / 12.0
+    voices = int(round(_phys(smooth, spec, P_VOICES)))
+    ctl[C_VOICES] = voices
+    detune = _phys(smooth, spec, P_DETUNE)
+    f1 = 440.0 * 2.0 ** ((st[S_NOTE] - 69.0) / 12.0)
+    f2 = f1 * 2.0 ** ((_phys(smooth, spec, P_SEMI) + _phys(smooth, spec, P_FINE) / 100.0) / 12.0)
+    lo, hi = design[D_FADE_LO], design[D_FADE_HI]
+    for osc in range(2):
+        base = f1 if osc == 0 else f2
+        top = base * 2.0 ** (detune / 2400.0) * 2.0 ** (to_pitch * pitch_semi)
+        level = int(min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1))
+        _morph_table(tables, morphed, key, osc, _phys(smooth, spec, P_W1 if osc == 0 else P_W2), level)
+        fade = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
+        ratio = 2.0 ** (to_pitch * pitch_semi * lfo_mid)
+        for u in range(voices):
+            position = u / (voices - 1) - 0.5 if voices > 1 else 0.0
+            incs[osc, u] = base * ratio * 2.0 ** (detune * position / 1200.0) / rate
+        g_new = _phys(smooth, spec, P_L1 if osc == 0 else P_L2) * fade / math.sqrt(voices)
+        g = C_G1_0 if osc == 0 else C_G2_0
+        ctl[g] = g_new if st[S_FRESH] > 0 else ctl[g + 1]
+        ctl[g + 1] = g_new
+    noise = _phys(smooth, spec, P_NOISE)
+    ctl[C_N_0] = noise if st[S_FRESH] > 0 else ctl[C_N_1]
+    ctl[C_N_1] = noise
+    vol = _phys(smooth, spec, P_VOL)
+    ctl[C_VOL0] = vol if st[S_FRESH] > 0 else ctl[C_VOL1]
+    ctl[C_VOL1] = vol
+    # envelopes: per-sample steps of the stage progress, sustain level
+    for j in range(2):
+        p, c = (P_AMP, C_ENV) if j == 0 else (P_MOD, C_ENV + 4)
+        ctl[c] = 1.0 / (_phys(smooth, spec, p) * rate)
+        ctl[c + 1] = 1.0 / (_phys(smooth, spec, p + 1) * rate)
+        ctl[c + 2] = _phys(smooth, spec, p + 2)
+        ctl[c + 3] = 1.0 / (_phys(smooth, spec, p + 3) * rate)
+    # filter: cutoff from the mod envelope and the LFO at the chunk start
+    octaves = _phys(smooth, spec, P_ENVAMT) * st[S_MOD + 3] + ctl[C_TO_FILTER] * design[D_LFO_OCT] * ctl[C_LFO0]
+    cutoff = min(max(_phys(smooth, spec, P_CUT) * 2.0**octaves, design[D_FMIN]), design[D_FMAX_NYQ] * nyquist)
+    g = math.tan(math.pi * cutoff / rate)
+    k = 1.0 / _phys(smooth, spec, P_RES)
+    ctl[C_A1] = 1.0 / (1.0 + g * (g + k))
+    ctl[C_A2] = g * ctl[C_A1]
+    ctl[C_A3] = g * ctl[C_A2]
+    st[S_FRESH] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def softclip(x: float) -> float:
+    """tanh-like rational soft clip, exactly +-1 (with zero slope) from |x| = 3 on."""
+    x = min(3.0, max(-3.0, x))
+    return x * (27.0 + x * x) / (27.0 + 9.0 * x * x)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _unison(table: np.ndarray, phases: np.ndarray, incs: np.ndarray, voices: int, acc: np.ndarray, m: int) -> None:
+    """acc[:m] = sum of `voices` linear-interpolated table lookups; phases advance by m samples.
+
+    phase in [0, 1) so the index stays below the table size, and the table repeats its first sample."""
+    size = table.shape[0] - 1
+    for j in range(m):
+        acc[j] = 0.0
+    for u in range(voices):
+        p, inc = phases[u], incs[u]
+        for j in range(m):
+            ph = p + j * inc
+            x = (ph - math.floor(ph)) * size
+            idx = int(x)
+            a = table[idx]
+            acc[j] += a + (x - idx) * (table[idx + 1] - a)
+        phases[u] = (p + m * inc) % 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, out, start, n, rate):
+    """Fill out[start:start + n] and advance the voice."""
+    chunk = scratch.shape[1]
+    mix, acc = scratch[0], scratch[1]
+    dc_r = math.exp(-2.0 * math.pi * design[D_DC_HZ] / rate)
+    i = 0
+    while i < n:
+        pos = int(st[S_CHUNK_POS])
+        if pos == 0:
+            _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, chunk, rate)
+        m = min(n - i, chunk - pos)
+        voices = int(ctl[C_VOICES])
+        for j in range(m):
+            mix[j] = 0.0
+        for osc in range(2):
+            g0 = ctl[C_G1_0 + 2 * osc]
+            dg = (ctl[C_G1_0 + 2 * osc + 1] - g0) / chunk
+            if g0 == 0.0 and dg == 0.0:
+                for u in range(voices):  # keep the phases running
+                    phases[osc, u] = (phases[osc, u] + m * incs[osc, u]) % 1.0
+                continue
+            _unison(morphed[osc], phases[osc], incs[osc], voices, acc, m)
+            for j in range(m):
+                mix[j] += (g0 + dg * (pos + j)) * acc[j]
+        a1, a2, a3 = ctl[C_A1], ctl[C_A2], ctl[C_A3]
+        ic1, ic2, dc_x, dc_y = st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y]
+        rng = int(st[S_RNG])
+        a_stage, a_x, a_start, a_level = st[S_AMP], st[S_AMP + 1], st[S_AMP + 2], st[S_AMP + 3]
+        m_stage, m_x, m_start, m_level = st[S_MOD], st[S_MOD + 1], st[S_MOD + 2], st[S_MOD + 3]
+        a_da, a_dd, a_s, a_dr = ctl[C_ENV], ctl[C_ENV + 1], ctl[C_ENV + 2], ctl[C_ENV + 3]
+        m_da, m_dd, m_s, m_dr = ctl[C_ENV + 4], ctl[C_ENV + 5], ctl[C_ENV + 6], ctl[C_ENV + 7]
+        for j in range(m):
+            frac = (pos + j) / chunk
+            x = mix[j]
+            noise_gain = ctl[C_N_0] + (ctl[C_N_1] - ctl[C_N_0]) * frac
+            if noise_gain > 0.0:
+                rng ^= (rng << 13) & 0xFFFFFFFF
+                rng ^= rng >> 17
+                rng ^= (rng << 5) & 0xFFFFFFFF
+                x += noise_gain * (rng * (2.0 / 4294967296.0) - 1.0)
+            # state-variable low-pass (Simper / Zavalishin)
+            v3 = x - ic2
+            v1 = a1 * ic1 + a2 * v3
+            v2 = ic2 + a2 * ic1 + a3 * v3
+            ic1 = 2.0 * v1 - ic1
+            ic2 = 2.0 * v2 - ic2
+            # DC blocker
+            y = v2 - dc_x + dc_r * dc_y
+            dc_x = v2
+            dc_y = y
+            a_level, a_stage, a_x = _env_tick(a_stage, a_x, a_start, a_da, a_dd, a_s, a_dr)
+            m_level, m_stage, m_x = _env_tick(m_stage, m_x, m_start, m_da, m_dd, m_s, m_dr)
+            lfo = ctl[C_LFO0] + (ctl[C_LFO1] - ctl[C_LFO0]) * frac
+            vol = ctl[C_VOL0] + (ctl[C_VOL1] - ctl[C_VOL0]) * frac
+            gain = a_level * vol * (1.0 - ctl[C_TO_AMP] * (1.0 - lfo) * 0.5)
+            out[start + i + j] = softclip(y * gain)
+        st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y] = ic1, ic2, dc_x, dc_y
+        st[S_AMP], st[S_AMP + 1], st[S_AMP + 3] = a_stage, a_x, a_level
+        st[S_MOD], st[S_MOD + 1], st[S_MOD + 3] = m_stage, m_x, m_level
+        st[S_RNG] = float(rng)
+        st[S_LFO_PHASE] = (st[S_LFO_PHASE] + m * ctl[C_LFO_STEP]) % 1.0
+        st[S_CHUNK_POS] = float((pos + m) % chunk)
+        i += m
+
+
+@numba.njit(cache=True, nogil=True)
+def note_on(st: np.ndarray, ctl: np.ndarray, phases: np.ndarray, design: np.ndarray, midi_note: float) -> None:
+    """Trigger a note. From silence the voice restarts cleanly (phases, LFO, filter, control chunk);
+    while sounding it retriggers the envelopes from their current level and glides to the note."""
+    st[S_NOTE_TARGET] = midi_note
+    if st[S_AMP] == STAGE_IDLE:
+        st[S_NOTE] = midi_note
+        st[S_CHUNK_POS] = 0.0
+        st[S_LFO_PHASE] = 0.0
+        for i in (S_IC1, S_IC2, S_DC_X, S_DC_Y):
+            st[i] = 0.0
+        for osc in range(2):
+            for u in range(phases.shape[1]):
+                phases[osc, u] = (u * design[D_PHASE_STEP]) % 1.0
+    gate(st, ctl, True)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design, chunk, n_unison, out) -> None:
+    """Render each row of `params` [B, 24] at `notes` [B] into `out` [B, N] (float32), in parallel over B."""
+    n_samples = out.shape[1]
+    for b in numba.prange(params.shape[0]):
+        st = np.zeros(N_STATE)
+        ctl = np.zeros(N_CONTROL)
+        phases = np.zeros((2, n_unison))
+        incs = np.zeros((2, n_unison))
+        smooth = np.zeros(params.shape[1])
+        target = np.zeros(params.shape[1])
+        morphed = np.zeros((2, tables.shape[2]))
+        key = np.full((2, 2), -1.0)
+        scratch = np.zeros((2, chunk))
+        row = np.zeros(n_samples)
+        st[S_RNG] = float(seeds[b])
+        st[S_FRESH] = 1.0
+        st[S_SMOOTH] = 1.0
+        st[S_GLIDE] = 1.0
+        snap_into(params[b], spec, target)
+        note_on(st, ctl, phases, design, notes[b])
+        held = min(off_sample, n_samples)
+        render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, row, 0, held, rate)
+        if held < n_samples:
+            gate(st, ctl, False)
+            rest = n_samples - held
+            render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, row, held, rest, rate)
+        for i in range(n_samples):
+            out[b, i] = row[i]
