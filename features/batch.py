@@ -1,0 +1,247 @@
+"""Batched, differentiable descriptors in torch: the face used by training, the matching env and evaluation.
+
+Input: audio `Tensor[B, N]` (any rate, any device; NaN -> 0, +-Inf -> +-1) and `FeatureSettings`.
+Output: `describe_batch` -> `Tensor[B, T, K]` in `DESCRIPTOR_NAMES` order (or a chosen subset),
+`log_mel` -> `Tensor[B, T, n_mels]`, `mfcc`, `deltas`, and `frame_times_s`.
+
+T = max(1, N // hop); frame `i` is the window ending at sample `(i + 1) * hop` (see `features.dsp`),
+so `features.stream` fed blocks of `hop` frames yields exactly these frames. The constants (window,
+mel / DCT / chroma matrices, K-weighting) come from `features.dsp.plan_for`, shared with the other faces.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from features.config import FeatureSettings
+from features.dsp import LOUDNESS_OFFSET_DB, MAX_ABS_SAMPLE, AnalysisPlan, plan_for
+from features.names import DESCRIPTOR_NAMES, GROUPS, N_MFCC, expand
+from features.pitch import yin_torch
+
+_DB = 10.0 / math.log(10.0)  # 10 log10(x) = _DB * ln(x)
+_LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Constants:
+    """The plan's matrices as tensors on one device / dtype (cached)."""
+
+    hann: torch.Tensor
+    power_to_ms: torch.Tensor
+    kweight_ms: torch.Tensor
+    freqs_khz: torch.Tensor
+    mel_t: torch.Tensor  # [n_band, n_mels]
+    dct_t: torch.Tensor  # [n_mels, n_mels]
+    chroma_t: torch.Tensor  # [n_band, 12]
+
+
+@functools.lru_cache(maxsize=64)
+def constants(plan: AnalysisPlan, device: torch.device, dtype: torch.dtype) -> Constants:
+    def t(a: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode(False):  # cached: must stay usable by autograd whoever creates it first
+            return torch.tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    return Constants(
+        hann=t(plan.hann),
+        power_to_ms=t(plan.power_to_mean_square),
+        kweight_ms=t(plan.kweight_ms),
+        freqs_khz=t(plan.freqs_hz / 1000.0),
+        mel_t=t(plan.mel.T),
+        dct_t=t(plan.dct.T),
+        chroma_t=t(plan.chroma.T),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """One batch cut into analysis frames, with its normalized power spectrum."""
+
+    plan: AnalysisPlan
+    const: Constants
+    frames: torch.Tensor  # [B, T, window] raw samples
+    power: torch.Tensor  # [B, T, n_bins] |rfft(frame * hann) / sum(hann)|^2
+
+
+def sanitize(audio: torch.Tensor) -> torch.Tensor:
+    """NaN -> 0, +-Inf -> +-1, then clamp to +-MAX_ABS_SAMPLE (differentiable where finite)."""
+    return torch.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+
+
+def n_frames(n_samples: int, plan: AnalysisPlan) -> int:
+    return max(1, n_samples // plan.hop)
+
+
+def frame_times_s(n_samples: int, sample_rate_hz: int, settings: FeatureSettings) -> np.ndarray:
+    """Centre time of each frame's window, in seconds (the first may be negative if window > 2 hop)."""
+    plan = plan_for(sample_rate_hz, settings)
+    idx = np.arange(n_frames(n_samples, plan))
+    return ((idx + 1) * plan.hop - plan.window / 2) / plan.sample_rate_hz
+
+
+def _as_batch(audio: torch.Tensor) -> torch.Tensor:
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"audio must be a torch.Tensor [B, N], got {type(audio).__name__}")
+    if audio.dim() == 1:
+        audio = audio.unsqueeze(0)
+    if audio.dim() != 2 or audio.shape[-1] == 0:
+        raise ValueError(f"audio must have shape [B, N] with N > 0, got {tuple(audio.shape)}")
+    if not audio.is_floating_point():
+        raise TypeError(f"audio must be floating point, got {audio.dtype}")
+    return audio
+
+
+def analyze_frames(
+    audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings, *, history: torch.Tensor | None = None
+) -> Frames:
+    """Cut `[B, N]` audio into frames and compute the normalized power spectrum.
+
+    `history` (`[B, window - hop]`, optional) is the audio just before `audio` (zeros when None), so a
+    long signal can be analysed in chunks with exactly the frames of one pass.
+    """
+    audio = sanitize(_as_batch(audio))
+    plan = plan_for(sample_rate_hz, settings)
+    const = constants(plan, audio.device, audio.dtype)
+    n_t = n_frames(audio.shape[-1], plan)
+    total = (n_t - 1) * plan.hop + plan.window
+    left = plan.window - plan.hop
+    if history is not None:
+        if history.shape[-1] != left:
+            raise ValueError(f"history must have window - hop = {left} frames, got {history.shape[-1]}")
+        audio = torch.cat([sanitize(_as_batch(history)).to(audio), audio], dim=-1)
+        left = 0
+    padded = F.pad(audio, (left, max(0, total - left - audio.shape[-1])))[..., :total]
+    frames = padded.unfold(-1, plan.window, plan.hop)  # [B, T, window]
+    spec = torch.fft.rfft(frames * const.hann, dim=-1) * plan.spectrum_scale
+    power = spec.real.square() + spec.imag.square()
+    return Frames(plan=plan, const=const, frames=frames, power=power)
+
+
+def _db(x: torch.Tensor, floor: float) -> torch.Tensor:
+    return _DB * torch.log(x + floor)
+
+
+def loudness_group(fr: Frames) -> torch.Tensor:
+    """`[B, T, 3]`: loudness_db (K-weighted, BS.1770 momentary style), rms_db, peak_db."""
+    p = fr.plan
+    kms = fr.power @ fr.const.kweight_ms
+    loud = _db(kms * _LOUDNESS_GAIN, p.floor_power)
+    rms = _db(fr.frames.square().mean(-1), p.floor_power)
+    peak = 2.0 * _db(fr.frames.abs().amax(-1), p.floor_amp)
+    return torch.stack([loud, rms, peak], dim=-1)
+
+
+def band_magnitude(fr: Frames) -> torch.Tensor:
+    """Magnitudes of the bins up to max_freq_hz, softly floored: `sqrt(power + band_floor^2)`, `[B, T, n_band]`."""
+    return torch.sqrt(fr.power[..., : fr.plan.n_band] + fr.plan.band_floor_amp**2)
+
+
+def spectral_shape(fr: Frames, mag: torch.Tensor | None = None) -> torch.Tensor:
+    """`[B, T, 7]`: centroid, spread (Hz), skewness, kurtosis, rolloff (Hz), flatness, crest (dB), as FluCoMa."""
+    mag = band_magnitude(fr) if mag is None else mag
+    f = fr.const.freqs_khz
+    total = mag.sum(-1)
+    centroid = (mag @ f) / total
+    dev = f - centroid.unsqueeze(-1)
+    dev2 = dev.square()
+    var = (mag * dev2).sum(-1) / total
+    spread = torch.sqrt(var)
+    skew = (mag * dev2 * dev).sum(-1) / total / (var * spread)
+    kurt = (mag * dev2.square()).sum(-1) / total / var.square()
+    cum = mag.cumsum(-1)
+    target = (fr.plan.rolloff_0to1 * total).unsqueeze(-1)
+    idx = torch.searchsorted(cum.detach().contiguous(), target.detach().contiguous()).clamp(max=mag.shape[-1] - 1)
+    cum_i = cum.gather(-1, idx).squeeze(-1)
+    mag_i = mag.gather(-1, idx).squeeze(-1)
+    bin_khz = float(f[1] - f[0]) if f.numel() > 1 else 0.0
+    f_i = f[idx.squeeze(-1)]
+    rolloff = torch.where(idx.squeeze(-1) == 0, f_i, f_i - bin_khz * (cum_i - target.squeeze(-1)) / mag_i)
+    mean = total / mag.shape[-1]
+    flatness = 2.0 * _DB * (torch.log(mag).mean(-1) - torch.log(mean))
+    crest = 2.0 * _DB * (torch.log(mag.amax(-1)) - torch.log(mean))
+    return torch.stack([centroid * 1000.0, spread * 1000.0, skew, kurt, rolloff * 1000.0, flatness, crest], dim=-1)
+
+
+def log_mel_frames(fr: Frames) -> torch.Tensor:
+    """`[B, T, n_mels]` mel band power in dB (floored at silence_db)."""
+    return _db(fr.power[..., : fr.plan.n_band] @ fr.const.mel_t, fr.plan.floor_power)
+
+
+def mfcc_from_log_mel(logmel: torch.Tensor, const: Constants, n_mfcc: int = N_MFCC) -> torch.Tensor:
+    """Orthonormal DCT-II of the dB mel bands: `[..., n_mfcc]`."""
+    return logmel @ const.dct_t[:, :n_mfcc]
+
+
+def chroma_frames(fr: Frames) -> torch.Tensor:
+    """`[B, T, 12]` pitch-class energy A..G#, each frame divided by its maximum (silence -> 0)."""
+    raw = fr.power[..., : fr.plan.n_band] @ fr.const.chroma_t
+    return raw / (raw.amax(-1, keepdim=True) + fr.plan.floor_power)
+
+
+def pitch_frames(fr: Frames) -> torch.Tensor:
+    """`[B, T, 2]`: pitch_hz (YIN; 0 on silence) and pitch_confidence in [0, 1]."""
+    return yin_torch(fr.frames, fr.plan)
+
+
+def describe_frames(fr: Frames, names: Iterable[str] | None = None) -> torch.Tensor:
+    """Descriptors of analysed frames: `[B, T, K]`, K = len(names) (default all, SPEC order)."""
+    wanted = DESCRIPTOR_NAMES if names is None else expand(names)
+    parts: dict[str, torch.Tensor] = {}
+    needed = {group for group, members in GROUPS.items() if any(n in wanted for n in members)}
+    if "loudness" in needed:
+        parts["loudness"] = loudness_group(fr)
+    if "specshape" in needed:
+        parts["specshape"] = spectral_shape(fr)
+    if "mfcc" in needed:
+        parts["mfcc"] = mfcc_from_log_mel(log_mel_frames(fr), fr.const)
+    if "chroma" in needed:
+        parts["chroma"] = chroma_frames(fr)
+    if "pitch" in needed:
+        parts["pitch"] = pitch_frames(fr)
+    if names is None:
+        return torch.cat([parts[g] for g in GROUPS], dim=-1)
+    columns = []
+    for name in wanted:
+        group = next(g for g, members in GROUPS.items() if name in members)
+        columns.append(parts[group][..., GROUPS[group].index(name)])
+    return torch.stack(columns, dim=-1)
+
+
+def describe_batch(
+    audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings, names: Iterable[str] | None = None
+) -> torch.Tensor:
+    """`[B, N]` audio -> `[B, T, K]` descriptors (all of `DESCRIPTOR_NAMES`, or the named subset/groups)."""
+    return describe_frames(analyze_frames(audio, sample_rate_hz, settings), names)
+
+
+def log_mel(audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings) -> torch.Tensor:
+    """`[B, N]` audio -> `[B, T, n_mels]` log-mel in dB."""
+    return log_mel_frames(analyze_frames(audio, sample_rate_hz, settings))
+
+
+def mfcc(audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings) -> torch.Tensor:
+    """`[B, N]` audio -> `[B, T, settings.n_mfcc]` MFCC."""
+    fr = analyze_frames(audio, sample_rate_hz, settings)
+    return mfcc_from_log_mel(log_mel_frames(fr), fr.const, settings.n_mfcc)
+
+
+def deltas(x: torch.Tensor) -> torch.Tensor:
+    """Frame-to-frame differences along the time axis (-2) of `[..., T, K]`; the first frame's delta is 0."""
+    return torch.cat([torch.zeros_like(x[..., :1, :]), x[..., 1:, :] - x[..., :-1, :]], dim=-2)
+
+
+def clip_loudness_frames(fr: Frames) -> torch.Tensor:
+    """`[B]` loudness of the whole clip in LUFS: K-weighted mean square over all frames (ungated)."""
+    kms = (fr.power @ fr.const.kweight_ms).mean(-1)
+    return _db(kms * _LOUDNESS_GAIN, fr.plan.floor_power)
+
+
+def clip_loudness_db(audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings) -> torch.Tensor:
+    """`[B, N]` audio -> `[B]` clip loudness in LUFS (BS.1770 K-weighting, no gating)."""
+    return clip_loudness_frames(analyze_frames(audio, sample_rate_hz, settings))

@@ -1,0 +1,57 @@
+"""Files -> per-frame descriptor tables (corpus analysis, `python -m features describe`).
+
+Input: an audio file of any rate / depth / channel count, `FeatureSettings`.
+Output: `describe_file(path, settings)` -> (`times_s [T]`, `values [T, K]` float32 in
+`DESCRIPTOR_NAMES` order, `AudioInfo`), computed at `settings.sample_rate_hz` by the batched torch
+face (`features.batch`) in chunks, so a long file needs bounded memory and gives exactly the frames
+of one pass. `describe_audio` does the same for an array already at the analysis rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from features.audio_io import AudioInfo, load_audio
+from features.batch import analyze_frames, describe_frames, frame_times_s, n_frames
+from features.config import FeatureSettings
+from features.dsp import plan_for
+
+CHUNK_FRAMES = 2048  # analysis frames per torch call (about 65 s at 16 kHz with the default hop)
+
+
+def describe_audio(
+    audio: np.ndarray, settings: FeatureSettings, sample_rate_hz: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mono audio at `sample_rate_hz` (default: the analysis rate) -> (times_s [T], values [T, K])."""
+    sr = settings.sample_rate_hz if sample_rate_hz is None else int(sample_rate_hz)
+    plan = plan_for(sr, settings)
+    x = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))
+    if x.dim() != 1 or x.numel() == 0:
+        raise ValueError(f"audio must be 1-D mono with at least one sample, got shape {tuple(x.shape)}")
+    total = n_frames(x.numel(), plan)
+    left = plan.window - plan.hop
+    parts = []
+    with torch.no_grad():
+        for first in range(0, total, CHUNK_FRAMES):
+            count = min(CHUNK_FRAMES, total - first)
+            start = first * plan.hop
+            end = start + count * plan.hop if first + count < total else x.numel()
+            history = None
+            if first > 0:
+                past = x[max(0, start - left) : start]
+                history = torch.nn.functional.pad(past, (left - past.numel(), 0)).unsqueeze(0)
+            chunk = x[start:end].unsqueeze(0)
+            fr = analyze_frames(chunk, sr, settings, history=history)
+            parts.append(describe_frames(fr)[0, :count])
+    values = torch.cat(parts).numpy().astype(np.float32, copy=False)
+    return frame_times_s(x.numel(), sr, settings), values
+
+
+def describe_file(path: str | Path, settings: FeatureSettings) -> tuple[np.ndarray, np.ndarray, AudioInfo]:
+    """An audio file -> (times_s [T], values [T, K], AudioInfo) at `settings.sample_rate_hz`."""
+    audio, info = load_audio(path, settings.sample_rate_hz)
+    times, values = describe_audio(audio, settings)
+    return times, values, info

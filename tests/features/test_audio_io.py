@@ -1,0 +1,65 @@
+"""features.audio_io: any rate / depth / channel count -> mono float32 at the analysis rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from features.audio_io import AudioFileError, load_audio, probe_audio
+
+
+@pytest.mark.parametrize(
+    ("rate", "subtype", "channels", "fmt"),
+    [
+        (44100, "PCM_16", 2, "WAV"),
+        (48000, "PCM_24", 1, "WAV"),
+        (22050, "FLOAT", 3, "WAV"),
+        (16000, "PCM_16", 1, "FLAC"),
+    ],
+)
+def test_any_rate_depth_and_channels_to_mono_16k(
+    tmp_path: Path, rate: int, subtype: str, channels: int, fmt: str
+) -> None:
+    t = np.arange(int(0.5 * rate)) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    data = np.stack([tone * (c + 1) / channels for c in range(channels)], axis=1)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, data, rate, subtype=subtype, format=fmt)
+    audio, info = load_audio(path, 16000)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert info.sample_rate_hz == rate and info.channels == channels and info.subtype == subtype
+    assert info.duration_s == pytest.approx(0.5, abs=1e-3)
+    assert len(audio) == 8000
+    expected_amp = 0.5 * np.mean([(c + 1) / channels for c in range(channels)])
+    mid = audio[1000:7000]
+    assert np.max(np.abs(mid)) == pytest.approx(expected_amp, rel=0.01)
+    # still a 440 Hz tone after resampling
+    spectrum = np.abs(np.fft.rfft(mid * np.hanning(len(mid))))
+    assert np.argmax(spectrum) * 16000 / len(mid) == pytest.approx(440.0, abs=16000 / len(mid))
+    assert probe_audio(path).frames == len(t)
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.wav"
+    with pytest.raises(AudioFileError, match="nope.wav: no such audio file"):
+        load_audio(missing, 16000)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(AudioFileError, match=r"junk\.wav: not a readable audio file"):
+        load_audio(junk, 16000)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1)), 16000)
+    with pytest.raises(AudioFileError, match="empty.wav: contains no audio frames"):
+        load_audio(empty, 16000)
+
+
+def test_nan_and_inf_samples_become_finite(tmp_path: Path) -> None:
+    data = np.zeros(1600, dtype=np.float32)
+    data[10], data[20], data[30] = np.nan, np.inf, -np.inf
+    path = tmp_path / "bad.wav"
+    sf.write(path, data, 16000, subtype="FLOAT")
+    audio, _ = load_audio(path, 16000)
+    assert np.all(np.isfinite(audio)) and audio[20] == 1.0 and audio[30] == -1.0
