@@ -227,6 +227,8 @@ def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
     to_db = p.obj(x + 200, y + 830, "- 100")
     p.chain(clip, meter, to_db, p.obj(x + 200, y + 860, f"s {PREFIX}out-db"))
     p.floatatom(x + 400, y + 830, label="out_dBFS", receive=f"{PREFIX}out-db")
+    tap = p.obj(x + 100, y + 800, f"s~ {PREFIX}out~")  # the output for other patches: [r~ sl-out~]
+    p.connect(clip, 0, tap, 0)
 
 
 def defaults(p: PdPatch, x: int = 940, y: int = 480) -> None:

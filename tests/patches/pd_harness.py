@@ -46,6 +46,27 @@ def echo_helper(echo_port: int) -> str:
     for k, name in enumerate(("note", "gate", "out-db")):
         receive = p.obj(20 + 200 * k, 200, f"r sl-{name}")
         p.chain(receive, p.obj(20 + 200 * k, 230, f"oscformat echo {name.replace('-', '')}"), to_wire)
+    # an analysis of the voice's output ([s~ sl-out~]): /echo/analysis rms_dB diff_rms_dB sigmund_pitch
+    tap = p.obj(600, 200, "r~ sl-out~")
+    env = p.obj(600, 230, "env~ 2048 1024")
+    diff = p.obj(700, 230, "rzero~ 1")
+    diff_env = p.obj(700, 260, "env~ 2048 1024")
+    pitch = p.obj(800, 230, "sigmund~ -npts 2048 -hop 1024 pitch")
+    pack = p.obj(600, 300, "pack f f f")
+    p.chain(tap, env)
+    p.chain(tap, diff, diff_env)
+    p.chain(tap, pitch)
+    p.connect(diff_env, 0, pack, 1)
+    p.connect(pitch, 0, pack, 2)
+    hold = p.obj(600, 270, "t b f")
+    store = p.obj(600, 285, "f")
+    later = p.obj(650, 285, "del 0")  # after this hop's other values have arrived
+    p.connect(env, 0, hold, 0)
+    p.connect(hold, 1, store, 1)
+    p.connect(hold, 0, later, 0)
+    p.connect(later, 0, store, 0)
+    p.connect(store, 0, pack, 0)
+    p.chain(pack, p.obj(600, 330, "oscformat echo analysis"), to_wire)
     return p.render()
 
 

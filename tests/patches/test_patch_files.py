@@ -23,7 +23,7 @@ PATCHES = Path(generate.__file__).resolve().parent
 VANILLA = {  # Pd 0.53 core objects used by the patches, plus bob~ and sigmund~ from vanilla's extra/
     "netreceive", "netsend", "oscparse", "oscformat", "list", "route", "unpack", "pack", "s", "r", "t", "f",
     "sel", "expr", "expr~", "loadbang", "vline~", "osc~", "phasor~", "noise~", "*~", "bob~", "clip~", "dac~",
-    "env~", "-", "*", "adc~", "hip~", "rzero~", "sigmund~", "del", "samplerate~", "tgl", "bng", "hsl",
+    "env~", "-", "*", "adc~", "hip~", "rzero~", "sigmund~", "del", "samplerate~", "tgl", "bng", "hsl", "s~",
 }  # fmt: skip
 EXTRA_SENDS = {"sl-note", "sl-gate", "sl-out-db"}
 

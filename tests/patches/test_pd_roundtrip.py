@@ -3,6 +3,8 @@
 - serumlite.pd: OscOut -> Pd -> `[s sl-<name>]` -> echo helper -> Python (values, order, note, gate);
   the voice sounds with the gate on and the default frame, is silent with every source at 0;
   its buttons reach the real Dispatcher (`/agent/enable`, `/agent/hold`, `/agent/step_size`, ...).
+- serumlite.pd's voice, analysed in Pd: pitch follows the note and osc2's transpose, the wave
+  morph and the cutoff move the brightness, noise has no pitch.
 - serumlite_features.pd: its test tone's descriptors arrive through OscServer + Dispatcher.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -163,6 +166,54 @@ def test_serumlite_patch_round_trip(run_pd: Callable, echo: EchoListener, server
     assert ("set_enabled", (True,)) in control.calls and ("set_hold", (True,)) in control.calls
     assert ("set_step_size", (0.25,)) in control.calls and ("reset", ()) in control.calls
     assert dispatcher.rejected_total == 0, dispatcher.counters()
+
+
+def analysis(out: OscOut, echo: EchoListener, frame: np.ndarray, note: float) -> dict[str, float]:
+    """Play `frame` at `note` (gate on) and return the echo helper's output analysis (medians)."""
+    out.send_params(frame)
+    out.send_note(note)
+    out.send_gate(True)
+    time.sleep(0.25)  # envelope attack, the analysis window (2048 samples) and sigmund~ settle
+    start = len(echo.messages)
+    assert wait_until(lambda: sum(m.address == "/echo/analysis" for m in echo.messages[start:]) >= 4, 2.0)
+    rows = np.array([m.params for m in list(echo.messages)[start:] if m.address == "/echo/analysis"])
+    env_db, diff_db, pitch_midi = np.median(rows, axis=0)
+    ratio = 10 ** ((diff_db - env_db) / 20) / 2 if env_db > 0 else 0.0
+    return {
+        "rms_dbfs": float(env_db - 100),
+        "centroid_hz": float(48000 / np.pi * np.arcsin(min(1.0, ratio))),
+        "pitch_midi": float(pitch_midi),
+    }
+
+
+def test_serumlite_voice_follows_the_parameters(run_pd: Callable, echo: EchoListener) -> None:
+    pd_port = free_udp_port()
+    pd = run_pd({"serumlite.pd": serumlite_pd.build(pd_port, "127.0.0.1", 9), "echo.pd": echo_helper(echo.port)})
+    out = OscOut(OscSettings(send_port=pd_port))
+
+    def frame(**values: float) -> np.ndarray:
+        x = default_vector()
+        for name, value in values.items():
+            x[PARAM_INDEX[name]] = value
+        return x
+
+    try:
+        assert wait_until(lambda: out.send_params(default_vector()) or echo.last("/echo/params"), 5.0)
+        sine = analysis(out, echo, frame(osc1_wave=0.0, filter_cutoff=1.0), 57.0)
+        saw = analysis(out, echo, frame(osc1_wave=1 / 3, filter_cutoff=1.0), 57.0)
+        saw_dark = analysis(out, echo, frame(osc1_wave=1 / 3, filter_cutoff=0.3), 57.0)
+        octave_up = analysis(out, echo, frame(osc1_level=0.0, osc2_level=1.0, osc2_wave=0.0, osc2_semitones=0.75), 57.0)
+        noise = analysis(out, echo, frame(osc1_level=0.0, noise_level=1.0, filter_cutoff=1.0), 57.0)
+    finally:
+        out.close()
+        log = pd.stop()
+    assert pd_errors(log) == [], log
+    assert sine["pitch_midi"] == pytest.approx(57.0, abs=0.2) and sine["centroid_hz"] == pytest.approx(220, rel=0.05)
+    assert -20 < sine["rms_dbfs"] < -3
+    assert saw["pitch_midi"] == pytest.approx(57.0, abs=0.2) and saw["centroid_hz"] > 4 * sine["centroid_hz"]
+    assert saw_dark["centroid_hz"] < 0.5 * saw["centroid_hz"]  # the table's log cutoff: 0.3 -> 211 Hz
+    assert octave_up["pitch_midi"] == pytest.approx(69.0, abs=0.2)  # osc2 +12 semitones
+    assert noise["centroid_hz"] > 5000 and noise["pitch_midi"] < 0  # sigmund~ finds no pitch in noise
 
 
 def test_features_patch_sends_descriptors_to_the_dispatcher(run_pd: Callable, server) -> None:
