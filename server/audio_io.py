@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus")
 DeviceSpec = int | str | None  # None: the system default
+CLOSE_TIMEOUT_S = 1.0  # how long stopping waits for PortAudio to close a stream
 RECORDER_POLL_S = 0.05  # the recorder drains its ring this often (the ring holds seconds)
 
 
@@ -182,6 +183,7 @@ class DeviceAudio:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.healthy = False
+        self.abandoned = False  # a stream could not be closed (see `_close`)
 
     def start(self) -> None:
         """Open the streams (errors here are raised: a wrong device name stops the server) and supervise."""
@@ -194,7 +196,7 @@ class DeviceAudio:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5.0)
+            self._thread.join(CLOSE_TIMEOUT_S)
             self._thread = None
         self._close()
 
@@ -238,9 +240,18 @@ class DeviceAudio:
         self.healthy = True
 
     def _close(self) -> None:
-        for stream in self._streams:
-            _close_quietly(stream)
-        self._streams = []
+        """Close the streams on a helper thread: PortAudio can hang closing a stream whose server died
+        (JACK killed); such streams are abandoned (`abandoned`), and the process exits without
+        PortAudio's own exit hook (see live_server.py)."""
+        streams, self._streams = self._streams, []
+        if not streams:
+            return
+        closer = threading.Thread(target=lambda: [_close_quietly(s) for s in streams], name="audio-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive() and not self.abandoned:
+            self.abandoned = True
+            log.warning("a lost audio stream could not be closed; it is abandoned")
 
     def _problem(self) -> str:
         """'' while every stream runs and calls back; otherwise what is wrong."""
@@ -275,7 +286,7 @@ class DeviceAudio:
     def _reinitialize(self) -> None:
         """PortAudio scans devices once: terminate and initialize again so a returning device is found."""
         terminate, initialize = getattr(self._sd, "_terminate", None), getattr(self._sd, "_initialize", None)
-        if terminate is None or initialize is None:
+        if terminate is None or initialize is None or self.abandoned:  # terminating would wait on the lost stream
             return
         try:
             terminate()

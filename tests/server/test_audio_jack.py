@@ -1,0 +1,215 @@
+"""A real PortAudio device: the JACK dummy driver (no sound card needed).
+
+The fixture starts a private `jackd --no-realtime -d dummy` server (its own name, so parallel runs
+do not meet), a player process plays a 440 Hz tone into JACK through sounddevice, and
+`live_server.py` runs in a subprocess (PortAudio scans devices once, so it must start after
+jackd). The tone is wired into the server's input with `jack_connect`; the server's parameters
+must respond, its recorded synth output must sound at the tone's pitch, and OSC must stay alive
+when the device goes away. Skipped, with the reason, only when jackd cannot start here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_message import OscMessage
+
+from server.osc_protocol import encode_message
+
+pytestmark = pytest.mark.realtime
+REPO = Path(__file__).resolve().parents[2]
+SR, PERIOD = 48000, 512
+PLAYER = """
+import sys, time, numpy as np, sounddevice as sd
+freq, seconds = float(sys.argv[1]), float(sys.argv[2])
+phase = 0
+def cb(out, frames, t, status):
+    global phase
+    n = np.arange(phase, phase + frames)
+    out[:, 0] = 0.5 * np.sin(2 * np.pi * freq * n / 48000)
+    phase += frames
+with sd.OutputStream(samplerate=48000, blocksize=512, channels=1, callback=cb, device='system'):
+    print('playing', flush=True)
+    time.sleep(seconds)
+"""
+
+
+def _jack_env(name: str) -> dict[str, str]:
+    return {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+
+
+def _ports(env: dict[str, str]) -> list[str]:
+    out = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def _start_jackd(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    jackd = subprocess.Popen(
+        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(SR), "-p", str(PERIOD), "-C", "2", "-P", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if _ports(env):
+            return jackd
+        if jackd.poll() is not None:
+            return None
+        time.sleep(0.05)
+    jackd.kill()
+    return None
+
+
+@pytest.fixture
+def jack() -> Iterator[dict[str, str]]:
+    if shutil.which("jackd") is None or shutil.which("jack_connect") is None:
+        pytest.skip("jackd not installed (apt-get install -y --no-install-recommends jackd2)")
+    env = _jack_env(f"sgtest{os.getpid()}")
+    jackd = _start_jackd(env)
+    if jackd is None:
+        pytest.skip("jackd (dummy driver) could not start on this machine")
+    env["_JACKD_PID"] = str(jackd.pid)
+    try:
+        yield env
+    finally:
+        jackd.terminate()
+        try:
+            jackd.wait(10)
+        except subprocess.TimeoutExpired:
+            jackd.kill()
+
+
+def _wait_for_port(env: dict[str, str], predicate: object, timeout_s: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [p for p in _ports(env) if predicate(p)]  # type: ignore[operator]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no JACK port appeared; ports: {_ports(env)}")
+
+
+def _server(env: dict[str, str], model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        str(REPO / "live_server.py"),
+        "--model",
+        str(model),
+        "--input",
+        "system",
+        "--sample-rate",
+        str(SR),
+        "--block-size",
+        str(PERIOD),
+        "--osc-port",
+        "0",
+        "--osc-send-port",
+        "9",
+        "--stats-json",
+        str(out / "stats.json"),
+        "--trace-csv",
+        str(out / "trace.csv"),
+        *extra,
+    ]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _osc_port(proc: subprocess.Popen[str]) -> int:
+    assert proc.stderr is not None
+    for _ in range(50):
+        line = proc.stderr.readline()
+        if "OSC control on" in line:
+            return int(line.rsplit(":", 1)[1])
+    raise AssertionError("the server never said where OSC listens")
+
+
+def _dominant_hz(audio: np.ndarray) -> float:
+    """Fundamental by autocorrelation (the synth's default wave is rich in harmonics)."""
+    x = audio - audio.mean()
+    ac = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * len(x))) ** 2)[: len(x)]
+    lo, hi = SR // 2000, SR // 50
+    lag = lo + int(np.argmax(ac[lo:hi]))
+    return SR / lag
+
+
+def test_server_hears_a_jack_device_and_its_synth_plays_the_pitch(
+    jack: dict[str, str], follow_model: Path, tmp_path: Path
+) -> None:
+    player = subprocess.Popen([sys.executable, "-c", PLAYER, "440", "12"], env=jack, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for_port(jack, lambda p: p.startswith("PortAudio:out"))
+        server = _server(
+            jack,
+            follow_model,
+            tmp_path,
+            "--output",
+            "both",
+            "--output-device",
+            "system",
+            "--record",
+            str(tmp_path / "synth.wav"),
+            "--duration",
+            "5",
+        )
+        server_in = _wait_for_port(jack, lambda p: p.startswith("PortAudio-") and ":in_" in p)
+        subprocess.run(["jack_connect", "PortAudio:out_0", server_in], env=jack, check=True, timeout=10)
+        _, err = server.communicate(timeout=60)
+        assert server.returncode == 0, err
+    finally:
+        player.kill()
+        player.wait(10)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["sample_rate"] == SR and stats["block_size"] == PERIOD
+    assert stats["blocks"] > 100 and stats["control_ticks"] > 20  # ~5 s of callbacks through PortAudio
+    assert stats["input_stream"]["callbacks"] > 100 and stats["output_stream"]["callbacks"] > 100
+    rows = list(csv.DictReader((tmp_path / "trace.csv").open()))
+    heard = [r for r in rows if float(r["in_loudness_db"]) > -30.0]
+    assert len(heard) > 10, "the tone never reached the server"
+    assert np.median([float(r["in_pitch_hz"]) for r in heard]) == pytest.approx(440.0, rel=0.03)
+    volumes = [float(r["master_volume"]) for r in rows]
+    assert max(volumes) - min(volumes) > 0.05, "the parameters did not respond to the input"
+    synth, sr = sf.read(str(tmp_path / "synth.wav"), dtype="float32")
+    assert sr == SR and len(synth) > SR
+    loud = synth[np.abs(synth) > 0.01]
+    assert len(loud) > SR // 2, "the internal synth stayed silent"
+    start = int(np.argmax(np.abs(synth) > 0.01))
+    assert _dominant_hz(synth[start + SR // 10 : start + SR // 10 + 8192]) == pytest.approx(440.0, rel=0.03)
+
+
+def test_device_loss_is_reported_once_and_osc_stays_alive(
+    jack: dict[str, str], follow_model: Path, tmp_path: Path
+) -> None:
+    server = _server(jack, follow_model, tmp_path, "--output", "osc")
+    try:
+        port = _osc_port(server)
+        _wait_for_port(jack, lambda p: p.startswith("PortAudio") and ":in_" in p)
+        os.kill(int(jack["_JACKD_PID"]), signal.SIGKILL)  # the device vanishes under the server
+        time.sleep(3.0)
+        ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ctl.settimeout(3.0)
+        ctl.sendto(encode_message("/server/ping", [5]), ("127.0.0.1", port))
+        reply = OscMessage(ctl.recvfrom(65535)[0])
+        ctl.close()
+        assert reply.address == "/server/pong" and reply.params == [5]
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err
+    assert err.count("audio device lost") == 1, err
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["device_errors"] == 1
