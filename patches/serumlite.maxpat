@@ -750,10 +750,10 @@
      "patching_rect": [
       300,
       360,
-      309,
+      344,
       22
      ],
-     "text": "expr (-24 + rint(min(max($f1, 0), 1)*48)*1)"
+     "text": "expr (-24 + int(min(max($f1, 0), 1)*48 + 0.5)*1)"
     }
    },
    {

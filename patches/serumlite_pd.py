@@ -30,7 +30,8 @@ def phys_expr(spec: ParamSpec, var: str = "$f1") -> str:
     x = f"min(max({var}, 0), 1)"
     if spec.snap:
         steps = spec.n_steps - 1
-        return f"{num(spec.low)} + rint({x}*{steps})*{num((spec.high - spec.low) / steps)}"
+        # int(v + 0.5) rounds (v >= 0); Max's expr has int() too, not every version has rint()
+        return f"{num(spec.low)} + int({x}*{steps} + 0.5)*{num((spec.high - spec.low) / steps)}"
     if spec.curve == "log":
         return f"{num(spec.low)}*pow({num(spec.high / spec.low)}, {x})"
     return f"{num(spec.low)} + {x}*{num(spec.high - spec.low)}"

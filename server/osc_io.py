@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM_BYTES = 65535
 POLL_INTERVAL_S = 0.05  # how often the receiving thread checks for stop()
+MAX_BATCH = 1024  # datagrams read per socket before looking at stop() again
 
 
 def _osc_string(text: str) -> bytes:
@@ -260,7 +261,7 @@ class OscServer:
             except OSError:
                 self.reply_failed += 1
 
-        while True:
+        for _ in range(MAX_BATCH):  # bounded, so that stop() is seen even under a flood
             try:
                 data, sender = sock.recvfrom(MAX_DATAGRAM_BYTES)
             except BlockingIOError:

@@ -226,6 +226,14 @@ def _arity(args: tuple[Arg, ...], n: int) -> None:
         raise MessageRejectedError("wrong_arity", f"expected {n} argument(s), got {len(args)}")
 
 
+class _QuietPythonOsc(logging.Filter):
+    """python-osc logs a root-logger warning for each unknown type tag or bundle element; the
+    dispatcher counts such datagrams instead, so that a peer cannot flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pythonosc" not in record.pathname
+
+
 class Dispatcher:
     """Maps validated OSC messages onto a `ServerControl`; counts what it receives and rejects.
 
@@ -243,6 +251,9 @@ class Dispatcher:
         self.dispatched = 0  # messages that reached the server
         self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
         self._logged_bugs: set[str] = set()
+        root = logging.getLogger()
+        if not any(isinstance(f, _QuietPythonOsc) for f in root.filters):
+            root.addFilter(_QuietPythonOsc())
         self._handlers: dict[str, Callable[[tuple[Arg, ...], tuple[str, int], Reply], None]] = {
             ADDR_ENABLE: self._enable,
             ADDR_HOLD: self._hold,

@@ -3,6 +3,7 @@ counted by reason, replies to the sender, and a hypothesis fuzz test on the raw-
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 
@@ -277,6 +278,18 @@ def test_malformed_datagrams() -> None:
     for data in (b"", b"garbage", b"/agent/enable\x00\x00\x00,i\x00\x00", b"#bundle\x00" + b"\x00" * 3):
         d.handle_datagram(data, LOCAL, replies)
     assert control.calls == [] and d.rejected["malformed"] == 4 and d.received == 4
+
+
+def test_odd_type_tags_and_bundle_elements_do_not_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    d, control, replies = make()
+    odd_tag = b"/agent/enable\x00\x00\x00,ci\x00" + b"\x00\x00\x00\x41" + b"\x00\x00\x00\x01"
+    odd_bundle = b"#bundle\x00" + bytes(8) + b"\x00\x00\x00\x04junk"
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(50):
+            d.handle_datagram(odd_tag, LOCAL, replies)
+            d.handle_datagram(odd_bundle, LOCAL, replies)
+    assert [r for r in caplog.records if "pythonosc" in r.pathname] == []
+    assert d.datagrams == 100 and control.calls == []
 
 
 # --- fuzz: nothing escapes handle_datagram ---------------------------------------------------------
