@@ -84,7 +84,7 @@ def evaluate_file(path: Path, live_agent: Any, settings: Settings, args: argpars
         "file": str(path),
         "ticks": int(perf.gates.size),
         "tick_s": perf.tick_s,
-        "agent": imitation_metrics(perf, scale, controlled),
+        "agent": imitation_metrics(perf, scale, controlled, settings.synth.gate_off_db),
     }
     result["agent"]["perform_s"] = round(time.perf_counter() - t0, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,13 +107,13 @@ def baselines(perf: Performance, audio: np.ndarray, scale: DescriptorScale, cont
               describer: RenderDescriber) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {}
     rnd = perform(audio, RandomController(controlled, delta_max, args.seed), start, settings)
-    out["random"] = imitation_metrics(rnd, scale, controlled)
+    out["random"] = imitation_metrics(rnd, scale, controlled, settings.synth.gate_off_db)
     names, candidates = static_candidates(controlled, args.random_presets, args.seed)
     order = screen_static(describer, candidates, perf.input_desc, perf.gates, perf.notes_midi, scale)
     best: dict[str, Any] | None = None
     for i in order[:STATIC_FULL]:
         run = perform(audio, StaticController(candidates[i]), candidates[i], settings)
-        metrics = imitation_metrics(run, scale, controlled) | {"preset": names[i]}
+        metrics = imitation_metrics(run, scale, controlled, settings.synth.gate_off_db) | {"preset": names[i]}
         if best is None or metrics["rmse"] < best["rmse"]:
             best = metrics
     if best is None:
@@ -122,7 +122,9 @@ def baselines(perf: Performance, audio: np.ndarray, scale: DescriptorScale, cont
     out["static_best"] = best
     table = build_table(describer, scale, controlled, args.table_presets, args.seed)
     nn = NearestNeighbourController(table, scale, settings.synth.pitch_confidence_min, settings.synth.gate_off_db)
-    out["nearest_neighbour"] = imitation_metrics(perform(audio, nn, start, settings), scale, controlled)
+    out["nearest_neighbour"] = imitation_metrics(
+        perform(audio, nn, start, settings), scale, controlled, settings.synth.gate_off_db
+    )
     out["nearest_neighbour"]["table_size"] = int(table.params.shape[0])
     return out
 

@@ -4,8 +4,9 @@ Input: a `Performance` (agents.imitate.perform), the model's descriptor scale an
 controlled parameters, and a `SoundDescriber` (render + analyze) for building candidate tables.
 Output:
 - `imitation_metrics(perf, ...)`: normalized descriptor RMSE between input and output over all
-  ticks (overall and per descriptor), the same over ticks with the gate open, and smoothness
-  (mean |parameter change| per tick over the controlled parameters);
+  ticks (overall and per descriptor; where both are silent only loudness counts, as in training),
+  the same over ticks with the gate open, and smoothness (mean |parameter change| per tick over
+  the controlled parameters);
 - `NearestNeighbourController`: per tick, the parameters of the lookup-table entry (random presets
   x a grid of notes, rendered and analysed) nearest to the input frame at the nearest table note;
 - `static_candidates` + `screen_static`: factory presets and random presets, ranked by how well
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.imitate.perform import Performance
+from agents.imitate.reward import match_silence
 from agents.imitate.sound import SoundDescriber
 from agents.imitate.targets import random_presets
 from agents.observation import DescriptorScale
@@ -36,9 +38,18 @@ def scaled_frames(frames: np.ndarray, scale: DescriptorScale) -> np.ndarray:
     return np.clip(scale.to_0to1(frames[:, idx]), *SCALED_CLIP)
 
 
-def imitation_metrics(perf: Performance, scale: DescriptorScale, controlled: tuple[int, ...]) -> dict[str, object]:
-    """RMSE between the scaled input and output descriptors (`scale.names`), and smoothness."""
-    err = scaled_frames(perf.output_desc, scale) - scaled_frames(perf.input_desc, scale)
+def imitation_metrics(
+    perf: Performance, scale: DescriptorScale, controlled: tuple[int, ...], silence_db: float
+) -> dict[str, object]:
+    """RMSE between the scaled input and output descriptors (`scale.names`), and smoothness.
+
+    Ticks where input and output are both below `silence_db` compare loudness only
+    (`agents.imitate.reward.match_silence`), as the training reward does."""
+    loud = INDEX["loudness_db"]
+    both_silent = (perf.input_desc[:, loud] < silence_db) & (perf.output_desc[:, loud] < silence_db)
+    target = scaled_frames(perf.input_desc, scale)
+    output = match_silence(scaled_frames(perf.output_desc, scale), target, scale.names, both_silent)
+    err = output - target
     per = np.sqrt(np.mean(err**2, axis=0))
     on = perf.gates
     deltas = np.abs(np.diff(perf.params[:, list(controlled)], axis=0))
@@ -47,6 +58,7 @@ def imitation_metrics(perf: Performance, scale: DescriptorScale, controlled: tup
         "rmse_gate_on": float(np.sqrt(np.mean(err[on] ** 2))) if on.any() else None,
         "per_descriptor": {n: float(v) for n, v in zip(scale.names, per, strict=True)},
         "smoothness": float(deltas.mean()) if deltas.size else 0.0,
+        "silent_ticks": int(both_silent.sum()),
     }
 
 

@@ -12,7 +12,8 @@ corpus folder (default `corpus.default`), optionally a prepared `TargetCorpus` /
 3. the synth's note and gate follow the target's `pitch_hz` / `pitch_confidence` / `loudness_db`
    through `synth.note_gate.NoteGateFollower`, exactly as on stage;
 4. the agent's descriptors come from `agents.imitate.sound` (render + analyze, or the proxy);
-5. reward = `agents.imitate.reward.ImitationReward` on the rewarded descriptors, scaled to [0,1].
+5. reward = `agents.imitate.reward.ImitationReward` on the rewarded descriptors, scaled to [0,1]
+   (when agent and target are both silent only loudness counts: `reward.match_silence`).
 
 Output: the observation of `agents.observation` (agent, target, controlled params, history),
 the reward, `terminated=False` (a performance has no goal state), `truncated=False` (the time
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from agents.imitate.reward import ImitationReward, reward_weights
+from agents.imitate.reward import ImitationReward, match_silence, reward_weights
 from agents.imitate.sound import SoundDescriber, make_describer
 from agents.imitate.targets import TargetCorpus, corpus_scale, load_corpus, random_target_pool
 from agents.observation import OBS_CLIP, DescriptorScale, ObservationBuilder
@@ -66,6 +67,7 @@ class ImitateEnv(gym.Env):
         self.reward_names = expand(im.features_reward)
         self._obs_idx = np.array([INDEX[n] for n in self.descriptor_names])
         self._follow_idx = [INDEX[n] for n in FOLLOW_NAMES]
+        self._loud_idx = INDEX["loudness_db"]
         self.controlled = indices_of(im.controlled_params)
         self.corpus = target_corpus or load_corpus(
             corpus if corpus is not None else self.settings.corpus.default, required=self.descriptor_names
@@ -173,7 +175,7 @@ class ImitateEnv(gym.Env):
         self.follower.reset()
         self.builder.reset()
         self._listen()
-        rmse = self.reward_fn(self.scaled(self._agent), self.scaled(self._target), np.zeros(0))[1]
+        rmse = self.reward_fn(*self._scaled_pair(), np.zeros(0))[1]
         return self._observe(), self._info(rmse)
 
     def decode_action(self, action: Any) -> np.ndarray:
@@ -191,8 +193,15 @@ class ImitateEnv(gym.Env):
         delta = self.params[ctrl] - before
         self._advance_target()
         self._listen()
-        reward, rmse = self.reward_fn(self.scaled(self._agent), self.scaled(self._target), delta)
+        reward, rmse = self.reward_fn(*self._scaled_pair(), delta)
         return self._observe(), float(reward), False, False, self._info(rmse)
+
+    def _scaled_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled agent and target frames, silence matched (`reward.match_silence`)."""
+        agent, target = self.scaled(self._agent), self.scaled(self._target)
+        off_db = self.settings.synth.gate_off_db
+        both_silent = self._agent[self._loud_idx] < off_db and self._target[self._loud_idx] < off_db
+        return match_silence(agent, target, self.descriptor_names, both_silent), target
 
     def _info(self, rmse: float) -> dict[str, Any]:
         return {"rmse": float(rmse), "mode": self.mode, "gate": self._gate, "note_midi": self._note}

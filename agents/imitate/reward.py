@@ -10,6 +10,11 @@ Output: the reward (float) and the weighted RMSE it was computed from.
     linear: 1 - rmse
     prize:  +prize_value if rmse <= prize_threshold else -prize_value
     reward = shaped(rmse) - lambda_smooth * mean(|delta params|) / delta_max
+
+Silence: the spectral shape of a silent frame is undefined (each analyser reports a convention,
+e.g. the centroid of an all-zero spectrum), so when both the agent and the target are silent
+(loudness below `synth.gate_off_db`) only the loudness descriptors are compared
+(`match_silence`); the environment and the evaluation apply the same rule.
 """
 
 from __future__ import annotations
@@ -21,6 +26,25 @@ import numpy as np
 
 RewardKind = Literal["cubic", "linear", "prize"]
 REWARD_KINDS: tuple[str, ...] = ("cubic", "linear", "prize")
+
+
+LOUDNESS_NAMES = ("loudness_db", "rms_db", "peak_db")
+
+
+def match_silence(
+    agent_0to1: np.ndarray, target_0to1: np.ndarray, names: Sequence[str], both_silent: np.ndarray | bool
+) -> np.ndarray:
+    """A copy of `agent_0to1` ([K] or [T, K]) whose non-loudness columns equal the target's where
+    `both_silent` ([] or [T]) holds, so that silence matches silence whatever its spectral convention."""
+    out = np.array(agent_0to1, dtype=np.float64, copy=True)
+    cols = [i for i, n in enumerate(names) if n not in LOUDNESS_NAMES]
+    if out.ndim == 1:
+        if bool(both_silent):
+            out[cols] = target_0to1[cols]
+        return out
+    rows = np.flatnonzero(np.asarray(both_silent, dtype=bool))
+    out[np.ix_(rows, cols)] = np.asarray(target_0to1)[np.ix_(rows, cols)]
+    return out
 
 
 def reward_weights(

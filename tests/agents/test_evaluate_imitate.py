@@ -165,8 +165,17 @@ def test_metrics_are_rmse_of_scaled_descriptors_and_mean_abs_delta() -> None:
     params = np.zeros((4, 24), dtype=np.float32)
     params[:, 0] = [0.0, 0.1, 0.1, 0.4]
     perf = Performance(0.032, inp, out, params, np.zeros(4), np.array([True, True, False, False]), np.zeros(4))
-    m = imitation_metrics(perf, scale, (0, 1))
+    m = imitation_metrics(perf, scale, (0, 1), silence_db=-55.0)
     assert m["per_descriptor"]["loudness_db"] == pytest.approx(0.25)
     assert m["per_descriptor"]["centroid"] == pytest.approx(0.0)
     assert m["rmse"] == pytest.approx(np.sqrt(0.25**2 / 2))
     assert m["smoothness"] == pytest.approx((0.1 + 0.0 + 0.3) / 3 / 2)
+    assert m["silent_ticks"] == 0
+    # both silent on the last tick: its (undefined) centroid mismatch does not count, loudness does
+    inp[3, INDEX["loudness_db"]], out[3, INDEX["loudness_db"]] = -58.0, -60.0
+    out[3, INDEX["centroid"]] = 1000.0
+    m2 = imitation_metrics(perf, scale, (0, 1), silence_db=-55.0)
+    assert m2["silent_ticks"] == 1 and m2["per_descriptor"]["centroid"] == pytest.approx(0.0)
+    assert m2["per_descriptor"]["loudness_db"] == pytest.approx(np.sqrt((3 * 0.25**2 + (2 / 60) ** 2) / 4))
+    m3 = imitation_metrics(perf, scale, (0, 1), silence_db=-90.0)  # not silent: the centroid counts
+    assert m3["per_descriptor"]["centroid"] == pytest.approx(np.sqrt(0.5**2 / 4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.imitate.reward import ImitationReward, reward_weights, shaped_reward, weighted_rmse
+from agents.imitate.reward import ImitationReward, match_silence, reward_weights, shaped_reward, weighted_rmse
 
 
 def test_shapings() -> None:
@@ -40,3 +40,12 @@ def test_smoothness_term() -> None:
     moving, _ = r(np.array([0.2]), np.array([0.2]), np.full(4, 0.1))
     assert rmse == 0.0 and still == pytest.approx(1.0)
     assert moving == pytest.approx(1.0 - 0.5)
+
+
+def test_silence_matches_silence_on_loudness_only() -> None:
+    names = ("loudness_db", "centroid", "flatness")
+    agent, target = np.array([0.0, 1.5, 1.0]), np.array([0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(match_silence(agent, target, names, True), [0.0, 0.2, 0.3])
+    np.testing.assert_array_equal(match_silence(agent, target, names, False), agent)
+    frames = match_silence(np.stack([agent, agent]), np.stack([target, target]), names, np.array([False, True]))
+    np.testing.assert_array_equal(frames, [agent, [0.0, 0.2, 0.3]])
