@@ -30,7 +30,7 @@ from server.config import OscSettings
 from synth.params import OSC_PARAMS_ADDRESS, PARAMS
 
 if TYPE_CHECKING:
-    from server.osc_io import OscOut
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ REJECT_REASONS: tuple[str, ...] = (
     "wrong_type",  # e.g. a string where a number is expected
     "out_of_range",  # NaN/inf, outside 0..1, enable/hold not 0/1, empty path
     "unknown_param",  # /synth/param/<name> with a name not in the table
-    "load_failed",  # /agent/model or /synth/preset that the server refused (ValueError)
+    "load_failed",  # /agent/model or /synth/preset refused by the server (ValueError, OSError, KeyError)
     "bad_features",  # /agent/features refused by the server (e.g. wrong count)
-    "handler_error",  # the server raised something other than ValueError (logged once per reason)
+    "handler_error",  # the server (or the reply transport) raised anything else: a bug, logged once
 )
 
 Reply = Callable[[bytes, tuple[str, int]], None]
@@ -122,22 +122,28 @@ class ServerControl(Protocol):
         ...
 
 
-def peer_allowed(host: str, allow: Iterable[str]) -> bool:
-    """Loopback peers are always allowed; any other peer only when its IP is listed in `allow`."""
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_allow(allow: Iterable[str]) -> frozenset[IpAddress]:
+    """`osc.allow` as IP addresses; ValueError naming the entry that is not one."""
+    out = set()
+    for entry in allow:
+        try:
+            out.add(ipaddress.ip_address(str(entry).strip()))
+        except ValueError:
+            raise ValueError(f"osc.allow: '{entry}' is not an IP address") from None
+    return frozenset(out)
+
+
+def peer_allowed(host: str, allow: frozenset[IpAddress]) -> bool:
+    """Loopback peers are always allowed; any other peer only when its IP is in `allow`."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    if ip.is_loopback or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback):
-        return True
-    return any(_same_ip(ip, entry) for entry in allow)
-
-
-def _same_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
-    try:
-        return ip == ipaddress.ip_address(entry)
-    except ValueError:
-        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or bool(mapped and mapped.is_loopback) or ip in allow or mapped in allow
 
 
 def encode_message(address: str, args: Iterable[Arg] = ()) -> bytes:
@@ -226,12 +232,10 @@ def _arity(args: tuple[Arg, ...], n: int) -> None:
         raise MessageRejectedError("wrong_arity", f"expected {n} argument(s), got {len(args)}")
 
 
-class _QuietPythonOsc(logging.Filter):
-    """python-osc logs a root-logger warning for each unknown type tag or bundle element; the
+def _not_from_python_osc(record: logging.LogRecord) -> bool:
+    """A root-logger filter: python-osc warns there for every odd type tag or bundle element; the
     dispatcher counts such datagrams instead, so that a peer cannot flood the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pythonosc" not in record.pathname
+    return "pythonosc" not in record.pathname
 
 
 class Dispatcher:
@@ -245,15 +249,14 @@ class Dispatcher:
     def __init__(self, control: ServerControl, settings: OscSettings | None = None) -> None:
         self.control = control
         self.settings = settings or OscSettings()
-        self.allow: tuple[str, ...] = tuple(self.settings.allow)
+        self.allow = parse_allow(self.settings.allow)
         self.datagrams = 0  # UDP datagrams handed in
         self.received = 0  # messages (inside bundles too) and unparseable datagrams
         self.dispatched = 0  # messages that reached the server
         self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
         self._logged_bugs: set[str] = set()
-        root = logging.getLogger()
-        if not any(isinstance(f, _QuietPythonOsc) for f in root.filters):
-            root.addFilter(_QuietPythonOsc())
+        if _not_from_python_osc not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_not_from_python_osc)
         self._handlers: dict[str, Callable[[tuple[Arg, ...], tuple[str, int], Reply], None]] = {
             ADDR_ENABLE: self._enable,
             ADDR_HOLD: self._hold,
@@ -324,7 +327,7 @@ class Dispatcher:
             key = f"{address}:{type(exc).__name__}"
             if key not in self._logged_bugs:
                 self._logged_bugs.add(key)
-                log.error("OSC %s: %s raised %s: %s", address, "handler", type(exc).__name__, exc)
+                log.error("OSC %s: the server raised %s: %s", address, type(exc).__name__, exc)
             return
         self.dispatched += 1
 
@@ -411,14 +414,3 @@ def __getattr__(name: str) -> Any:
 
         return OscOut
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "Dispatcher",
-    "MessageRejectedError",
-    "OscOut",
-    "ServerControl",
-    "encode_message",
-    "flatten_stats",
-    "peer_allowed",
-]

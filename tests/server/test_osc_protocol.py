@@ -16,7 +16,15 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from server.config import OscSettings
-from server.osc_protocol import REJECT_REASONS, Dispatcher, ServerControl, encode_message, flatten_stats, peer_allowed
+from server.osc_protocol import (
+    REJECT_REASONS,
+    Dispatcher,
+    ServerControl,
+    encode_message,
+    flatten_stats,
+    parse_allow,
+    peer_allowed,
+)
 from synth.params import N_PARAMS, PARAM_NAMES
 
 LOCAL = ("127.0.0.1", 50123)
@@ -246,9 +254,12 @@ def _msg(address: str, arg: object):
 
 
 def test_peer_allow_list() -> None:
-    assert peer_allowed("127.0.0.1", ()) and peer_allowed("127.3.2.1", ()) and peer_allowed("::1", ())
-    assert not peer_allowed("192.168.1.20", ()) and peer_allowed("192.168.1.20", ("192.168.1.20",))
-    assert not peer_allowed("not-an-ip", ("not-an-ip",))
+    none = parse_allow(())
+    assert peer_allowed("127.0.0.1", none) and peer_allowed("127.3.2.1", none) and peer_allowed("::1", none)
+    assert peer_allowed("::ffff:127.0.0.1", none) and not peer_allowed("not-an-ip", none)
+    assert not peer_allowed("192.168.1.20", none) and peer_allowed("192.168.1.20", parse_allow([" 192.168.1.20"]))
+    with pytest.raises(ValueError, match="osc.allow: 'stage-laptop' is not an IP address"):
+        Dispatcher(FakeControl(), OscSettings(allow=("10.0.0.1", "stage-laptop")))  # type: ignore[arg-type]
     d, control, replies = make(allow=("10.0.0.5",))
     send(d, replies, "/agent/enable", 1, sender=("10.0.0.6", 1000))
     send(d, replies, "/server/ping", sender=("10.0.0.6", 1000))
