@@ -1,0 +1,320 @@
+"""`python benchmarks/live.py --json`: the live loop's per-block cost, audio-in -> OSC-out latency, xruns.
+
+Input: a model directory (default `server.model`, i.e. models/default), an audio file (default: the
+first file of the demo corpus), durations. Output: one JSON object:
+- `block_us` {p50, p99, max} at 48 kHz / 512 frames (and `by_block_size` for 512 and 256): the
+  worker's processing per block (descriptors of input and self voice, observation, policy,
+  smoothing, OSC send), measured by running the real `LiveServer` over the file with `--fast`;
+  `block_budget_ratio` = p99 / block duration, and `reference_fft_us` + `ratio_to_fft` (p50 over
+  the p50 of one numpy rfft of the analysis window, same run: a machine-speed reference);
+- `latency_ms` {p50, p99, max}: from the first sample of a block to the receipt of its
+  `/serumlite/params` on a loopback listener (the file streamed at real-time pace, one control tick
+  per block); `latency_after_block_ms` excludes the block's own duration (the part we control);
+- `xruns`: from a real-time run through the JACK dummy driver (`live_server.py --input system
+  --output both` in a subprocess) while another process spins on a core; `--realtime-s` (60 by
+  default); null with `xruns_skipped` when jackd is not available;
+- with `--soak-s N`: the same real-time run lasts N s and `rss_growth_mb` (after a 10 s warm-up) is reported.
+Targets: p99 <= 500 µs per block, latency <= one block + 1 ms, 0 xruns, RSS growth < 5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from server.app import LiveServer  # noqa: E402
+from server.audio_io import InputSpec  # noqa: E402
+from server.callbacks import InputCallback  # noqa: E402
+from settings import Settings, SettingsError, load_settings, with_overrides  # noqa: E402
+
+TARGET_P99_US = 500.0
+TARGET_XRUNS = 0
+TARGET_RSS_MB = 5.0
+SR = 48000
+
+
+def block_timing(settings: Settings, audio: Path, block_size: int) -> dict[str, Any]:
+    """Run the real server over `audio` with --fast; the worker's per-block histogram."""
+    s = with_overrides(
+        settings,
+        {
+            "audio.sample_rate_hz": SR,
+            "audio.block_size": block_size,
+            "audio.fast": True,
+            "server.output": "osc",
+            "osc.listen_port": 0,
+            "osc.send_port": 9,
+        },
+    )
+    server = LiveServer(s, InputSpec("file", path=audio))
+    server.start()
+    server.run()
+    stats = server.stop()
+    block_us = stats["block_us"]
+    return {
+        "block_size": block_size,
+        "blocks": stats["blocks"],
+        "control_ticks": stats["control_ticks"],
+        "block_us": {k: block_us[k] for k in ("p50", "p99", "max")},
+        "block_budget_ratio": round(block_us["p99"] / (1e6 * block_size / SR), 4),
+    }
+
+
+def reference_fft_us(window: int = 3072, repeats: int = 2000) -> float:
+    x = np.random.default_rng(0).normal(size=window)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter_ns()
+        np.fft.rfft(x)
+        times[i] = time.perf_counter_ns() - t0
+    return float(np.percentile(times, 50) / 1000.0)
+
+
+class StampingInput(InputCallback):
+    """The server's own input callback, plus a perf_counter stamp per block (preallocated)."""
+
+    def __init__(self, inner: InputCallback, max_blocks: int) -> None:
+        super().__init__(inner.ring, inner.counters, inner.channel)
+        self.stamps_ns = np.zeros(max_blocks, dtype=np.int64)
+        self.n = 0
+
+    def __call__(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if self.n < len(self.stamps_ns):
+            self.stamps_ns[self.n] = time.perf_counter_ns()
+            self.n += 1
+        super().__call__(indata, frames, time_info, status)
+
+
+def latency(settings: Settings, audio: Path, block_size: int, seconds: float) -> dict[str, Any]:
+    """Block's first sample -> `/serumlite/params` received, one tick per block, real-time pace."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    block_s = block_size / SR
+    s = with_overrides(
+        settings,
+        {
+            "audio.sample_rate_hz": SR,
+            "audio.block_size": block_size,
+            "audio.fast": False,
+            "server.output": "osc",
+            "server.control_tick_s": block_s,
+            "osc.listen_port": 0,
+            "osc.send_port": listener.getsockname()[1],
+        },
+    )
+    server = LiveServer(s, InputSpec("file", path=audio))
+    source = server.file_source
+    if source is None:
+        raise RuntimeError("latency: the server has no file source")
+    n_blocks = min(source.n_blocks, int(seconds / block_s))
+    source.n_blocks = n_blocks
+    stamping = StampingInput(source.input_cb, n_blocks)
+    source.input_cb = stamping
+    received = np.zeros(n_blocks, dtype=np.int64)
+    count = [0]
+    params_prefix = b"/serumlite/params\x00"
+
+    def listen() -> None:
+        while count[0] < n_blocks:
+            try:
+                data = listener.recv(65535)
+            except TimeoutError:
+                if not server.worker.alive:
+                    return
+                continue
+            if data.startswith(params_prefix):
+                received[count[0]] = time.perf_counter_ns()
+                count[0] += 1
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    server.start()
+    server.run()
+    thread.join(5.0)
+    server.stop()
+    listener.close()
+    n = min(count[0], stamping.n)
+    after_ms = (received[:n] - stamping.stamps_ns[:n]) / 1e6
+    total_ms = after_ms + block_s * 1000.0
+    return {
+        "block_size": block_size,
+        "blocks": int(n),
+        "latency_ms": _pcts(total_ms),
+        "latency_after_block_ms": _pcts(after_ms),
+        "target_ms": round(block_s * 1000.0 + 1.0, 3),
+    }
+
+
+def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
+    """live_server.py through the JACK dummy driver while another process spins on a core."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        return {"xruns": None, "xruns_skipped": "jackd not installed"}
+    env = {**os.environ, "JACK_DEFAULT_SERVER": f"sgbench{os.getpid()}", "JACK_NO_START_SERVER": "1"}
+    jackd = subprocess.Popen(
+        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(SR), "-p", "512"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    out = Path(tempfile.mkdtemp(prefix="sg_live_bench_"))
+    try:
+        if not _wait(lambda: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0, 10.0):
+            return {"xruns": None, "xruns_skipped": "jackd (dummy driver) did not start"}
+        cmd = [
+            sys.executable, str(REPO / "live_server.py"), "--model", str(model), "--input", "system",
+            "--output", "both", "--output-device", "system", "--sample-rate", str(SR), "--block-size", "512",
+            "--osc-port", "0", "--osc-send-port", "9", "--duration", str(seconds),
+            "--stats-json", str(out / "stats.json"), "--quiet",
+        ]  # fmt: skip
+        server = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        rss_start = rss_end = None
+        with tqdm(total=int(seconds), desc="real-time run", unit="s", file=sys.stderr) as bar:
+            start = time.monotonic()
+            while server.poll() is None:
+                time.sleep(1.0)
+                elapsed = time.monotonic() - start
+                bar.n = min(int(elapsed), int(seconds))
+                bar.refresh()
+                if soak and rss_start is None and elapsed >= 10.0:
+                    rss_start = _rss_mb(server.pid)
+                if soak and elapsed < seconds - 1.0:
+                    rss_end = _rss_mb(server.pid) or rss_end
+        err = server.stderr.read() if server.stderr else ""
+        if server.returncode != 0:
+            return {"xruns": None, "xruns_skipped": f"live_server.py failed: {err.strip()[-300:]}"}
+        stats = json.loads((out / "stats.json").read_text())
+        result: dict[str, Any] = {
+            "xruns": stats["xruns"],
+            "realtime_s": seconds,
+            "realtime_blocks": stats["blocks"],
+            "realtime_block_us": stats["block_us"],
+            "realtime_input_callback_us": stats["input_stream"]["callback_us"],
+            "realtime_output_callback_us": stats["output_stream"]["callback_us"],
+            "load": "another process spinning on one core",
+        }
+        if soak:
+            result["soak_s"] = seconds
+            result["rss_start_mb"] = rss_start
+            result["rss_end_mb"] = rss_end
+            result["rss_growth_mb"] = round(rss_end - rss_start, 2) if rss_start and rss_end else None
+        return result
+    finally:
+        burner.kill()
+        jackd.terminate()
+        jackd.wait(10)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def _wait(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _pcts(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p99": round(float(np.percentile(values, 99)), 3),
+        "max": round(float(np.max(values)), 3),
+    }
+
+
+def default_audio(settings: Settings) -> Path:
+    folder = Path(settings.corpus.default) / "audio"
+    files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        raise ValueError(f"no audio in {folder}: pass --audio FILE")
+    return files[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/live.py", description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    p.add_argument("--settings", default=None, help="settings YAML (default: environment_settings.yaml)")
+    p.add_argument("--model", default=None, help="model directory (default: server.model)")
+    p.add_argument("--audio", default=None, help="input file (default: the first demo-corpus file)")
+    p.add_argument("--latency-s", type=float, default=10.0, help="seconds of real-time streaming for latency")
+    p.add_argument("--realtime-s", type=float, default=60.0, help="seconds of the JACK real-time run (0: skip)")
+    p.add_argument("--soak-s", type=float, default=0.0, help="a soak run of this many seconds instead (RSS growth)")
+    args = p.parse_args(argv)
+    try:
+        settings = with_overrides(load_settings(args.settings), {"server.model": args.model})
+        audio = Path(args.audio) if args.audio else default_audio(settings)
+        if not audio.is_file():
+            raise ValueError(f"--audio {audio}: file not found")
+        model = Path(settings.server.model)
+        if not (model / "model.yaml").is_file():
+            raise ValueError(f"--model {model}: no model.yaml (train one with train.py, or pass --model)")
+    except (SettingsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result: dict[str, Any] = {"model": str(model), "audio": str(audio), "sample_rate": SR}
+    by_block = {}
+    for block_size in tqdm((512, 256), desc="per-block timing", file=sys.stderr):
+        by_block[str(block_size)] = block_timing(settings, audio, block_size)
+    result["block_us"] = by_block["512"]["block_us"]
+    result["block_budget_ratio"] = by_block["512"]["block_budget_ratio"]
+    result["by_block_size"] = by_block
+    ref = reference_fft_us()
+    result["reference_fft_us"] = round(ref, 2)
+    result["ratio_to_fft"] = round(result["block_us"]["p50"] / ref, 2)
+    lat = latency(settings, audio, 512, args.latency_s)
+    result["latency_ms"] = lat["latency_ms"]
+    result["latency_after_block_ms"] = lat["latency_after_block_ms"]
+    result["latency_blocks"] = lat["blocks"]
+    run_s = args.soak_s or args.realtime_s
+    if run_s > 0:
+        result.update(realtime_run(model, run_s, soak=args.soak_s > 0))
+    else:
+        result["xruns"] = None
+        result["xruns_skipped"] = "--realtime-s 0"
+    result["targets"] = {
+        "block_us_p99": TARGET_P99_US,
+        "latency_ms_p99": lat["target_ms"],
+        "xruns": TARGET_XRUNS,
+        "rss_growth_mb": TARGET_RSS_MB,
+    }
+    result["meets"] = {
+        "block_us_p99": result["block_us"]["p99"] <= TARGET_P99_US,
+        "latency_ms_p99": result["latency_ms"]["p99"] <= lat["target_ms"],
+        "xruns": result["xruns"] == TARGET_XRUNS if result["xruns"] is not None else None,
+    }
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
