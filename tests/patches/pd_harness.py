@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pythonosc.osc_message import OscMessage
 
 from patches.pd_writer import PdPatch
 from synth.params import PARAMS
@@ -109,3 +111,33 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
             return True
         time.sleep(0.005)
     return predicate()
+
+
+class EchoListener:
+    """Collects `/echo/...` messages from the helper patch on a background thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self.messages: list[OscMessage] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(OscMessage(self.sock.recv(65535)))
+            except TimeoutError:
+                continue
+
+    def last(self, address: str) -> list[object] | None:
+        found = [m.params for m in list(self.messages) if m.address == address]
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()

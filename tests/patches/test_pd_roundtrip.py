@@ -11,20 +11,18 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from pythonosc.osc_message import OscMessage
 
 from patches import features_pd, serumlite_pd
 from server.config import OscSettings
 from server.osc_io import OscOut, OscServer
 from server.osc_protocol import PD_FEATURE_NAMES, Dispatcher, encode_message
 from synth.params import N_PARAMS, PARAM_INDEX, default_vector
-from tests.patches.pd_harness import echo_helper, free_udp_port, pd_errors, wait_until
+from tests.patches.pd_harness import EchoListener, echo_helper, free_udp_port, pd_errors, wait_until
 
 pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 
@@ -68,36 +66,6 @@ class Recorder:
 
     def stats(self) -> dict[str, object]:
         return {}
-
-
-class EchoListener:
-    """Collects `/echo/...` messages from the helper patch on a background thread."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = int(self.sock.getsockname()[1])
-        self.messages: list[OscMessage] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.messages.append(OscMessage(self.sock.recv(65535)))
-            except TimeoutError:
-                continue
-
-    def last(self, address: str) -> list[object] | None:
-        found = [m.params for m in list(self.messages) if m.address == address]
-        return found[-1] if found else None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture
