@@ -1,0 +1,230 @@
+"""Perceptual loss between rendered and target audio, with anti-cheat penalties and cached targets.
+
+Input: renders `Tensor[B, N]` and a target (`Tensor[N]`, `[1, N]` or `[B, N]`) at `sample_rate_hz`.
+Output: `LossTerms`, each a `Tensor[B]` (differentiable in the render):
+
+    total = w_mr * mr_stft + w_mfcc * mfcc + w_cent * centroid + w_loud * loudness + w_dc * dc + w_clip * clip
+
+- `mr_stft`: mean over `fft_sizes` (hop = size / 4, Hann) of spectral convergence + mean |d log magnitude|;
+- `mfcc`: mean |d MFCC| (dB-scaled cepstra, `features.batch`) over frames and coefficients;
+- `centroid`: |log2 ratio| of the clip centroids (octaves), from the frame-averaged magnitude spectrum;
+- `loudness`: |d LUFS| of the clips (BS.1770 K-weighting, ungated);
+- `dc`, `clip`: anti-cheat, the render's excess over the target of |mean| and of the clipped fraction
+  (|x| >= clip_threshold) plus mean overshoot beyond full scale.
+With `normalize_loudness`, the render is gain-matched to the target's LUFS before the spectral terms.
+
+`prepare_target` computes a target's features once (per episode); `compare` scores a batch of renders
+against them. `BestSoFar` turns per-step losses into episodic improvement bonuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from features import batch
+from features.config import FeatureSettings, LossSettings
+from features.dsp import plan_for
+
+_LOG_FLOOR_POWER = 1e-9  # -90 dB: log-magnitudes of silent bins meet here
+_SQRT_EPS = 1e-12  # keeps d sqrt(power) / d power finite on silent bins
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Each field `Tensor[B]`; `total` is the weighted sum."""
+
+    total: torch.Tensor
+    mr_stft: torch.Tensor
+    mfcc: torch.Tensor
+    centroid: torch.Tensor
+    loudness: torch.Tensor
+    dc: torch.Tensor
+    clip: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class TargetFeatures:
+    """A target's features, computed once by `PerceptualLoss.prepare_target` (leading dim 1 or B)."""
+
+    n_samples: int
+    stft_mag: tuple[torch.Tensor, ...]  # per resolution [b, bins, frames]
+    stft_logpower: tuple[torch.Tensor, ...]  # ln(power + floor)
+    stft_energy: tuple[torch.Tensor, ...]  # per resolution [b]: sum of squared magnitudes
+    mfcc: torch.Tensor  # [b, T, n_mfcc]
+    centroid_hz: torch.Tensor  # [b]
+    loudness_lufs: torch.Tensor  # [b]
+    dc: torch.Tensor  # [b] |mean|
+    clip_fraction: torch.Tensor  # [b]
+    overshoot: torch.Tensor  # [b]
+
+
+class PerceptualLoss(nn.Module):
+    """The weighted perceptual loss; STFT windows and analysis matrices live in buffers (move with `.to`)."""
+
+    def __init__(
+        self,
+        settings: LossSettings | None = None,
+        feature_settings: FeatureSettings | None = None,
+        sample_rate_hz: int = 16000,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or LossSettings()
+        self.feature_settings = feature_settings or FeatureSettings()
+        self.sample_rate_hz = int(sample_rate_hz)
+        if not self.settings.fft_sizes or min(self.settings.fft_sizes) < 16:
+            raise ValueError(f"loss.fft_sizes must be sizes >= 16, got {self.settings.fft_sizes}")
+        self.plan = plan_for(self.sample_rate_hz, self.feature_settings)
+        for size in self.settings.fft_sizes:
+            window = torch.hann_window(size, periodic=True)
+            self.register_buffer(f"window_{size}", window / window.sum(), persistent=False)
+        const = batch.constants(self.plan, torch.device("cpu"), torch.float32)
+        for name in ("hann", "power_to_ms", "kweight_ms", "freqs_khz", "mel_t", "dct_t", "chroma_t"):
+            self.register_buffer(f"an_{name}", getattr(const, name).clone(), persistent=False)
+
+    # -- analysis -------------------------------------------------------------------------------------------
+    def _constants(self) -> batch.Constants:
+        names = ("hann", "power_to_ms", "kweight_ms", "freqs_khz", "mel_t", "dct_t", "chroma_t")
+        return batch.Constants(**{n: getattr(self, f"an_{n}") for n in names})
+
+    def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
+        """`[B, bins, frames]` power of the normalized STFT (a full-scale sine peaks at 0.25)."""
+        spec = torch.stft(
+            audio,
+            n_fft=size,
+            hop_length=size // 4,
+            window=getattr(self, f"window_{size}"),
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        return torch.view_as_real(spec).square().sum(-1)
+
+    def _frames(self, audio: torch.Tensor) -> batch.Frames:
+        fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
+        return batch.Frames(plan=fr.plan, const=self._constants(), frames=fr.frames, power=fr.power)
+
+    def _clip_centroid_hz(self, fr: batch.Frames, gain2: torch.Tensor | None = None) -> torch.Tensor:
+        power = fr.power[..., : self.plan.n_band].mean(-2)
+        if gain2 is not None:
+            power = power * gain2.unsqueeze(-1)
+        mag = torch.sqrt(power + self.plan.band_floor_amp**2)
+        return 1000.0 * (mag @ fr.const.freqs_khz) / mag.sum(-1)
+
+    def _mfcc(self, fr: batch.Frames, gain2: torch.Tensor | None = None) -> torch.Tensor:
+        power = fr.power[..., : self.plan.n_band]
+        if gain2 is not None:
+            power = power * gain2[:, None, None]
+        logmel = 10.0 * torch.log10(power @ fr.const.mel_t + self.plan.floor_power)
+        return batch.mfcc_from_log_mel(logmel, fr.const, self.feature_settings.n_mfcc)
+
+    @staticmethod
+    def _penalty_stats(audio: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mag = audio.abs()
+        return audio.mean(-1).abs(), (mag >= threshold).to(audio.dtype).mean(-1), torch.relu(mag - 1.0).mean(-1)
+
+    # -- targets ----------------------------------------------------------------------------------------------
+    def prepare_target(self, target: torch.Tensor) -> TargetFeatures:
+        """Features of the target audio (`[N]` or `[b, N]`), computed once without gradient."""
+        with torch.no_grad():
+            target = batch.sanitize(self._as_batch(target, "target"))
+            return self._target_features(target)
+
+    def _target_features(self, target: torch.Tensor) -> TargetFeatures:
+        powers = tuple(self._stft_power(target, n) for n in self.settings.fft_sizes)
+        fr = self._frames(target)
+        dc, clip_fraction, overshoot = self._penalty_stats(target, self.settings.clip_threshold)
+        return TargetFeatures(
+            n_samples=target.shape[-1],
+            stft_mag=tuple((p + _SQRT_EPS).sqrt() for p in powers),
+            stft_logpower=tuple(torch.log(p + _LOG_FLOOR_POWER) for p in powers),
+            stft_energy=tuple(p.sum((-1, -2)) for p in powers),
+            mfcc=self._mfcc(fr),
+            centroid_hz=self._clip_centroid_hz(fr),
+            loudness_lufs=batch.clip_loudness_frames(fr),
+            dc=dc,
+            clip_fraction=clip_fraction,
+            overshoot=overshoot,
+        )
+
+    # -- comparison -----------------------------------------------------------------------------------------
+    def compare(self, render: torch.Tensor, target: TargetFeatures) -> LossTerms:
+        """Score renders `[B, N]` against prepared target features (broadcast over B when the target has 1)."""
+        s = self.settings
+        render = batch.sanitize(self._as_batch(render, "render"))
+        if render.shape[-1] != target.n_samples:
+            raise ValueError(f"render has {render.shape[-1]} samples, the prepared target {target.n_samples}")
+        fr = self._frames(render)
+        loud = batch.clip_loudness_frames(fr)
+        loudness = (loud - target.loudness_lufs).abs()
+        gain2 = None
+        if s.normalize_loudness:
+            gain2 = torch.pow(10.0, ((target.loudness_lufs - loud) / 10.0).clamp(-60.0, 60.0))
+        mr = torch.zeros_like(loud)
+        for i, size in enumerate(s.fft_sizes):
+            power = self._stft_power(render, size)
+            if gain2 is not None:
+                power = power * gain2[:, None, None]
+            floor = power.shape[-1] * power.shape[-2] * _LOG_FLOOR_POWER
+            distance = torch.sqrt(((power + _SQRT_EPS).sqrt() - target.stft_mag[i]).square().sum((-1, -2)) + 1e-20)
+            sc = distance / torch.sqrt(target.stft_energy[i] + floor)
+            log_l1 = (torch.log(power + _LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
+            mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
+        mr = mr / len(s.fft_sizes)
+        mfcc = (self._mfcc(fr, gain2) - target.mfcc).abs().mean((-1, -2))
+        centroid = torch.log2(self._clip_centroid_hz(fr, gain2) / target.centroid_hz).abs()
+        dc_r, clip_r, over_r = self._penalty_stats(render, s.clip_threshold)
+        dc = torch.relu(dc_r - target.dc)
+        clip = torch.relu(clip_r - target.clip_fraction) + torch.relu(over_r - target.overshoot)
+        total = (
+            s.w_mr * mr + s.w_mfcc * mfcc + s.w_cent * centroid + s.w_loud * loudness + s.w_dc * dc + s.w_clip * clip
+        )
+        return LossTerms(total=total, mr_stft=mr, mfcc=mfcc, centroid=centroid, loudness=loudness, dc=dc, clip=clip)
+
+    def forward(self, render: torch.Tensor, target: torch.Tensor) -> LossTerms:
+        """Loss of renders `[B, N]` against target audio (gradient flows into the target too if it requires it)."""
+        target = batch.sanitize(self._as_batch(target, "target"))
+        return self.compare(render, self._target_features(target))
+
+    @staticmethod
+    def _as_batch(audio: torch.Tensor, what: str) -> torch.Tensor:
+        if not isinstance(audio, torch.Tensor) or not audio.is_floating_point():
+            raise TypeError(f"{what} must be a floating-point torch.Tensor, got {getattr(audio, 'dtype', type(audio))}")
+        if audio.dim() == 1:
+            audio = audio.unsqueeze(0)
+        if audio.dim() != 2 or audio.shape[-1] == 0:
+            raise ValueError(f"{what} must have shape [B, N] or [N] with N > 0, got {tuple(audio.shape)}")
+        return audio
+
+
+class BestSoFar:
+    """Per-environment lowest loss in the current episode; `update` returns the improvement bonus.
+
+    `update(losses)` -> `max(0, best - loss)` per env (0 on an episode's first step, or when worse),
+    then lowers `best`. `reset(envs, initial)` starts new episodes (all envs, an index array or a
+    boolean mask), optionally from a known starting loss.
+    """
+
+    def __init__(self, n_envs: int) -> None:
+        if n_envs <= 0:
+            raise ValueError(f"n_envs must be > 0, got {n_envs}")
+        self.best = np.full(n_envs, np.inf)
+
+    def reset(self, envs: np.ndarray | slice | None = None, initial: np.ndarray | float | None = None) -> None:
+        where = slice(None) if envs is None else envs
+        self.best[where] = np.inf if initial is None else initial
+
+    def update(self, losses: np.ndarray | torch.Tensor) -> np.ndarray:
+        loss = losses.detach().cpu().numpy() if isinstance(losses, torch.Tensor) else np.asarray(losses, dtype=float)
+        if loss.shape != self.best.shape:
+            raise ValueError(f"losses must have shape {self.best.shape}, got {loss.shape}")
+        loss = np.where(np.isfinite(loss), loss, np.inf)
+        improvement = np.where(np.isfinite(self.best), np.maximum(self.best - loss, 0.0), 0.0)
+        np.minimum(self.best, loss, out=self.best)
+        return improvement

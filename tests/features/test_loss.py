@@ -1,0 +1,117 @@
+"""features.loss: zero on identical audio, monotone in detuning and filter closing, penalties, caching.
+
+Speed (B=64 renders against a cached target) is measured by benchmarks/features.py, not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from features.config import FeatureSettings, LossSettings
+from features.loss import BestSoFar, PerceptualLoss
+from tests.features.signals import harmonic, noise
+
+SR = 16000
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.asarray(x), dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def loss() -> PerceptualLoss:
+    return PerceptualLoss(LossSettings(), FeatureSettings(), SR)
+
+
+def test_zero_for_identical_audio(loss: PerceptualLoss) -> None:
+    x = _t(np.stack([harmonic(220.0, 0.5, SR), noise(0.5, SR), np.zeros(8000), np.full(8000, 0.3)]))
+    terms = loss(x, x)
+    for name, value in terms.as_dict().items():
+        assert value.shape == (4,)
+        assert torch.all(value.abs() < 1e-4), (name, value)
+
+
+def test_grows_monotonically_as_a_tone_is_detuned(loss: PerceptualLoss) -> None:
+    target = harmonic(220.0, 0.5, SR)
+    cents = [0, 10, 30, 100, 300, 700]
+    renders = _t(np.stack([harmonic(220.0 * 2 ** (c / 1200), 0.5, SR) for c in cents]))
+    terms = loss(renders, _t(target))
+    total = terms.total.numpy()
+    assert total[0] < 1e-4 and np.all(np.diff(total) > 0), total
+    assert np.all(np.diff(terms.mr_stft.numpy()) > 0)
+
+
+def test_grows_monotonically_as_a_lowpass_closes(loss: PerceptualLoss) -> None:
+    target = harmonic(110.0, 0.5, SR, n_harmonics=60)
+    renders = [target]
+    for cutoff in (6000.0, 3000.0, 1500.0, 700.0, 300.0):
+        sos = scipy.signal.butter(4, cutoff, fs=SR, output="sos")
+        renders.append(scipy.signal.sosfilt(sos, target))
+    terms = loss(_t(np.stack(renders)), _t(target))
+    for name in ("total", "mr_stft", "centroid"):
+        values = getattr(terms, name).numpy()
+        assert np.all(np.diff(values) > 0), (name, values)
+
+
+def test_penalties_fire_on_dc_and_clipping(loss: PerceptualLoss) -> None:
+    clean = harmonic(220.0, 0.5, SR, amp=0.5)
+    dc = clean + 0.3
+    clipped = np.clip(4 * clean, -1.0, 1.0)
+    over = 3 * clean  # beyond full scale, unclipped
+    terms = loss(_t(np.stack([clean, dc, clipped, over])), _t(clean))
+    assert terms.dc[0] < 1e-6 and terms.dc[1] == pytest.approx(0.3, rel=0.01)
+    assert terms.clip[0] < 1e-6 and terms.clip[2] > 0.1 and terms.clip[3] > 0.1
+    assert terms.dc[2] < 1e-3
+    # the target's own DC / clipping is not held against a render that matches it
+    assert loss(_t(dc)[None], _t(dc)).dc[0] < 1e-6
+    assert loss(_t(clipped)[None], _t(clipped)).clip[0] < 1e-6
+
+
+def test_loudness_normalization_ignores_gain() -> None:
+    norm = PerceptualLoss(LossSettings(normalize_loudness=True), FeatureSettings(), SR)
+    plain = PerceptualLoss(LossSettings(), FeatureSettings(), SR)
+    target = harmonic(220.0, 0.5, SR, amp=0.5)
+    quiet = _t(0.1 * target)[None]
+    n, p = norm(quiet, _t(target)), plain(quiet, _t(target))
+    assert n.loudness[0] == pytest.approx(p.loudness[0]) and n.loudness[0] > 10  # still reported
+    assert n.mr_stft[0] < 0.01 < p.mr_stft[0]
+    assert n.mfcc[0] < 0.05 < p.mfcc[0]
+
+
+def test_cached_target_equals_forward_and_broadcasts(loss: PerceptualLoss) -> None:
+    target = _t(harmonic(220.0, 0.5, SR))
+    renders = _t(np.stack([harmonic(f, 0.5, SR) for f in (200.0, 220.0, 260.0)]))
+    cached = loss.prepare_target(target)
+    a = loss.compare(renders, cached)
+    b = loss(renders, target.expand(3, -1))
+    for name in a.as_dict():
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="samples"):
+        loss.compare(renders[:, :4000], cached)
+
+
+def test_gradient_flows_and_is_finite(loss: PerceptualLoss) -> None:
+    target = loss.prepare_target(_t(harmonic(220.0, 0.5, SR)))
+    render = _t(np.stack([harmonic(250.0, 0.5, SR), np.zeros(8000)])).requires_grad_(True)
+    loss.compare(render, target).total.sum().backward()
+    assert render.grad is not None and torch.all(torch.isfinite(render.grad)) and render.grad.abs().sum() > 0
+
+
+def test_nan_render_gives_a_finite_loss(loss: PerceptualLoss) -> None:
+    render = torch.full((2, 8000), float("nan"))
+    terms = loss(render, _t(harmonic(220.0, 0.5, SR)))
+    assert all(torch.all(torch.isfinite(v)) for v in terms.as_dict().values())
+
+
+def test_best_so_far_bonus() -> None:
+    tracker = BestSoFar(3)
+    np.testing.assert_array_equal(tracker.update(np.array([5.0, 4.0, 3.0])), [0, 0, 0])
+    np.testing.assert_allclose(tracker.update(np.array([4.0, 4.5, np.nan])), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(tracker.best, [4.0, 4.0, 3.0])
+    tracker.reset(np.array([True, False, False]), initial=10.0)
+    np.testing.assert_allclose(tracker.update(torch.tensor([6.0, 1.0, 3.0])), [4.0, 3.0, 0.0])
+    with pytest.raises(ValueError, match="shape"):
+        tracker.update(np.zeros(2))
