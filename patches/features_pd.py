@@ -14,6 +14,7 @@ Vanilla only: `[sigmund~]` ships with vanilla Pd (Debian: puredata-extra), no Fl
 
 from __future__ import annotations
 
+from patches.pd_layout import arrange
 from patches.pd_writer import PdPatch
 from server.osc_protocol import PD_FEATURE_NAMES
 
@@ -85,4 +86,6 @@ def build(server_host: str = "127.0.0.1", server_port: int = 9000) -> str:
     p.chain(load, init, netsend)
     start = p.msg(480, 170, "; pd dsp 1 ; sl-features-tone-hz 220")
     p.chain(load, start)
+    p.width, p.height = arrange(p, range(p.n_boxes), 20, 10, max_width_px=800)
+    p.width, p.height = p.width + 40, p.height + 30
     return p.render()

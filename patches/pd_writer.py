@@ -28,44 +28,63 @@ def escape(text: str) -> str:
 
 
 @dataclass
+class Box:
+    """One box as written: `#X <kind> <x> <y> <body>;` (`body` already escaped), or a subpatch
+    (`child` set): the child canvas, then `#X restore <x> <y> pd <body>;`."""
+
+    kind: str  # obj, msg, text, floatatom
+    x: int
+    y: int
+    body: str
+    child: PdPatch | None = None
+
+
+@dataclass
 class PdPatch:
     """One canvas. Methods return the box index (Pd numbers boxes in creation order)."""
 
     width: int = 1000
     height: int = 700
-    lines: list[str] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
     connections: list[tuple[int, int, int, int]] = field(default_factory=list)
-    n_boxes: int = 0
 
-    def _box(self, line: str) -> int:
-        self.lines.append(line)
-        self.n_boxes += 1
-        return self.n_boxes - 1
+    @property
+    def n_boxes(self) -> int:
+        return len(self.boxes)
+
+    def _box(self, kind: str, x: int, y: int, body: str) -> int:
+        self.boxes.append(Box(kind, x, y, body))
+        return len(self.boxes) - 1
 
     def obj(self, x: int, y: int, text: str) -> int:
         """An object box, e.g. `obj(10, 10, "netreceive -u -b 9001")`."""
-        return self._box(f"#X obj {x} {y} {escape(text)};")
+        return self._box("obj", x, y, escape(text))
 
     def msg(self, x: int, y: int, text: str) -> int:
         """A message box; `$1` and commas are escaped for the file."""
-        return self._box(f"#X msg {x} {y} {escape(text)};")
+        return self._box("msg", x, y, escape(text))
 
-    def text(self, x: int, y: int, text: str, width_chars: int = 0) -> int:
-        """A comment; `width_chars` > 0 wraps it at that many characters."""
-        suffix = f" \\, f {width_chars}" if width_chars else ""
-        return self._box(f"#X text {x} {y} {escape(text)}{suffix};")
+    def text(self, x: int, y: int, text: str) -> int:
+        """A comment."""
+        return self._box("text", x, y, escape(text))
 
     def floatatom(self, x: int, y: int, label: str = "-", receive: str = "-", send: str = "-", width: int = 6) -> int:
-        return self._box(f"#X floatatom {x} {y} {width} 0 0 0 {label} {receive} {send} 0;")
+        """A number box; its label (if any) sits to its right."""
+        return self._box("floatatom", x, y, f"{width} 0 0 1 {label} {receive} {send} 0")
 
     def toggle(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box(f"#X obj {x} {y} {TOGGLE.format(label=label, receive=receive)};")
+        return self._box("obj", x, y, TOGGLE.format(label=label, receive=receive))
 
     def bang(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box(f"#X obj {x} {y} {BANG.format(label=label, receive=receive)};")
+        return self._box("obj", x, y, BANG.format(label=label, receive=receive))
 
     def hslider(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box(f"#X obj {x} {y} {HSLIDER.format(label=label, receive=receive)};")
+        return self._box("obj", x, y, HSLIDER.format(label=label, receive=receive))
+
+    def subpatch(self, x: int, y: int, name: str, child: PdPatch) -> int:
+        """A `[pd name]` box holding `child` (its own canvas, box numbering and connections)."""
+        self.boxes.append(Box("obj", x, y, f"pd {escape(name)}", child))
+        return len(self.boxes) - 1
 
     def connect(self, source: int, outlet: int, sink: int, inlet: int) -> None:
         for box in (source, sink):
@@ -79,10 +98,19 @@ class PdPatch:
             self.connect(source, 0, sink, 0)
 
     def render(self) -> str:
-        head = f"#N canvas 0 50 {self.width} {self.height} {FONT_SIZE};"
-        body = [head, *self.lines]
-        body += [f"#X connect {a} {o} {b} {i};" for a, o, b, i in self.connections]
-        return "\n".join(body) + "\n"
+        return "\n".join(self._lines(f"#N canvas 0 50 {self.width} {self.height} {FONT_SIZE};")) + "\n"
+
+    def _lines(self, head: str) -> list[str]:
+        lines = [head]
+        for b in self.boxes:
+            if b.child is None:
+                lines.append(f"#X {b.kind} {b.x} {b.y} {b.body};")
+                continue
+            name = b.body.removeprefix("pd ")
+            lines += b.child._lines(f"#N canvas 40 80 {b.child.width} {b.child.height} {name} 0;")
+            lines.append(f"#X restore {b.x} {b.y} {b.body};")
+        lines += [f"#X connect {a} {o} {b} {i};" for a, o, b, i in self.connections]
+        return lines
 
 
 @dataclass(frozen=True)
@@ -96,19 +124,37 @@ class PdBox:
         return self.atoms[0] if self.kind == "obj" and self.atoms else ""
 
 
-def read_boxes(text: str) -> tuple[list[PdBox], list[tuple[int, int, int, int]]]:
-    """Top-level boxes and connections of a `.pd` file (subpatches are not used by our patches)."""
-    boxes: list[PdBox] = []
-    connections: list[tuple[int, int, int, int]] = []
+Canvas = tuple[list[PdBox], list[tuple[int, int, int, int]]]
+
+
+def read_canvases(text: str) -> list[Canvas]:
+    """Every canvas of a `.pd` file (top level first, then subpatches in file order), each with its
+    boxes (a subpatch shows in its parent as an `obj` box `pd <name>`) and its connections."""
+    done: list[tuple[int, Canvas]] = []
+    stack: list[tuple[int, Canvas]] = []
     for record in re.split(r"(?<!\\);\s*\n", text):
         atoms = record.split()
-        if len(atoms) < 2 or atoms[0] != "#X":
+        if len(atoms) >= 2 and atoms[:2] == ["#N", "canvas"]:
+            stack.append((len(done) + len(stack), ([], [])))
             continue
+        if len(atoms) < 2 or atoms[0] != "#X" or not stack:
+            continue
+        boxes, connections = stack[-1][1]
         kind = atoms[1]
         if kind == "connect":
             a, o, b, i = (int(v) for v in atoms[2:6])
             connections.append((a, o, b, i))
+        elif kind == "restore":
+            done.append(stack.pop())
+            parent_boxes = stack[-1][1][0]
+            parent_boxes.append(PdBox(len(parent_boxes), "obj", tuple(atoms[4:])))
         elif kind in ("obj", "msg", "text", "floatatom", "symbolatom", "listbox"):
             payload = tuple(atoms[4:]) if kind != "floatatom" else tuple(atoms[2:])
             boxes.append(PdBox(len(boxes), kind, payload))
-    return boxes, connections
+    done += stack
+    return [canvas for _, canvas in sorted(done, key=lambda item: item[0])]
+
+
+def read_boxes(text: str) -> Canvas:
+    """The top-level canvas of a `.pd` file: its boxes and connections."""
+    return read_canvases(text)[0]

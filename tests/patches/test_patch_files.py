@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from patches import generate
-from patches.pd_writer import read_boxes
+from patches.pd_writer import read_boxes, read_canvases
 from patches.serumlite_pd import phys_expr
 from server.config import OscSettings
 from server.osc_protocol import PD_FEATURE_NAMES
@@ -23,7 +23,7 @@ PATCHES = Path(generate.__file__).resolve().parent
 VANILLA = {  # Pd 0.53 core objects used by the patches, plus bob~ and sigmund~ from vanilla's extra/
     "netreceive", "netsend", "oscparse", "oscformat", "list", "route", "unpack", "pack", "s", "r", "t", "f",
     "sel", "expr", "expr~", "loadbang", "vline~", "osc~", "phasor~", "noise~", "*~", "bob~", "clip~", "dac~",
-    "env~", "-", "*", "adc~", "hip~", "rzero~", "sigmund~", "del", "samplerate~", "tgl", "bng", "hsl", "s~",
+    "env~", "-", "*", "adc~", "hip~", "rzero~", "sigmund~", "del", "samplerate~", "tgl", "bng", "hsl", "s~", "pd",
 }  # fmt: skip
 EXTRA_SENDS = {"sl-note", "sl-gate", "sl-out-db"}
 
@@ -66,12 +66,17 @@ def test_ports_follow_the_settings() -> None:
 
 
 def test_serumlite_pd_matches_the_table() -> None:
-    boxes, connections = boxes_of("serumlite.pd")
+    canvases = read_canvases((PATCHES / "serumlite.pd").read_text(encoding="utf-8"))
+    assert len(canvases) == 2  # the main canvas and [pd voice]
+    everywhere = [b for boxes, _ in canvases for b in boxes if b.kind == "obj"]
+    assert {b.class_name for b in everywhere} <= VANILLA, {b.class_name for b in everywhere} - VANILLA
+    boxes, connections = canvases[0]
     objects = [b for b in boxes if b.kind == "obj"]
-    assert {b.class_name for b in objects} <= VANILLA, {b.class_name for b in objects} - VANILLA
+    assert any(b.atoms == ("pd", "voice") for b in objects)
     sends = [b.atoms[1] for b in objects if b.class_name == "s"]
     assert [s.removeprefix("sl-") for s in sends if s not in EXTRA_SENDS] == list(PARAM_NAMES)
-    assert set(sends) - set(f"sl-{n}" for n in PARAM_NAMES) == EXTRA_SENDS
+    assert set(sends) - set(f"sl-{n}" for n in PARAM_NAMES) == {"sl-note", "sl-gate"}
+    assert [b.atoms[1] for b in everywhere if b.class_name == "s"] == [*sends, "sl-out-db"]  # the voice's meter
     route = next(b for b in objects if b.class_name == "route" and b.atoms[1] == "params")
     assert list(route.atoms[1:]) == ["params", "note", "gate", *PARAM_NAMES]
     unpack = next(b for b in objects if b.class_name == "unpack")
@@ -82,11 +87,20 @@ def test_serumlite_pd_matches_the_table() -> None:
         assert (unpack.index, spec.index, index_of[spec.pd_receive], 0) in connections
         assert (route.index, 3 + spec.index, index_of[spec.pd_receive], 0) in connections
     # the voice listens to every parameter exactly once, and to nothing outside the table
-    receives = [b.atoms[1] for b in objects if b.class_name == "r"]
+    voice = [b for b in canvases[1][0] if b.kind == "obj"]
+    receives = [b.atoms[1] for b in everywhere if b.class_name == "r"]
+    assert receives == [b.atoms[1] for b in voice if b.class_name == "r"]  # only the voice listens
     assert sorted(r for r in receives if r not in EXTRA_SENDS) == sorted(spec.pd_receive for spec in PARAMS)
-    assert {"netreceive", "oscparse", "oscformat", "netsend", "dac~", "vline~", "tgl"} <= {
-        b.class_name for b in objects
-    }
+    assert {"netreceive", "oscparse", "oscformat", "netsend", "tgl"} <= {b.class_name for b in objects}
+    assert {"dac~", "vline~", "bob~", "phasor~", "noise~", "s~"} <= {b.class_name for b in voice}
+
+
+def test_read_canvases_nesting() -> None:
+    text = "#N canvas 0 0 9 9 12;\n#X obj 1 1 f;\n#N canvas 0 0 9 9 sub 0;\n#X obj 1 1 t b;\n#X obj 1 1 f;\n"
+    text += "#X connect 0 0 1 0;\n#X restore 5 5 pd sub;\n#X connect 0 0 1 0;\n"
+    (top, top_links), (sub, sub_links) = read_canvases(text)
+    assert [b.atoms for b in top] == [("f",), ("pd", "sub")] and top_links == [(0, 0, 1, 0)]
+    assert [b.class_name for b in sub] == ["t", "f"] and sub_links == [(0, 0, 1, 0)]
 
 
 def test_features_patch_is_vanilla_and_sends_k_floats() -> None:
