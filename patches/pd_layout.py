@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from patches.pd_writer import PdPatch
+from patches.pd_writer import Box, PdPatch
 
 CHAR_PX = 7
 LINE_PX = 17
@@ -21,9 +21,8 @@ GAP_X_PX = 18
 GAP_Y_PX = 14
 
 
-def box_size(patch: PdPatch, index: int) -> tuple[int, int]:
+def box_size(box: Box) -> tuple[int, int]:
     """Estimated (width, height) in pixels of a box as Pd draws it, labels included."""
-    box = patch.boxes[index]
     atoms = box.body.split()
     if box.kind == "floatatom":  # width in characters, then the label on the right
         label = atoms[4] if atoms[4] != "-" else ""
@@ -65,7 +64,7 @@ def arrange(patch: PdPatch, group: Sequence[int], x0: int, y0: int, max_width_px
         order = sorted(layer, key=lambda i: _barycenter(i, sources, center))
         x, row_h = x0, 0
         for i in order:
-            w, h = box_size(patch, i)
+            w, h = box_size(patch.boxes[i])
             if x > x0 and x + w > x0 + max_width_px:  # wrap
                 y, x, row_h = y + row_h + GAP_Y_PX, x0, 0
             patch.boxes[i].x, patch.boxes[i].y = x, y

@@ -117,7 +117,9 @@ class PdPatch:
 class PdBox:
     index: int
     kind: str  # obj, msg, text, floatatom
-    atoms: tuple[str, ...]  # for obj: class name then arguments
+    atoms: tuple[str, ...]  # after the coordinates; for obj: class name then arguments
+    x: int = 0
+    y: int = 0
 
     @property
     def class_name(self) -> str:
@@ -147,10 +149,9 @@ def read_canvases(text: str) -> list[Canvas]:
         elif kind == "restore":
             done.append(stack.pop())
             parent_boxes = stack[-1][1][0]
-            parent_boxes.append(PdBox(len(parent_boxes), "obj", tuple(atoms[4:])))
+            parent_boxes.append(PdBox(len(parent_boxes), "obj", tuple(atoms[4:]), int(atoms[2]), int(atoms[3])))
         elif kind in ("obj", "msg", "text", "floatatom", "symbolatom", "listbox"):
-            payload = tuple(atoms[4:]) if kind != "floatatom" else tuple(atoms[2:])
-            boxes.append(PdBox(len(boxes), kind, payload))
+            boxes.append(PdBox(len(boxes), kind, tuple(atoms[4:]), int(atoms[2]), int(atoms[3])))
     done += stack
     return [canvas for _, canvas in sorted(done, key=lambda item: item[0])]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from patches import generate
-from patches.pd_writer import read_boxes, read_canvases
+from patches.pd_layout import box_size
+from patches.pd_writer import Box, read_boxes, read_canvases
 from patches.serumlite_pd import phys_expr
 from server.config import OscSettings
 from server.osc_protocol import PD_FEATURE_NAMES
@@ -110,7 +111,7 @@ def test_features_patch_is_vanilla_and_sends_k_floats() -> None:
     assert any(b.atoms == ("oscformat", "agent", "features") for b in objects)
     pack = next(b for b in objects if b.class_name == "pack")
     assert list(pack.atoms[1:]) == ["f"] * len(PD_FEATURE_NAMES)
-    labels = [b.atoms[6] for b in boxes if b.kind == "floatatom" and b.atoms[6] in PD_FEATURE_NAMES]
+    labels = [b.atoms[4] for b in boxes if b.kind == "floatatom" and b.atoms[4] in PD_FEATURE_NAMES]
     assert labels == list(PD_FEATURE_NAMES)
 
 
@@ -135,3 +136,13 @@ def test_pd_mappings_follow_the_table(spec) -> None:
     for x in (0.0, 0.1, 0.37, 0.5, 0.9, 1.0):
         value = eval(phys_expr(spec).replace("$f1", repr(x)), {"__builtins__": {}}, functions)
         assert value == pytest.approx(spec.to_value(x), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["serumlite.pd", "serumlite_features.pd"])
+def test_no_two_boxes_overlap(name: str) -> None:
+    for boxes, _ in read_canvases((PATCHES / name).read_text(encoding="utf-8")):
+        rects = [(b.x, b.y, *box_size(Box(b.kind, b.x, b.y, " ".join(b.atoms)))) for b in boxes]
+        for i, (x1, y1, w1, h1) in enumerate(rects):
+            for j, (x2, y2, w2, h2) in enumerate(rects[i + 1 :], start=i + 1):
+                overlap = x1 < x2 + w2 and x2 < x1 + w1 and y1 < y2 + h2 and y2 < y1 + h1
+                assert not overlap, (boxes[i].atoms[:3], boxes[j].atoms[:3])
