@@ -40,6 +40,7 @@ from agents.training.export import export_model
 from agents.training.report import settings_snapshot, write_report
 from features.names import expand
 from settings import Settings, with_overrides
+from synth.params import PARAM_NAMES
 
 EVAL_SEED_OFFSET = 10_000
 
@@ -54,7 +55,7 @@ def model_meta(env: ImitateEnv, settings: Settings, corpus: TargetCorpus, steps:
     return {
         "task": "imitate",
         "algorithm": settings.training.algorithm,
-        "controlled_params": list(im.controlled_params),
+        "controlled_params": [PARAM_NAMES[i] for i in env.controlled],  # the env's (wire) order
         "descriptor_names": list(env.descriptor_names),
         "reward_descriptors": list(env.reward_names),
         "normalization": env.scale.to_dict(),

@@ -56,6 +56,11 @@ def test_each_algorithm_trains_and_exports_an_equivalent_actor(
     assert (out / "report" / "curve.png").stat().st_size > 1000
     assert "mean_rmse" in meta["metrics"]
     assert list(meta["normalization"]) == meta["descriptor_names"]
+    # the action's order is the env's (wire order), not the order the settings list them in
+    assert meta["controlled_params"] == [
+        "osc1_wave", "osc2_wave", "osc2_level", "unison_detune", "noise_level", "filter_cutoff",
+        "filter_resonance", "master_volume",
+    ]  # fmt: skip
     # the numpy actor acts like the SB3 model's deterministic policy
     _, ckpt = latest_checkpoint(out / "checkpoints") or (0, None)
     model = algorithm_class(algorithm).load(str(ckpt), device="cpu")
