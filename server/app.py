@@ -55,7 +55,8 @@ def default_extractor(settings: Settings, sample_rate_hz: int, block_size: int) 
 def default_voice(settings: Settings, sample_rate_hz: int, max_block_size: int) -> Voice:
     from synth.stream import StreamingVoice
 
-    return StreamingVoice(sample_rate_hz, max_block_size)
+    # The note glide is done by the note/gate follower (per tick), so the voice itself does not glide.
+    return StreamingVoice(sample_rate_hz, max_block_size, param_smoothing_s=settings.synth.param_smoothing_s)
 
 
 def default_loader(path: Path, sample_rate_hz: int) -> np.ndarray:
@@ -80,6 +81,7 @@ class LiveServer:
     ) -> None:
         self.settings = settings
         self.input_spec = input_spec
+        self._make_voice = make_voice
         audio, srv = settings.audio, settings.server
         self.sample_rate_hz = int(audio.sample_rate_hz)
         self.block_size = int(audio.block_size)
@@ -178,6 +180,7 @@ class LiveServer:
     def start(self) -> None:
         """Open OSC, start the worker, the recorder, then the audio clock (device or file)."""
         sys.setswitchinterval(0.0005)  # the audio threads wait at most ~0.5 ms for the GIL
+        self._warm_up()
         self.osc_server.start()
         for host, port in self.osc_server.addresses:
             log.info("OSC control on %s:%d", host, port)
@@ -193,6 +196,24 @@ class LiveServer:
         except Exception:
             self.stop()
             raise
+
+    def _warm_up(self) -> None:
+        """Run each voice and extractor once before any stream starts, so first-call costs (JIT
+        compilation, lazy tables) never land in an audio callback or the first blocks."""
+        scratch = np.zeros(self.block_size, dtype=np.float32)
+        spare = self._make_voice(self.settings, self.sample_rate_hz, self.block_size)  # every code path, once
+        spare.set_params(self.control.output_0to1)
+        spare.note_on(60.0)
+        spare.process(scratch)
+        spare.set_note(62.0)
+        spare.process(scratch)
+        spare.note_off()
+        spare.process(scratch)
+        for voice in [self.worker.self_voice] + ([self.output_cb.voice] if self.output_cb is not None else []):
+            voice.process(scratch)
+        for extractor in (self.worker.input_features, self.worker.self_features):
+            if extractor is not None:
+                extractor.process(scratch)
 
     def request_stop(self) -> None:
         """Ask `run` to return (signal handlers call this)."""

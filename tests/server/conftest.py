@@ -32,12 +32,15 @@ NORMALIZATION = {
 }
 
 
-def write_follow_model(model_dir: Path, *, gain: float = 20.0, tick_s: float = 0.02) -> Path:
+def write_follow_model(
+    model_dir: Path, *, gain: float = 20.0, cutoff_gain: float | None = None, tick_s: float = 0.02
+) -> Path:
     """One linear layer + tanh: d master_volume ~ (target - agent) loudness, d cutoff ~ centroid gap."""
     k, p = len(FOLLOW_DESCRIPTORS), len(FOLLOW_CONTROLLED)
     w = np.zeros((p, 2 * k + p), dtype=np.float32)
     w[0, k + 0], w[0, 0] = gain, -gain  # master_volume: target loudness minus agent loudness
-    w[1, k + 1], w[1, 1] = gain, -gain  # filter_cutoff: target centroid minus agent centroid
+    cut = gain if cutoff_gain is None else cutoff_gain
+    w[1, k + 1], w[1, 1] = cut, -cut  # filter_cutoff: target centroid minus agent centroid
     start = default_vector()
     start[PARAM_INDEX["master_volume"]] = 0.5
     start[PARAM_INDEX["filter_cutoff"]] = 0.5

@@ -1,7 +1,7 @@
 """A real PortAudio device: the JACK dummy driver (no sound card needed).
 
 The fixture starts a private `jackd --no-realtime -d dummy` server (its own name, so parallel runs
-do not meet), a player process plays a 440 Hz tone into JACK through sounddevice, and
+do not meet), jackd2's `jack_simple_client` plays a 240 Hz sine into JACK, and
 `live_server.py` runs in a subprocess (PortAudio scans devices once, so it must start after
 jackd). The tone is wired into the server's input with `jack_connect`; the server's parameters
 must respond, its recorded synth output must sound at the tone's pitch, and OSC must stay alive
@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,19 +33,7 @@ from server.osc_protocol import encode_message
 pytestmark = pytest.mark.realtime
 REPO = Path(__file__).resolve().parents[2]
 SR, PERIOD = 48000, 512
-PLAYER = """
-import sys, time, numpy as np, sounddevice as sd
-freq, seconds = float(sys.argv[1]), float(sys.argv[2])
-phase = 0
-def cb(out, frames, t, status):
-    global phase
-    n = np.arange(phase, phase + frames)
-    out[:, 0] = 0.5 * np.sin(2 * np.pi * freq * n / 48000)
-    phase += frames
-with sd.OutputStream(samplerate=48000, blocksize=512, channels=1, callback=cb, device='system'):
-    print('playing', flush=True)
-    time.sleep(seconds)
-"""
+PLAYER_HZ = SR / 200  # jack_simple_client (jackd2's example client) plays a 200-sample sine table
 
 
 def _jack_env(name: str) -> dict[str, str]:
@@ -57,8 +46,23 @@ def _ports(env: dict[str, str]) -> list[str]:
 
 
 def _start_jackd(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
-    jackd = subprocess.Popen(
-        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(SR), "-p", str(PERIOD), "-C", "2", "-P", "2"],
+    jackd = subprocess.Popen(  # -t: a generous client timeout, so a loaded machine does not drop clients
+        [
+            "jackd",
+            "--no-realtime",
+            "-t",
+            "10000",
+            "-d",
+            "dummy",
+            "-r",
+            str(SR),
+            "-p",
+            str(PERIOD),
+            "-C",
+            "2",
+            "-P",
+            "2",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -92,7 +96,7 @@ def jack() -> Iterator[dict[str, str]]:
             jackd.kill()
 
 
-def _wait_for_port(env: dict[str, str], predicate: object, timeout_s: float = 20.0) -> str:
+def _wait_for_port(env: dict[str, str], predicate: object, timeout_s: float = 60.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = [p for p in _ports(env) if predicate(p)]  # type: ignore[operator]
@@ -146,26 +150,18 @@ def _dominant_hz(audio: np.ndarray) -> float:
 
 
 def test_server_hears_a_jack_device_and_its_synth_plays_the_pitch(
-    jack: dict[str, str], follow_model: Path, tmp_path: Path
+    jack: dict[str, str], doubles: SimpleNamespace, tmp_path: Path
 ) -> None:
-    player = subprocess.Popen([sys.executable, "-c", PLAYER, "440", "12"], env=jack, stdout=subprocess.PIPE, text=True)
+    model = doubles.write_follow_model(tmp_path / "volume_follower", cutoff_gain=0.0)  # only the volume moves
+    player = subprocess.Popen(["jack_simple_client"], env=jack, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(jack, lambda p: p.startswith("PortAudio:out"))
+        _wait_for_port(jack, lambda p: p == "jack_simple_client:output1")
         server = _server(
-            jack,
-            follow_model,
-            tmp_path,
-            "--output",
-            "both",
-            "--output-device",
-            "system",
-            "--record",
-            str(tmp_path / "synth.wav"),
-            "--duration",
-            "5",
-        )
-        server_in = _wait_for_port(jack, lambda p: p.startswith("PortAudio-") and ":in_" in p)
-        subprocess.run(["jack_connect", "PortAudio:out_0", server_in], env=jack, check=True, timeout=10)
+            jack, model, tmp_path, "--output", "both", "--output-device", "system",
+            "--record", str(tmp_path / "synth.wav"), "--duration", "5",
+        )  # fmt: skip
+        server_in = _wait_for_port(jack, lambda p: p.startswith("PortAudio") and ":in_" in p)
+        subprocess.run(["jack_connect", "jack_simple_client:output1", server_in], env=jack, check=True, timeout=10)
         _, err = server.communicate(timeout=60)
         assert server.returncode == 0, err
     finally:
@@ -176,17 +172,18 @@ def test_server_hears_a_jack_device_and_its_synth_plays_the_pitch(
     assert stats["blocks"] > 100 and stats["control_ticks"] > 20  # ~5 s of callbacks through PortAudio
     assert stats["input_stream"]["callbacks"] > 100 and stats["output_stream"]["callbacks"] > 100
     rows = list(csv.DictReader((tmp_path / "trace.csv").open()))
-    heard = [r for r in rows if float(r["in_loudness_db"]) > -30.0]
-    assert len(heard) > 10, "the tone never reached the server"
-    assert np.median([float(r["in_pitch_hz"]) for r in heard]) == pytest.approx(440.0, rel=0.03)
+    heard = [r for r in rows if float(r["in_loudness_db"]) > -40.0]
+    assert len(heard) > 50, "the tone never reached the server"
+    assert np.median([float(r["in_pitch_hz"]) for r in heard]) == pytest.approx(PLAYER_HZ, rel=0.02)
     volumes = [float(r["master_volume"]) for r in rows]
     assert max(volumes) - min(volumes) > 0.05, "the parameters did not respond to the input"
     synth, sr = sf.read(str(tmp_path / "synth.wav"), dtype="float32")
-    assert sr == SR and len(synth) > SR
-    loud = synth[np.abs(synth) > 0.01]
-    assert len(loud) > SR // 2, "the internal synth stayed silent"
+    assert sr == SR and len(synth) > 2 * SR
+    assert np.count_nonzero(np.abs(synth) > 0.01) > SR, "the internal synth stayed silent"
+    note = round(69 + 12 * np.log2(PLAYER_HZ / 440.0))  # the follower rounds to semitones
+    expected_hz = 440.0 * 2 ** ((note - 69) / 12)
     start = int(np.argmax(np.abs(synth) > 0.01))
-    assert _dominant_hz(synth[start + SR // 10 : start + SR // 10 + 8192]) == pytest.approx(440.0, rel=0.03)
+    assert _dominant_hz(synth[start + SR // 2 : start + SR // 2 + 8192]) == pytest.approx(expected_hz, rel=0.015)
 
 
 def test_device_loss_is_reported_once_and_osc_stays_alive(
