@@ -8,11 +8,11 @@ noise -> resonant low-pass whose cutoff follows the mod envelope and the LFO, wi
 amp ADSR x LFO tremolo x master volume -> soft clip. Deterministic for a seed (it only drives the noise).
 
 Two paths, chosen by `backend`:
-- "torch": differentiable in the continuous parameters, any device; the filter runs in the frame
-  domain (STFT x the IIR's magnitude response, `synth.dsp.filter`).
+- "torch": differentiable in the continuous parameters, any device; the kernel's filter solved in
+  closed form per 2 ms control chunk (`synth.dsp.filter`), per-sample LFO and pitch.
 - "kernel": the streaming voice's numba kernel (`synth.dsp.kernel`), parallel over the batch, CPU,
-  no gradient, several times faster; the filter is the IIR itself, control signals every 2 ms,
-  and the noise comes from another generator.
+  no gradient, several times faster; the LFO is interpolated and the pitch stepped per control chunk.
+Both draw the same noise samples for the same seed.
 - "auto" (default): "torch" when a gradient is wanted (params require grad and grad mode is on)
   or the params are not on the CPU, else "kernel".
 The two agree within the spectral tolerance stated in tests/synth/test_render_paths.py.
@@ -22,16 +22,19 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from synth.dsp.constants import FILTER_MAX_NYQUIST, FILTER_MIN_HZ, OSC_FADE_NYQUIST
 from synth.dsp.envelope import adsr
 from synth.dsp.fast import render_patches
-from synth.dsp.filter import frame_centres, lowpass_frames
+from synth.dsp.filter import chunk_starts, dc_block, svf_lowpass
+from synth.dsp.kernel import white_noise
 from synth.dsp.lfo import route
 from synth.dsp.oscillator import elapsed_s, unison_bank, unison_layout
 from synth.dsp.physical import to_physical
+from synth.dsp.voice_state import control_chunk, noise_seeds
 from synth.dsp.wavetable import mip_level, patch_tables
 from synth.params import N_PARAMS, PARAM_INDEX
 
@@ -133,21 +136,19 @@ def _render_torch(
         osc2 = _oscillator(col["osc2_wave"], f2, routing.pitch_top, detune, voices, elapsed, rate)
         mix = mix + col["osc2_level"].unsqueeze(1) * osc2
     if params_0to1.requires_grad or bool((col["noise_level"] > 0).any()):
-        generator = torch.Generator(device=device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
-        noise = torch.rand((batch, n_samples), generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
+        noise_np = np.empty((batch, n_samples), dtype=np.float32)
+        white_noise(noise_seeds(batch, seed), noise_np)  # the kernel's own sequence, sample for sample
+        noise = torch.from_numpy(noise_np).to(device=device, dtype=dtype)
         mix = mix + col["noise_level"].unsqueeze(1) * noise
 
     mod_env = adsr(t_s, col["mod_attack"], col["mod_decay"], col["mod_sustain"], col["mod_release"], note_off_s)
-    frames = frame_centres(n_samples, rate).to(device)
-    octaves = col["filter_env_amount"].unsqueeze(1) * mod_env[:, frames] + routing.filter_octaves[:, frames]
+    chunk = control_chunk(rate)
+    starts = chunk_starts(n_samples, chunk).to(device)
+    octaves = col["filter_env_amount"].unsqueeze(1) * mod_env[:, starts] + routing.filter_octaves[:, starts]
     cutoff = (col["filter_cutoff"].unsqueeze(1) * torch.exp2(octaves)).clamp(
         FILTER_MIN_HZ, FILTER_MAX_NYQUIST * 0.5 * rate
     )
-    filtered = lowpass_frames(mix, cutoff, col["filter_resonance"], rate)
+    filtered = dc_block(svf_lowpass(mix, cutoff, col["filter_resonance"], chunk, rate), rate)
 
     amp_env = adsr(t_s, col["amp_attack"], col["amp_decay"], col["amp_sustain"], col["amp_release"], note_off_s)
     gain = amp_env * routing.amp_gain * col["master_volume"].unsqueeze(1)

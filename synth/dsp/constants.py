@@ -26,7 +26,3 @@ FILTER_MAX_NYQUIST = 0.9
 DC_BLOCK_HZ = 5.0  # one-pole high-pass that keeps the output DC-free
 
 OSC_FADE_NYQUIST = (0.8, 1.0)  # an oscillator fades out as its top frequency goes from 0.8 to 1.0 x Nyquist
-
-# the frame-domain filter of the batched path: STFT size and hop at 16 kHz, scaled with the rate
-FILTER_FFT_AT_16K = 512
-FILTER_HOP_AT_16K = 128

@@ -1,67 +1,84 @@
-"""Resonant 12 dB/oct low-pass with a time-varying cutoff, in the frame domain (batched torch).
+"""Resonant 12 dB/oct low-pass with a time-varying cutoff, and the DC blocker (batched torch).
 
-Input: audio [B, N], cutoff [B, F] Hz at the frame centres `frame_centres(N, rate)`, Q [B].
-Output: [B, N] filtered and DC-blocked.
+Input: audio [B, N], cutoff [B, C] Hz per control chunk of `chunk` samples (C = ceil(N / chunk)),
+Q [B]. Output: [B, N] filtered.
 
-Each STFT frame (Hann, hop = size / 4) is multiplied by the magnitude response of the streaming
-filter (a topology-preserving state-variable low-pass, i.e. the bilinear transform of
-1 / (s^2 + s/Q + 1) with the cutoff pre-warped) at that frame's cutoff, times a one-pole DC blocker.
-Zero phase: for sustained sounds the spectrum equals the IIR's; transients and the ringing of very
-high Q differ (see tests/synth/test_stream.py for the stated tolerance). Differentiable in the cutoff
-and Q; cost one STFT and one inverse STFT per batch.
+This is the streaming kernel's filter itself, solved in closed form per chunk so that torch can
+batch it and differentiate it: a topology-preserving state-variable low-pass (Simper/Zavalishin,
+the bilinear transform of 1 / (s^2 + s/Q + 1) with the cutoff pre-warped), coefficients constant
+within a chunk as in `synth.dsp.kernel`. With state s = (ic1, ic2): s' = A s + b x, y = c.s + d x.
+Within a chunk the output is the zero-state response (a short FFT convolution with the chunk's
+impulse response) plus the zero-input response of the state at the chunk start; the states at
+chunk starts follow s_{c+1} = A_c^M s_c + u_c, a short sequential loop over chunks. Float64 inside.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import Tensor
 
-from synth.dsp.constants import DC_BLOCK_HZ, FILTER_FFT_AT_16K, FILTER_HOP_AT_16K
+from synth.dsp.constants import DC_BLOCK_HZ
 
 
-def fft_size(sample_rate_hz: float) -> tuple[int, int]:
-    """(n_fft, hop) for a rate: 512 / 128 at 16 kHz, the nearest power of two elsewhere."""
-    n_fft = 2 ** round(math.log2(FILTER_FFT_AT_16K * sample_rate_hz / 16000.0))
-    return n_fft, n_fft * FILTER_HOP_AT_16K // FILTER_FFT_AT_16K
+def chunk_starts(n_samples: int, chunk: int) -> Tensor:
+    """Sample index of each control chunk's first sample: [ceil(N / chunk)] long."""
+    return torch.arange(0, n_samples, chunk)
 
 
-def frame_centres(n_samples: int, sample_rate_hz: float) -> Tensor:
-    """Sample index of each STFT frame centre (centre=True framing), clamped to the buffer: [F] long."""
-    _, hop = fft_size(sample_rate_hz)
-    return (torch.arange(n_samples // hop + 1) * hop).clamp(max=n_samples - 1)
+def _powers(a: Tensor, count: int) -> Tensor:
+    """[..., 2, 2] -> [..., count, 2, 2]: A^0 .. A^(count-1), by doubling."""
+    eye = torch.eye(2, dtype=a.dtype, device=a.device).expand(*a.shape[:-2], 1, 2, 2)
+    pw = torch.cat([eye, a.unsqueeze(-3)], dim=-3)
+    step = a @ a  # A^2
+    while pw.shape[-3] < count:
+        pw = torch.cat([pw, pw @ step.unsqueeze(-3)], dim=-3)
+        step = step @ step
+    return pw[..., :count, :, :]
 
 
-def lowpass_magnitude(freq_hz: Tensor, cutoff_hz: Tensor, q: Tensor, sample_rate_hz: float) -> Tensor:
-    """|H| of the pre-warped state-variable low-pass (broadcasting); freq below Nyquist."""
-    warped = torch.tan(math.pi * freq_hz / sample_rate_hz)
-    g = torch.tan(math.pi * cutoff_hz / sample_rate_hz)
-    x = warped / g
-    return torch.rsqrt((1.0 - x * x) ** 2 + (x / q) ** 2)
+def svf_lowpass(audio: Tensor, cutoff_hz: Tensor, q: Tensor, chunk: int, sample_rate_hz: float) -> Tensor:
+    """Low-pass `audio` [B, N] with a cutoff per chunk [B, C] and a Q per patch [B]."""
+    batch, n_samples = audio.shape
+    n_chunks = cutoff_hz.shape[1]
+    if n_chunks * chunk < n_samples:
+        raise ValueError(f"svf_lowpass: {n_chunks} chunks of {chunk} do not cover {n_samples} samples")
+    f64 = torch.float64
+    x = torch.nn.functional.pad(audio.to(f64), (0, n_chunks * chunk - n_samples)).view(batch, n_chunks, chunk)
+    g = torch.tan(math.pi * cutoff_hz.to(f64) / sample_rate_hz)  # [B, C]
+    k = 1.0 / q.to(f64).unsqueeze(1)
+    a1 = 1.0 / (1.0 + g * (g + k))
+    a2 = g * a1
+    a3 = g * a2
+    mat = torch.stack([torch.stack([2 * a1 - 1, -2 * a2], -1), torch.stack([2 * a2, 1 - 2 * a3], -1)], -2)  # [B,C,2,2]
+    b_vec = torch.stack([2 * a2, 2 * a3], -1)  # [B, C, 2]
+    c_vec = torch.stack([a2, 1 - a3], -1)  # [B, C, 2]
+    pw = _powers(mat, chunk + 1)  # [B, C, M+1, 2, 2]
+    c_pw = (c_vec.unsqueeze(2).unsqueeze(3) @ pw[:, :, :chunk]).squeeze(3)  # c A^j, [B, C, M, 2]
+    # impulse response within a chunk: h[0] = d, h[j] = c A^(j-1) b
+    tail = (c_pw[:, :, : chunk - 1] * b_vec.unsqueeze(2)).sum(-1)
+    h = torch.cat([a3.unsqueeze(2), tail], dim=2)  # [B, C, M]
+    n_fft = 2 * chunk
+    zero_state = torch.fft.irfft(torch.fft.rfft(x, n_fft) * torch.fft.rfft(h, n_fft), n_fft)[..., :chunk]
+    # what one chunk's input adds to the state at the next chunk start: sum_i A^(M-1-i) b x_i
+    drive_basis = (pw[:, :, :chunk].flip(2) @ b_vec.unsqueeze(2).unsqueeze(-1)).squeeze(-1)  # [B, C, M, 2]
+    drive = (drive_basis * x.unsqueeze(-1)).sum(2)  # [B, C, 2]
+    jump = pw[:, :, chunk]  # A^M
+    states = [x.new_zeros(batch, 2)]
+    for c in range(n_chunks - 1):
+        states.append((jump[:, c] @ states[-1].unsqueeze(-1)).squeeze(-1) + drive[:, c])
+    start_state = torch.stack(states, dim=1)  # [B, C, 2]
+    zero_input = (c_pw * start_state.unsqueeze(2)).sum(-1)  # [B, C, M]
+    return (zero_state + zero_input).reshape(batch, -1)[:, :n_samples].to(audio.dtype)
 
 
-def dc_block_magnitude(freq_hz: Tensor, sample_rate_hz: float) -> Tensor:
-    """|H| of the one-pole DC blocker at DC_BLOCK_HZ (0 at DC)."""
-    warped = torch.tan(math.pi * freq_hz / sample_rate_hz)
-    g = math.tan(math.pi * DC_BLOCK_HZ / sample_rate_hz)
-    return warped / torch.sqrt(warped * warped + g * g)
-
-
-@functools.cache
-def _window(n_fft: int, device: str, dtype: torch.dtype) -> Tensor:
-    return torch.hann_window(n_fft, device=device, dtype=dtype)
-
-
-def lowpass_frames(audio: Tensor, cutoff_hz: Tensor, q: Tensor, sample_rate_hz: float) -> Tensor:
-    """Filter `audio` [B, N] with a cutoff per frame [B, F] and a Q per patch [B]."""
-    n_fft, hop = fft_size(sample_rate_hz)
+def dc_block(audio: Tensor, sample_rate_hz: float) -> Tensor:
+    """One-pole DC blocker y[n] = x[n] - x[n-1] + R y[n-1] from rest, as an exact FFT convolution."""
     n_samples = audio.shape[1]
-    window = _window(n_fft, str(audio.device), audio.dtype)
-    spec = torch.stft(audio, n_fft, hop, window=window, center=True, return_complex=True)  # [B, K, F]
-    freq = torch.linspace(0.0, 0.5 * sample_rate_hz, n_fft // 2 + 1, device=audio.device, dtype=audio.dtype)
-    freq = freq.clamp(max=0.4995 * sample_rate_hz)
-    gain = lowpass_magnitude(freq.view(1, -1, 1), cutoff_hz.unsqueeze(1), q.view(-1, 1, 1), sample_rate_hz)
-    gain = gain * dc_block_magnitude(freq, sample_rate_hz).view(1, -1, 1)
-    return torch.istft(spec * gain, n_fft, hop, window=window, center=True, length=n_samples)
+    r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sample_rate_hz)
+    n = torch.arange(1, n_samples, device=audio.device, dtype=torch.float64)
+    h = torch.cat([torch.ones(1, device=audio.device, dtype=torch.float64), (r - 1.0) * r ** (n - 1.0)])
+    n_fft = 2 * n_samples
+    y = torch.fft.irfft(torch.fft.rfft(audio.to(torch.float64), n_fft) * torch.fft.rfft(h, n_fft), n_fft)
+    return y[:, :n_samples].to(audio.dtype)

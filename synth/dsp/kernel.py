@@ -18,7 +18,6 @@ import numba
 import numpy as np
 
 from synth.dsp import constants as K
-from synth.dsp.wavetable import build_tables
 from synth.params import N_PARAMS, PARAM_INDEX, PARAMS
 
 CONTROL_PERIOD_S = 0.002  # control signals are recomputed every 2 ms (32 samples at 16 kHz)
@@ -70,33 +69,6 @@ C_ENV = 15  # per envelope (amp, mod): attack step, decay step, sustain, release
 C_ENVAMT, C_CUTOFF, C_K, C_TO_FILTER, C_LFO_STEP = 23, 24, 25, 26, 27
 N_CONTROL = 28
 STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 2.0, 3.0, 4.0
-
-
-class VoiceState:
-    """Every array one voice needs, allocated once (`process` then allocates nothing)."""
-
-    def __init__(self, sample_rate_hz: float, smoothing_s: float, glide_s: float, seed: int) -> None:
-        self.sample_rate_hz = float(sample_rate_hz)
-        self.chunk = max(1, round(sample_rate_hz * CONTROL_PERIOD_S))
-        self.st = np.zeros(N_STATE)
-        self.ctl = np.zeros(N_CONTROL)
-        self.phases = np.zeros((2, K.MAX_UNISON))
-        self.incs = np.zeros((2, K.MAX_UNISON))
-        self.smooth = np.zeros(N_PARAMS)
-        self.target = np.zeros(N_PARAMS)
-        self.morphed = np.zeros((2, K.TABLE_SIZE + 1))
-        self.table_key = np.full((2, 2), -1.0)  # (morph, level) each morphed table was built for
-        self.scratch = np.zeros((2, self.chunk))
-        self.tables = build_tables().astype(np.float64)
-        self.st[S_RNG] = float((int(seed) * 2654435761 + 1) % 4294967296 or 1)
-        self.st[S_FRESH] = 1.0
-        self.set_times(smoothing_s, glide_s)
-
-    def set_times(self, smoothing_s: float, glide_s: float) -> None:
-        """One-pole coefficients per control chunk (0 s: follow at once)."""
-        chunk_s = self.chunk / self.sample_rate_hz
-        self.st[S_SMOOTH] = 1.0 - math.exp(-chunk_s / smoothing_s) if smoothing_s > 0 else 1.0
-        self.st[S_GLIDE] = 1.0 - math.exp(-chunk_s / glide_s) if glide_s > 0 else 1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -220,7 +192,9 @@ def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, 
     for osc in range(2):
         base = f1 if osc == 0 else f2
         top = base * 2.0 ** (detune / 2400.0) * 2.0 ** (to_pitch * pitch_semi)
-        level = int(min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1))
+        level = int(
+            min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1)
+        )
         _morph_table(tables, morphed, key, osc, _phys(smooth, spec, P_W1 if osc == 0 else P_W2), level)
         fade = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
         ratio = 2.0 ** (to_pitch * pitch_semi * lfo_mid)
@@ -245,7 +219,10 @@ def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, 
         ctl[c + 2] = _phys(smooth, spec, p + 2)
         ctl[c + 3] = 1.0 / (_phys(smooth, spec, p + 3) * rate)
     # filter: cutoff from the mod envelope and the LFO at the chunk start
-    octaves = _phys(smooth, spec, P_ENVAMT) * st[S_MOD + 3] + ctl[C_TO_FILTER] * design[D_LFO_OCT] * ctl[C_LFO0]
+    octaves = (
+        _phys(smooth, spec, P_ENVAMT) * _env_value(st, S_MOD, ctl[C_ENV + 6])
+        + ctl[C_TO_FILTER] * design[D_LFO_OCT] * ctl[C_LFO0]
+    )
     cutoff = min(max(_phys(smooth, spec, P_CUT) * 2.0**octaves, design[D_FMIN]), design[D_FMAX_NYQ] * nyquist)
     g = math.tan(math.pi * cutoff / rate)
     k = 1.0 / _phys(smooth, spec, P_RES)
@@ -353,6 +330,7 @@ def note_on(st: np.ndarray, ctl: np.ndarray, phases: np.ndarray, design: np.ndar
     while sounding it retriggers the envelopes from their current level and glides to the note."""
     st[S_NOTE_TARGET] = midi_note
     if st[S_AMP] == STAGE_IDLE:
+        st[S_FRESH] = 1.0  # parameters and gains jump to their targets: nothing is sounding
         st[S_NOTE] = midi_note
         st[S_CHUNK_POS] = 0.0
         st[S_LFO_PHASE] = 0.0
@@ -362,6 +340,18 @@ def note_on(st: np.ndarray, ctl: np.ndarray, phases: np.ndarray, design: np.ndar
             for u in range(phases.shape[1]):
                 phases[osc, u] = (u * design[D_PHASE_STEP]) % 1.0
     gate(st, ctl, True)
+
+
+@numba.njit(cache=True, nogil=True)
+def white_noise(seeds: np.ndarray, out: np.ndarray) -> None:
+    """out[b] = the kernel's noise sequence (xorshift32, uniform in [-1, 1)) for seed b."""
+    for b in range(out.shape[0]):
+        rng = int(seeds[b])
+        for i in range(out.shape[1]):
+            rng ^= (rng << 13) & 0xFFFFFFFF
+            rng ^= rng >> 17
+            rng ^= (rng << 5) & 0xFFFFFFFF
+            out[b, i] = rng * (2.0 / 4294967296.0) - 1.0
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -378,7 +368,7 @@ def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design,
         morphed = np.zeros((2, tables.shape[2]))
         key = np.full((2, 2), -1.0)
         scratch = np.zeros((2, chunk))
-        row = np.zeros(n_samples)
+        row = out[b]
         st[S_RNG] = float(seeds[b])
         st[S_FRESH] = 1.0
         st[S_SMOOTH] = 1.0
@@ -390,6 +380,21 @@ def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design,
         if held < n_samples:
             gate(st, ctl, False)
             rest = n_samples - held
-            render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, row, held, rest, rate)
-        for i in range(n_samples):
-            out[b, i] = row[i]
+            render(
+                st,
+                ctl,
+                phases,
+                incs,
+                smooth,
+                target,
+                tables,
+                morphed,
+                key,
+                scratch,
+                spec,
+                design,
+                row,
+                held,
+                rest,
+                rate,
+            )

@@ -54,11 +54,12 @@ def unison_bank(
     n_samples = elapsed.shape[1]
     dtype = table.dtype
     # the bulk of the phase (base frequency) in float64, the small per-voice detune part in float32
-    bulk = torch.frac(base_hz.to(torch.float64).unsqueeze(1) * elapsed).to(dtype)  # [B, N]
+    bulk64 = base_hz.to(torch.float64).unsqueeze(1) * elapsed
+    bulk = (bulk64 - bulk64.detach().floor()).to(dtype)  # [B, N]
     delta_hz = base_hz.unsqueeze(1) * (torch.exp2(offsets_cents / 1200.0) - 1.0)  # [B, U]
     start = torch.tensor(unison_phases(offsets_cents.shape[1]), device=table.device, dtype=dtype)
     phase = bulk.unsqueeze(1) + delta_hz.unsqueeze(2) * elapsed.to(dtype).unsqueeze(1) + start.view(1, -1, 1)
-    position = torch.frac(phase) * TABLE_SIZE  # [B, U, N], phase >= 0 so frac is in [0, 1)
+    position = (phase - phase.detach().floor()) * TABLE_SIZE  # [B, U, N], in [0, TABLE_SIZE)
     index = position.detach().floor().clamp(0, TABLE_SIZE - 1).long()
     weight = position - index.to(dtype)
     flat = index.view(batch, -1)

@@ -22,8 +22,16 @@ def patch(**values: float) -> torch.Tensor:
 
 # a plain sustained tone: no modulation, open filter, flat envelope, low volume (tanh stays linear)
 PLAIN = dict(
-    osc2_level=0.0, noise_level=0.0, unison_voices=0.0, filter_cutoff=1.0, filter_resonance=0.0,
-    filter_env_amount=0.5, amp_attack=0.0, amp_sustain=1.0, lfo_amount=0.0, master_volume=0.05,
+    osc2_level=0.0,
+    noise_level=0.0,
+    unison_voices=0.0,
+    filter_cutoff=1.0,
+    filter_resonance=0.0,
+    filter_env_amount=0.5,
+    amp_attack=0.0,
+    amp_sustain=1.0,
+    lfo_amount=0.0,
+    master_volume=0.05,
 )
 
 
@@ -82,7 +90,9 @@ def test_no_nan_or_inf_on_corners_and_random_points(backend: str) -> None:
 @pytest.mark.parametrize("wave", [0.0, 1 / 3, 0.5, 2 / 3, 1.0])
 def test_no_aliasing_at_note_96(wave: float, backend: str) -> None:
     """Energy off the harmonic series of C7 (2093 Hz at 16 kHz) stays below -60 dB."""
-    audio = render_batch(patch(**PLAIN, osc1_wave=wave), torch.tensor([96.0]), duration_s=1.0, backend=backend)[0].numpy()
+    audio = render_batch(patch(**PLAIN, osc1_wave=wave), torch.tensor([96.0]), duration_s=1.0, backend=backend)[
+        0
+    ].numpy()
     seg = audio[RATE // 4 :].astype(np.float64)
     spectrum = np.abs(np.fft.rfft(seg * np.blackman(len(seg)))) ** 2
     freqs = np.fft.rfftfreq(len(seg), 1 / RATE)
@@ -110,7 +120,9 @@ def test_unison_detune_and_voice_count_change_the_sound(backend: str) -> None:
     seven = render_batch(patch(**{**base, "unison_voices": 1.0}), torch.tensor([57.0]), backend=backend)
     assert float((one - seven).abs().max()) > 0.01
     # a snapped parameter: 0.95 and 1.0 both mean 7 voices
-    assert torch.equal(seven, render_batch(patch(**{**base, "unison_voices": 0.95}), torch.tensor([57.0]), backend=backend))
+    assert torch.equal(
+        seven, render_batch(patch(**{**base, "unison_voices": 0.95}), torch.tensor([57.0]), backend=backend)
+    )
 
 
 @BACKENDS
