@@ -3,6 +3,7 @@ patch (test-only) that sends what the `sl-*` receive names carry back over OSC."
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import socket
 import subprocess
@@ -101,7 +102,13 @@ class PdProcess:
 
 
 def pd_errors(log: str) -> list[str]:
-    return [line for line in log.splitlines() if any(marker in line for marker in PD_ERRORS)]
+    """Pd's error lines; a missing `[bob~]`/`[sigmund~]` adds a hint about the package that has them."""
+    lines = log.splitlines()
+    errors = [line for line in lines if any(marker in line for marker in PD_ERRORS)]
+    failed = [before for before, line in itertools.pairwise(lines) if "couldn't create" in line]
+    if any(name in line for line in failed for name in ("bob~", "sigmund~")):
+        errors.insert(0, "hint: [bob~] and [sigmund~] are in vanilla Pd's extra/ (Debian: package puredata-extra)")
+    return errors
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
