@@ -1,0 +1,239 @@
+"""Numba kernels of the streaming face: everything per block except the FFTs, on preallocated buffers.
+
+Input / output: numpy arrays owned by `features.stream.StreamingDescriptors` (nothing is allocated here).
+The math is `features.batch` / `features.pitch` (torch) written out as loops, in float64:
+- `push_block`: copy a block into the ring (NaN -> 0, +-Inf -> +-1, clamp), return the new position;
+- `prepare_frame`: unroll the ring into the frame, make YIN's mean-removed frame and head, frame stats;
+- `spectra`: the Hann-windowed spectrum (from the plain one) and YIN's cross spectrum (before the irfft);
+- `finish`: power spectrum, loudness group, spectral shape, MFCC, chroma and YIN -> the descriptor vector.
+Every constant travels as an argument (numba's on-disk cache cannot hold module-level arrays).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_FAST = {"reassoc", "contract", "arcp", "nsz"}  # no 'nnan' / 'ninf': inputs are sanitized, results stay honest
+
+
+@numba.njit(cache=True, nogil=True)
+def push_block(ring: np.ndarray, pos: int, block: np.ndarray, max_abs: float) -> int:
+    n = ring.shape[0]
+    length = block.shape[0]
+    start = length - n if length > n else 0
+    for i in range(start, length):
+        v = float(block[i])
+        if v != v:
+            v = 0.0
+        elif v > max_abs:
+            v = max_abs if v != math.inf else 1.0
+        elif v < -max_abs:
+            v = -max_abs if v != -math.inf else -1.0
+        ring[pos] = v
+        pos += 1
+        if pos == n:
+            pos = 0
+    return pos
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def prepare_frame(
+    ring: np.ndarray,
+    pos: int,
+    frame: np.ndarray,
+    yin_x: np.ndarray,
+    yin_head: np.ndarray,
+    width: int,
+    stats: np.ndarray,
+) -> None:
+    n = ring.shape[0]
+    total = 0.0
+    square = 0.0
+    peak = 0.0
+    for i in range(n):
+        j = pos + i
+        v = ring[j - n] if j >= n else ring[j]
+        frame[i] = v
+        total += v
+        square += v * v
+        a = abs(v)
+        if a > peak:
+            peak = a
+    mean = total / n
+    stats[3] = mean
+    centered = 0.0
+    for i in range(n):
+        v = frame[i] - mean
+        yin_x[i] = v
+        centered += v * v
+    for i in range(width):
+        yin_head[i] = yin_x[i]
+    stats[0] = square / n
+    stats[1] = peak
+    stats[2] = centered / n
+
+
+@numba.njit(cache=True, nogil=True)
+def spectra(x_spec: np.ndarray, head_spec: np.ndarray, windowed_spec: np.ndarray, mean: float, n: int) -> None:
+    """From the rffts of the mean-removed frame and of YIN's head: the Hann-windowed spectrum of the raw
+    frame (periodic Hann = a 3-tap kernel in frequency: 0.5 X[k] - 0.25 (X[k-1] + X[k+1])) and, in
+    place of the head's spectrum, YIN's cross spectrum conj(H) X."""
+    nb = x_spec.shape[0]
+    for k in range(nb):
+        centre = x_spec[k] + (n * mean if k == 0 else 0.0)
+        left = x_spec[1].conjugate() if k == 0 else x_spec[k - 1] + (n * mean if k == 1 else 0.0)
+        if k + 1 < nb:
+            right = x_spec[k + 1]
+        else:
+            right = x_spec[n - (k + 1)].conjugate() + (n * mean if n - (k + 1) == 0 else 0.0)
+        windowed_spec[k] = 0.5 * centre - 0.25 * (left + right)
+        head_spec[k] = head_spec[k].conjugate() * x_spec[k]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def finish(
+    spec: np.ndarray,
+    scale2: float,
+    kweight: np.ndarray,
+    stats: np.ndarray,
+    n_band: int,
+    band_floor2: float,
+    freqs_khz: np.ndarray,
+    rolloff_0to1: float,
+    mel: np.ndarray,
+    dct: np.ndarray,
+    chroma: np.ndarray,
+    floor_power: float,
+    floor_amp: float,
+    loudness_gain: float,
+    corr: np.ndarray,
+    yin_x: np.ndarray,
+    tau_min: int,
+    tau_max: int,
+    width: int,
+    threshold: float,
+    sample_rate_hz: float,
+    power: np.ndarray,
+    mag: np.ndarray,
+    mel_db: np.ndarray,
+    cs: np.ndarray,
+    cmnd: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    db = 10.0 / math.log(10.0)
+    # -- loudness group
+    kms = 0.0
+    for k in range(spec.shape[0]):
+        p = (spec[k].real * spec[k].real + spec[k].imag * spec[k].imag) * scale2
+        power[k] = p
+        kms += kweight[k] * p
+    out[0] = db * math.log(kms * loudness_gain + floor_power)
+    out[1] = db * math.log(stats[0] + floor_power)
+    out[2] = 2.0 * db * math.log(stats[1] + floor_amp)
+    # -- spectral shape (FluCoMa), frequencies in kHz
+    total = 0.0
+    first = 0.0
+    log_sum = 0.0
+    biggest = 0.0
+    for k in range(n_band):
+        m = math.sqrt(power[k] + band_floor2)
+        mag[k] = m
+        total += m
+        first += m * freqs_khz[k]
+        log_sum += math.log(m)
+        if m > biggest:
+            biggest = m
+    centroid = first / total
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    for k in range(n_band):
+        d = freqs_khz[k] - centroid
+        d2 = d * d
+        m2 += mag[k] * d2
+        m3 += mag[k] * d2 * d
+        m4 += mag[k] * d2 * d2
+    var = m2 / total
+    spread = math.sqrt(var)
+    target = rolloff_0to1 * total
+    cum = 0.0
+    rolloff = freqs_khz[n_band - 1]
+    bin_khz = freqs_khz[1] - freqs_khz[0] if n_band > 1 else 0.0
+    for k in range(n_band):
+        cum += mag[k]
+        if cum >= target:
+            rolloff = freqs_khz[k] if k == 0 else freqs_khz[k] - bin_khz * (cum - target) / mag[k]
+            break
+    mean = total / n_band
+    out[3] = 1000.0 * centroid
+    out[4] = 1000.0 * spread
+    out[5] = m3 / total / (var * spread)
+    out[6] = m4 / total / (var * var)
+    out[7] = 1000.0 * rolloff
+    out[8] = 2.0 * db * (log_sum / n_band - math.log(mean))
+    out[9] = 2.0 * db * (math.log(biggest) - math.log(mean))
+    # -- MFCC
+    n_mels = mel.shape[0]
+    for j in range(n_mels):
+        acc = 0.0
+        for k in range(n_band):
+            acc += mel[j, k] * power[k]
+        mel_db[j] = db * math.log(acc + floor_power)
+    for c in range(dct.shape[0]):
+        acc = 0.0
+        for j in range(n_mels):
+            acc += dct[c, j] * mel_db[j]
+        out[10 + c] = acc
+    # -- chroma
+    base = 10 + dct.shape[0]
+    top = 0.0
+    for c in range(12):
+        acc = 0.0
+        for k in range(n_band):
+            acc += chroma[c, k] * power[k]
+        out[base + c] = acc
+        if acc > top:
+            top = acc
+    for c in range(12):
+        out[base + c] /= top + floor_power
+    # -- YIN
+    p_idx = base + 12
+    n = yin_x.shape[0]
+    cs[0] = 0.0
+    for j in range(n):
+        cs[j + 1] = cs[j] + yin_x[j] * yin_x[j]
+    eps = 2.0 * width * floor_power
+    running = 0.0
+    cmnd[0] = 1.0
+    for tau in range(tau_max + 1):
+        d = cs[width + tau] - cs[tau] + cs[width] - 2.0 * corr[tau]
+        if d < 0.0:
+            d = 0.0
+        running += d
+        if tau > 0:
+            cmnd[tau] = (d * tau + eps * tau) / max(running + eps * tau, 1e-30)
+    best = -1
+    low = tau_min
+    for tau in range(tau_min, tau_max):
+        if cmnd[tau] < cmnd[low]:
+            low = tau
+        if best < 0 and cmnd[tau] < threshold and cmnd[tau] < cmnd[tau - 1] and cmnd[tau] <= cmnd[tau + 1]:
+            best = tau
+    if best < 0:
+        best = low
+    y0 = cmnd[best - 1]
+    y1 = cmnd[best]
+    y2 = cmnd[best + 1]
+    curve = y0 - 2.0 * y1 + y2
+    shift = 0.0
+    if curve > 1e-12:
+        shift = min(1.0, max(-1.0, 0.5 * (y0 - y2) / curve))
+    if stats[2] > floor_power:
+        out[p_idx] = sample_rate_hz / (best + shift)
+        out[p_idx + 1] = min(1.0, max(0.0, 1.0 - y1))
+    else:
+        out[p_idx] = 0.0
+        out[p_idx + 1] = 0.0
