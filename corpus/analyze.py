@@ -11,6 +11,7 @@ track was analyzed, 1 when none, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from features.normalization import DescriptorStats
 from tqdm import tqdm
 
 from corpus.report import (
@@ -36,6 +36,7 @@ from corpus.report import (
 )
 from corpus.track import analyze_track, read_features_csv
 from features.names import DESCRIPTOR_NAMES
+from features.normalization import DescriptorStats
 from settings import Settings, SettingsError, load_settings, with_overrides
 
 Job = tuple[Path, str, str, str]  # path, file relative to audio/, track name, sha256
@@ -96,7 +97,7 @@ def compute_stats(corpus_dir: Path, tracks: Iterable[dict[str, Any]]) -> Descrip
         if names != DESCRIPTOR_NAMES:
             raise ValueError(f"{entry['features_csv']}: columns differ from features.names.DESCRIPTOR_NAMES")
         frames.append(table)
-    return DescriptorStats.fit(DESCRIPTOR_NAMES, np.concatenate(frames, axis=0))
+    return DescriptorStats.from_data(np.concatenate(frames, axis=0), DESCRIPTOR_NAMES)
 
 
 def analyze_corpus(
@@ -144,7 +145,7 @@ def analyze_corpus(
         "format_version": REPORT_FORMAT_VERSION,
         "corpus": corpus_dir.name,
         "settings_hash": key,
-        "features": dict(vars(settings.features)),
+        "features": dataclasses.asdict(settings.features),
         "descriptor_names": list(DESCRIPTOR_NAMES),
         "n_frames": int(sum(e["frames"] for e in tracks)),
         "duration_s": round(sum(e["duration_s"] for e in tracks), 3),
@@ -167,7 +168,9 @@ def _remove_stale_csvs(corpus_dir: Path, previous: dict[str, Any] | None, tracks
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m corpus.analyze", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus.analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "corpus",
         type=Path,

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from features.offline import describe_audio
 
 from corpus.checks import check_signal, count_nonfinite, wav_truncation
 from features.audio_io import load_audio
 from features.config import FeatureSettings
 from features.names import DESCRIPTOR_NAMES
+from features.offline import describe_audio
 
 CSV_FORMAT = "%.6g"
 

@@ -42,7 +42,7 @@ class LookupTable:
         self.sampled_indices = indices_of(self.manifest["plan"]["param_names"])
         from features.normalization import DescriptorStats
 
-        self.stats = DescriptorStats.fit(DESCRIPTOR_NAMES, self.descriptors.astype(np.float64))
+        self.stats = DescriptorStats.from_data(self.descriptors.astype(np.float64), DESCRIPTOR_NAMES)
         self._by_params = NearestNeighbors(n_neighbors=1, algorithm="kd_tree").fit(self.params[:, self.sampled_indices])
         self._by_descriptors: dict[tuple[str, ...], NearestNeighbors] = {}
 
@@ -50,7 +50,7 @@ class LookupTable:
         return int(self.params.shape[0])
 
     def normalize(self, descriptors: np.ndarray) -> np.ndarray:
-        return self.stats.normalize(np.asarray(descriptors, dtype=np.float64))
+        return self.stats.normalize(np.asarray(descriptors, dtype=np.float64), mode="zscore")
 
     def descriptors_of(self, params_0to1: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """params [Q, 24] -> (descriptors of the nearest stored rows [Q, k, K], their row indices [Q, k])."""
@@ -104,6 +104,7 @@ def plan_from_args(args: argparse.Namespace, settings: Any) -> TablePlan:
         seed=settings.synth.seed if args.seed is None else args.seed,
         sample_rate_hz=settings.synth.sample_rate_hz,
         probe_s=settings.synth.probe_s,
+        summary_frames=args.summary_frames,
     )
 
 
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     b.add_argument("--sample-rate-hz", type=int, default=None, help="render rate (default synth.sample_rate_hz)")
     b.add_argument("--probe-s", type=float, default=None, help="probe length (default synth.probe_s)")
+    b.add_argument("--summary-frames", type=int, default=0, help="0: mean over the probe; n: mean of its last n frames")
     q = sub.add_parser("query", help="nearest neighbours: --preset FILE (-> descriptors) or --audio FILE (-> params)")
     q.add_argument("folder", type=Path)
     group = q.add_mutually_exclusive_group(required=True)

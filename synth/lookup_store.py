@@ -4,7 +4,8 @@ Input: a `TablePlan` (which parameters vary, how they are sampled, the notes, th
 Output: `<dir>/manifest.json` (the plan, the descriptor names, the chunk list) and one
 `chunk_<i>.npz` per chunk (`params` [n, 24] float32 normalized, `notes` [n] float32 MIDI,
 `descriptors` [n, K] float32: the per-frame mean of `features.batch` descriptors over one probe
-render of `synth.render.render_batch`). Chunks are independent and deterministic (row i of the
+render of `synth.render.render_batch`, or over its last `summary_frames` frames: the snapshot
+convention of the imitation environment, `agents.imitate.sound`). Chunks are independent and deterministic (row i of the
 table depends only on the plan and i), so generation is parallel and resumable: a chunk file
 that exists and loads is never redone. The neural proxy's training set is such a table too.
 """
@@ -52,6 +53,7 @@ class TablePlan:
     sample_rate_hz: int = 16000
     probe_s: float = 0.5
     render_batch_size: int = 256
+    summary_frames: int = 0  # 0: mean over every frame of the probe; n: mean of its last n frames (a snapshot)
 
     def __post_init__(self) -> None:
         if len(self.base_0to1) != N_PARAMS:
@@ -66,6 +68,8 @@ class TablePlan:
             )
         if not 0 <= self.note_low <= self.note_high <= 127:
             raise TableError(f"need 0 <= note_low <= note_high <= 127, got {self.note_low}, {self.note_high}")
+        if self.summary_frames < 0:
+            raise TableError(f"summary_frames must be >= 0, got {self.summary_frames}")
         if self.sampler == "grid" and self.grid_levels < 2:
             raise TableError(f"grid_levels must be >= 2, got {self.grid_levels}")
 
@@ -110,7 +114,7 @@ def sample_rows(plan: TablePlan, start: int, stop: int) -> tuple[np.ndarray, np.
 def describe_params(
     params_0to1: np.ndarray, notes: np.ndarray, plan: TablePlan, features: FeatureSettings, seed: int
 ) -> np.ndarray:
-    """Render [n, 24] params at [n] notes and return the per-frame mean descriptors [n, K] float32."""
+    """Render [n, 24] params at [n] notes; the per-frame mean descriptors [n, K] float32 (`plan.summary_frames`)."""
     import torch
 
     from features.batch import describe_batch
@@ -128,6 +132,8 @@ def describe_params(
                 seed=seed + s,
             )
             frames = describe_batch(audio, plan.sample_rate_hz, features)
+            if plan.summary_frames:
+                frames = frames[:, -plan.summary_frames :]
             out[s:e] = frames.mean(dim=1).numpy()
     return out
 

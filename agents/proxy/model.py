@@ -4,7 +4,9 @@ Input: normalized Serum-lite parameters [B, 24] (wire order) and MIDI notes [B].
 Output: the per-frame mean descriptors of a probe render [B, K] (`descriptor_names`, units of
 `features`: dB, Hz ...), the same quantity `synth.lookup_store.describe_params` computes by
 rendering and analyzing; or the z-normalized version (`predict_normalized`) the network learns.
-Differentiable in the parameters, so the imitation environment can use it as a fast stand-in.
+Which probe and which frames is recorded in `meta["target"]` (`probe_s`, `summary_frames`: the
+shipped proxy predicts the imitation environment's snapshot, the mean of the last 2 frames of a
+0.1 s render). Differentiable in the parameters, so the environment can use it as a fast stand-in.
 
 Saved pickle-free in a folder: `proxy.safetensors` (the linear layers as `net.<i>.weight/bias`,
 plus `out_mean` / `out_std`) and `proxy.yaml` (layer sizes, names, input encoding, training

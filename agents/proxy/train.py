@@ -27,13 +27,28 @@ from features.names import DESCRIPTOR_NAMES
 from settings import SettingsError, load_settings
 from synth.lookup_store import TableError, load_table
 
+TARGET_KEYS = ("sample_rate_hz", "probe_s", "summary_frames")
 
-def load_tables(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    parts = [load_table(f)[1:] for f in folders]
+
+def load_tables(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Rows of every table, and the target they share (probe, summary frames, feature settings)."""
+    parts, targets = [], []
+    for folder in folders:
+        manifest, params, notes, descriptors = load_table(folder)
+        parts.append((params, notes, descriptors))
+        targets.append(table_target(manifest))
+    if any(t != targets[0] for t in targets[1:]):
+        raise TableError(f"{', '.join(map(str, folders))}: tables render different targets (probe or features)")
     params, notes, descriptors = (np.concatenate(p) for p in zip(*parts, strict=True))
     if not np.all(np.isfinite(descriptors)):
         raise TableError(f"{', '.join(map(str, folders))}: descriptors hold NaN/Inf values")
-    return params, notes, descriptors
+    return params, notes, descriptors, targets[0]
+
+
+def table_target(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a table's descriptors are: the probe render and how its frames are summarized."""
+    plan = manifest["plan"]
+    return {k: plan[k] for k in TARGET_KEYS} | {"features": manifest["features"]}
 
 
 def train(
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.settings)
         if not 0.0 < args.val_fraction < 0.5 or args.epochs < 1 or args.batch_size < 1 or min(args.hidden) < 1:
             raise ValueError("need 0 < --val-fraction < 0.5, --epochs >= 1, --batch-size >= 1, --hidden sizes >= 1")
-        params, notes, descriptors = load_tables(args.table)
+        params, notes, descriptors, target = load_tables(args.table)
         seed = settings.training.seed if args.seed is None else args.seed
         proxy, facts = train(
             params,
@@ -152,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics: dict[str, Any] = {}
         if args.heldout is not None:
-            _, hp, hn, hd = load_table(args.heldout)
+            manifest, hp, hn, hd = load_table(args.heldout)
+            if table_target(manifest) != target:
+                raise TableError(f"{args.heldout}: held-out table renders another target than the training tables")
             metrics = evaluate(proxy, hp, hn, hd.astype(np.float64))
     except (SettingsError, TableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     meta = {
+        "target": target,
         "training": facts | {"tables": [str(t) for t in args.table]},
         "metrics": {k: v for k, v in metrics.items() if k not in ("l1_normalized", "l1_units")},
     }

@@ -105,6 +105,7 @@ def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
 def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path) -> None:
     """Held-out patches rendered now (the real target): the proxy's predictions pick them out."""
     proxy = Proxy.load(SHIPPED)
+    target = proxy.meta["target"]
     plan = TablePlan(
         n=64,
         param_names=tuple(proxy.meta["param_order"]),
@@ -115,6 +116,9 @@ def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path) -> None:
         note_high=84,
         chunk_size=64,
         render_batch_size=64,
+        sample_rate_hz=target["sample_rate_hz"],
+        probe_s=target["probe_s"],
+        summary_frames=target["summary_frames"],
     )
     build_table(tmp_path / "t", plan, FeatureSettings(), progress=False)
     _, params, notes, descriptors = load_table(tmp_path / "t")

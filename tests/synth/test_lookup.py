@@ -132,3 +132,15 @@ def test_cli_build_and_query(tmp_path: Path, table_dir: Path) -> None:
         [*run, "query", str(tmp_path / "none"), "--preset", str(preset)], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 2 and "manifest" in missing.stderr
+
+
+def test_map_of_the_table_alone_and_under_a_corpus(table_dir: Path, tmp_path: Path) -> None:
+    from corpus.map import main as map_main
+
+    assert map_main(["--lookup", str(table_dir), "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    demo = Path(__file__).resolve().parents[2] / "corpus" / "demo"
+    out = tmp_path / "both.png"
+    assert map_main([str(demo), "--lookup", str(table_dir), "--out", str(out), "--max-points", "500"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert map_main(["--lookup", str(table_dir), "--color-param", "nope"]) == 2
