@@ -21,7 +21,7 @@ IO: dict[str, tuple[int, int]] = {
     "udpreceive": (1, 1), "udpsend": (1, 0), "route": (2, 0), "unpack": (1, 0), "s": (1, 0), "r": (0, 1),
     "prepend": (1, 1), "mtof": (1, 1), "expr": (1, 1), "cycle~": (2, 1), "saw~": (2, 1), "rect~": (3, 1),
     "tri~": (3, 1), "noise~": (1, 1), "*~": (2, 1), "lores~": (3, 1), "adsr~": (5, 4), "dac~": (2, 0),
-    "clip~": (3, 1),
+    "clip~": (3, 1), "pak": (3, 1),
 }  # fmt: skip
 WAVES = ("cycle~", "saw~", "rect~", "tri~")  # the morph order sine -> saw -> square -> triangle
 
@@ -43,11 +43,10 @@ class MaxPatch:
             outlets = len(text.split()) if name == "route" else len(text.split()) - 1
         if name == "expr":
             inlets = max([1, *(int(n) for n in re.findall(r"\$f(\d+)", text))])
-        types = ["signal"] * outlets if name.endswith("~") else [""] * outlets
-        return self._add(
-            {"maxclass": "newobj", "text": text, "numinlets": inlets, "numoutlets": outlets, "outlettype": types}
-            | {"patching_rect": [x, y, 8 + 7 * len(text), 22]}
-        )
+        box: dict[str, object] = {"maxclass": "newobj", "text": text.replace(",", "\\,")}  # Max writes "\\,"
+        box |= {"numinlets": inlets, "numoutlets": outlets}
+        box |= {"outlettype": ["signal" if name.endswith("~") else ""] * outlets}
+        return self._add(box | {"patching_rect": [x, y, 8 + 7 * len(text), 22]})
 
     def ui(self, x: int, y: int, maxclass: str, outlets: int = 1, text: str = "") -> str:
         box: dict[str, object] = {"maxclass": maxclass, "numinlets": 1, "numoutlets": outlets}
@@ -108,10 +107,12 @@ def build(listen_port: int = 9001, server_host: str = "127.0.0.1", server_port: 
     note = m.obj(20, 330, "r sl-note")
     hz = m.obj(20, 360, "mtof")
     m.connect(note, 0, hz, 0)
-    osc2_note = m.obj(300, 400, "expr mtof($f1 + $f2 + $f3/100)")
-    m.connect(note, 0, osc2_note, 0)
-    m.connect(received(m, "osc2_semitones", 300, 330), 0, osc2_note, 1)
-    m.connect(received(m, "osc2_fine", 450, 330), 0, osc2_note, 2)
+    osc2_pitch = m.obj(300, 400, "pak 60. 0. 0.")  # every inlet hot: a transpose retunes at once
+    osc2_note = m.obj(300, 430, "expr 440.*pow(2., ($f1 + $f2 + $f3/100. - 69.)/12.)")
+    m.connect(note, 0, osc2_pitch, 0)
+    m.connect(received(m, "osc2_semitones", 300, 330), 0, osc2_pitch, 1)
+    m.connect(received(m, "osc2_fine", 450, 330), 0, osc2_pitch, 2)
+    m.connect(osc2_pitch, 0, osc2_note, 0)  # a list into expr's left inlet fills $f1..$f3
     mix = m.obj(20, 620, "*~ 1.")
     for k, (osc, freq) in enumerate((("osc1", hz), ("osc2", osc2_note))):
         ox = 20 + 420 * k

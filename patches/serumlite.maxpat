@@ -714,15 +714,33 @@
      "patching_rect": [
       300,
       400,
-      218,
+      99,
       22
      ],
-     "text": "expr mtof($f1 + $f2 + $f3/100)"
+     "text": "pak 60. 0. 0."
     }
    },
    {
     "box": {
      "id": "obj-41",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      300,
+      430,
+      365,
+      22
+     ],
+     "text": "expr 440.*pow(2.\\, ($f1 + $f2 + $f3/100. - 69.)/12.)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -740,7 +758,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -753,12 +771,12 @@
       344,
       22
      ],
-     "text": "expr (-24 + int(min(max($f1, 0), 1)*48 + 0.5)*1)"
+     "text": "expr (-24 + int(min(max($f1\\, 0)\\, 1)*48 + 0.5)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -776,7 +794,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-45",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -789,12 +807,12 @@
       260,
       22
      ],
-     "text": "expr (-50 + min(max($f1, 0), 1)*100)"
+     "text": "expr (-50 + min(max($f1\\, 0)\\, 1)*100)"
     }
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-46",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -812,7 +830,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-47",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -830,7 +848,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -843,12 +861,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*3)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*3)"
     }
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-49",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -866,7 +884,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -884,7 +902,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -897,12 +915,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*1)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -920,7 +938,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-53",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -933,12 +951,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-0))"
+     "text": "expr max(0\\, 1-abs($f1-0))"
     }
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -956,7 +974,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -974,7 +992,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -987,12 +1005,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-1))"
+     "text": "expr max(0\\, 1-abs($f1-1))"
     }
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1010,7 +1028,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-58",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1028,7 +1046,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-59",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1041,12 +1059,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-2))"
+     "text": "expr max(0\\, 1-abs($f1-2))"
     }
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-60",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1064,7 +1082,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-61",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1082,7 +1100,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-62",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1095,12 +1113,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-3))"
+     "text": "expr max(0\\, 1-abs($f1-3))"
     }
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-63",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1118,7 +1136,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-64",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1136,7 +1154,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1149,12 +1167,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*3)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*3)"
     }
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-66",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1172,7 +1190,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1190,7 +1208,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-68",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1203,12 +1221,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*1)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-69",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1226,7 +1244,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-70",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1239,12 +1257,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-0))"
+     "text": "expr max(0\\, 1-abs($f1-0))"
     }
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1262,7 +1280,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1280,7 +1298,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-73",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1293,12 +1311,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-1))"
+     "text": "expr max(0\\, 1-abs($f1-1))"
     }
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1316,7 +1334,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1334,7 +1352,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1347,12 +1365,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-2))"
+     "text": "expr max(0\\, 1-abs($f1-2))"
     }
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-77",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1370,7 +1388,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1388,7 +1406,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-79",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1401,12 +1419,12 @@
       183,
       22
      ],
-     "text": "expr max(0, 1-abs($f1-3))"
+     "text": "expr max(0\\, 1-abs($f1-3))"
     }
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-80",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1424,7 +1442,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-81",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1442,7 +1460,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-82",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1460,7 +1478,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1478,7 +1496,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1491,12 +1509,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*1)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1514,7 +1532,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1532,7 +1550,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-87",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1545,12 +1563,12 @@
       309,
       22
      ],
-     "text": "expr (30*pow(666.667, min(max($f1, 0), 1)))"
+     "text": "expr (30*pow(666.667\\, min(max($f1\\, 0)\\, 1)))"
     }
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-88",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1568,7 +1586,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-89",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1581,12 +1599,12 @@
       211,
       22
      ],
-     "text": "expr min(max($f1, 0), 1)*0.95"
+     "text": "expr min(max($f1\\, 0)\\, 1)*0.95"
     }
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-90",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1604,7 +1622,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 5,
      "numoutlets": 4,
@@ -1625,7 +1643,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-92",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1643,7 +1661,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-93",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1656,12 +1674,12 @@
       344,
       22
      ],
-     "text": "expr (0.001*pow(4000, min(max($f1, 0), 1)))*1000"
+     "text": "expr (0.001*pow(4000\\, min(max($f1\\, 0)\\, 1)))*1000"
     }
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-94",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1679,7 +1697,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1692,12 +1710,12 @@
       344,
       22
      ],
-     "text": "expr (0.001*pow(4000, min(max($f1, 0), 1)))*1000"
+     "text": "expr (0.001*pow(4000\\, min(max($f1\\, 0)\\, 1)))*1000"
     }
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-96",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1715,7 +1733,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-97",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1728,12 +1746,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*1)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-98",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1751,7 +1769,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1764,12 +1782,12 @@
       344,
       22
      ],
-     "text": "expr (0.001*pow(4000, min(max($f1, 0), 1)))*1000"
+     "text": "expr (0.001*pow(4000\\, min(max($f1\\, 0)\\, 1)))*1000"
     }
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-100",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1787,7 +1805,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-101",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1805,7 +1823,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 0,
      "numoutlets": 1,
@@ -1823,7 +1841,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1836,12 +1854,12 @@
       232,
       22
      ],
-     "text": "expr (0 + min(max($f1, 0), 1)*1)"
+     "text": "expr (0 + min(max($f1\\, 0)\\, 1)*1)"
     }
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1859,7 +1877,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 0,
@@ -2600,11 +2618,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-42",
+      "obj-43",
       0
      ],
      "source": [
-      "obj-41",
+      "obj-42",
       0
      ]
     }
@@ -2614,309 +2632,9 @@
      "destination": [
       "obj-40",
       1
-     ],
-     "source": [
-      "obj-42",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-44",
-      0
      ],
      "source": [
       "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-40",
-      2
-     ],
-     "source": [
-      "obj-44",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-47",
-      0
-     ],
-     "source": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-50",
-      0
-     ],
-     "source": [
-      "obj-49",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-48",
-      1
-     ],
-     "source": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-51",
-      0
-     ],
-     "source": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-52",
-      0
-     ],
-     "source": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-53",
-      0
-     ],
-     "source": [
-      "obj-51",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-53",
-      1
-     ],
-     "source": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-48",
-      0
-     ],
-     "source": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-54",
-      0
-     ],
-     "source": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-55",
-      0
-     ],
-     "source": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-56",
-      0
-     ],
-     "source": [
-      "obj-54",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-56",
-      1
-     ],
-     "source": [
-      "obj-55",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-48",
-      0
-     ],
-     "source": [
-      "obj-56",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-57",
-      0
-     ],
-     "source": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-58",
-      0
-     ],
-     "source": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-59",
-      0
-     ],
-     "source": [
-      "obj-57",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-59",
-      1
-     ],
-     "source": [
-      "obj-58",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-48",
-      0
-     ],
-     "source": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-60",
-      0
-     ],
-     "source": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-61",
-      0
-     ],
-     "source": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-62",
-      0
-     ],
-     "source": [
-      "obj-60",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-62",
-      1
-     ],
-     "source": [
-      "obj-61",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-48",
-      0
-     ],
-     "source": [
-      "obj-62",
       0
      ]
     }
@@ -2928,6 +2646,90 @@
       0
      ],
      "source": [
+      "obj-44",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-40",
+      2
+     ],
+     "source": [
+      "obj-45",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-41",
+      0
+     ],
+     "source": [
+      "obj-40",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-48",
+      0
+     ],
+     "source": [
+      "obj-47",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-51",
+      0
+     ],
+     "source": [
+      "obj-50",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-49",
+      1
+     ],
+     "source": [
+      "obj-51",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-52",
+      0
+     ],
+     "source": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-53",
+      0
+     ],
+     "source": [
       "obj-48",
       0
      ]
@@ -2936,7 +2738,211 @@
    {
     "patchline": {
      "destination": [
-      "obj-64",
+      "obj-54",
+      0
+     ],
+     "source": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-54",
+      1
+     ],
+     "source": [
+      "obj-53",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-49",
+      0
+     ],
+     "source": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-55",
+      0
+     ],
+     "source": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-56",
+      0
+     ],
+     "source": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-57",
+      0
+     ],
+     "source": [
+      "obj-55",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-57",
+      1
+     ],
+     "source": [
+      "obj-56",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-49",
+      0
+     ],
+     "source": [
+      "obj-57",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-58",
+      0
+     ],
+     "source": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-59",
+      0
+     ],
+     "source": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-60",
+      0
+     ],
+     "source": [
+      "obj-58",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-60",
+      1
+     ],
+     "source": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-49",
+      0
+     ],
+     "source": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-61",
+      0
+     ],
+     "source": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-62",
+      0
+     ],
+     "source": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-63",
+      0
+     ],
+     "source": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-63",
+      1
+     ],
+     "source": [
+      "obj-62",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-49",
       0
      ],
      "source": [
@@ -2948,95 +2954,107 @@
    {
     "patchline": {
      "destination": [
-      "obj-67",
+      "obj-46",
       0
      ],
      "source": [
+      "obj-49",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-65",
+      0
+     ],
+     "source": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-68",
+      0
+     ],
+     "source": [
+      "obj-67",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-66",
+      1
+     ],
+     "source": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-69",
+      0
+     ],
+     "source": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-70",
+      0
+     ],
+     "source": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-71",
+      0
+     ],
+     "source": [
+      "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-71",
+      1
+     ],
+     "source": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-66",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-65",
-      1
      ],
      "source": [
-      "obj-67",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-68",
-      0
-     ],
-     "source": [
-      "obj-40",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-69",
-      0
-     ],
-     "source": [
-      "obj-64",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-70",
-      0
-     ],
-     "source": [
-      "obj-68",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-70",
-      1
-     ],
-     "source": [
-      "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-65",
-      0
-     ],
-     "source": [
-      "obj-70",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
       "obj-71",
-      0
-     ],
-     "source": [
-      "obj-40",
       0
      ]
     }
@@ -3048,7 +3066,7 @@
       0
      ],
      "source": [
-      "obj-64",
+      "obj-41",
       0
      ]
     }
@@ -3060,7 +3078,7 @@
       0
      ],
      "source": [
-      "obj-71",
+      "obj-65",
       0
      ]
     }
@@ -3068,8 +3086,8 @@
    {
     "patchline": {
      "destination": [
-      "obj-73",
-      1
+      "obj-74",
+      0
      ],
      "source": [
       "obj-72",
@@ -3080,8 +3098,8 @@
    {
     "patchline": {
      "destination": [
-      "obj-65",
-      0
+      "obj-74",
+      1
      ],
      "source": [
       "obj-73",
@@ -3092,31 +3110,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-74",
-      0
-     ],
-     "source": [
-      "obj-40",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-75",
-      0
-     ],
-     "source": [
-      "obj-64",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-76",
+      "obj-66",
       0
      ],
      "source": [
@@ -3128,8 +3122,32 @@
    {
     "patchline": {
      "destination": [
+      "obj-75",
+      0
+     ],
+     "source": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-76",
-      1
+      0
+     ],
+     "source": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-77",
+      0
      ],
      "source": [
       "obj-75",
@@ -3140,8 +3158,8 @@
    {
     "patchline": {
      "destination": [
-      "obj-65",
-      0
+      "obj-77",
+      1
      ],
      "source": [
       "obj-76",
@@ -3152,11 +3170,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-77",
+      "obj-66",
       0
      ],
      "source": [
-      "obj-40",
+      "obj-77",
       0
      ]
     }
@@ -3168,7 +3186,7 @@
       0
      ],
      "source": [
-      "obj-64",
+      "obj-41",
       0
      ]
     }
@@ -3180,7 +3198,7 @@
       0
      ],
      "source": [
-      "obj-77",
+      "obj-65",
       0
      ]
     }
@@ -3188,22 +3206,22 @@
    {
     "patchline": {
      "destination": [
-      "obj-79",
+      "obj-80",
+      0
+     ],
+     "source": [
+      "obj-78",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-80",
       1
      ],
      "source": [
-      "obj-78",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-65",
-      0
-     ],
-     "source": [
       "obj-79",
       0
      ]
@@ -3212,19 +3230,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-45",
-      0
-     ],
-     "source": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-81",
+      "obj-66",
       0
      ],
      "source": [
@@ -3236,7 +3242,55 @@
    {
     "patchline": {
      "destination": [
+      "obj-46",
+      0
+     ],
+     "source": [
+      "obj-66",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-82",
+      0
+     ],
+     "source": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-84",
+      0
+     ],
+     "source": [
       "obj-83",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-82",
+      1
+     ],
+     "source": [
+      "obj-84",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-46",
       0
      ],
      "source": [
@@ -3248,11 +3302,35 @@
    {
     "patchline": {
      "destination": [
-      "obj-81",
+      "obj-85",
+      0
+     ],
+     "source": [
+      "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-87",
+      0
+     ],
+     "source": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-85",
       1
      ],
      "source": [
-      "obj-83",
+      "obj-87",
       0
      ]
     }
@@ -3260,11 +3338,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-45",
+      "obj-89",
       0
      ],
      "source": [
-      "obj-81",
+      "obj-88",
       0
      ]
     }
@@ -3272,11 +3350,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-84",
+      "obj-85",
+      2
+     ],
+     "source": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-91",
       0
      ],
      "source": [
-      "obj-45",
+      "obj-90",
       0
      ]
     }
@@ -3284,7 +3374,103 @@
    {
     "patchline": {
      "destination": [
-      "obj-86",
+      "obj-93",
+      0
+     ],
+     "source": [
+      "obj-92",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-91",
+      1
+     ],
+     "source": [
+      "obj-93",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-95",
+      0
+     ],
+     "source": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-91",
+      2
+     ],
+     "source": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-97",
+      0
+     ],
+     "source": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-91",
+      3
+     ],
+     "source": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-99",
+      0
+     ],
+     "source": [
+      "obj-98",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-91",
+      4
+     ],
+     "source": [
+      "obj-99",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-100",
       0
      ],
      "source": [
@@ -3296,56 +3482,8 @@
    {
     "patchline": {
      "destination": [
-      "obj-84",
+      "obj-100",
       1
-     ],
-     "source": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-88",
-      0
-     ],
-     "source": [
-      "obj-87",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-84",
-      2
-     ],
-     "source": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-90",
-      0
-     ],
-     "source": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-92",
-      0
      ],
      "source": [
       "obj-91",
@@ -3356,119 +3494,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-90",
-      1
-     ],
-     "source": [
-      "obj-92",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-94",
+      "obj-101",
       0
      ],
      "source": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-90",
-      2
-     ],
-     "source": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-96",
-      0
-     ],
-     "source": [
-      "obj-95",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-90",
-      3
-     ],
-     "source": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-98",
-      0
-     ],
-     "source": [
-      "obj-97",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-90",
-      4
-     ],
-     "source": [
-      "obj-98",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-99",
-      0
-     ],
-     "source": [
-      "obj-84",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-99",
-      1
-     ],
-     "source": [
-      "obj-90",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
       "obj-100",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-103",
+      0
      ],
      "source": [
-      "obj-99",
+      "obj-102",
       0
      ]
     }
@@ -3476,7 +3518,19 @@
    {
     "patchline": {
      "destination": [
-      "obj-102",
+      "obj-101",
+      1
+     ],
+     "source": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-104",
       0
      ],
      "source": [
@@ -3488,47 +3542,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-100",
+      "obj-105",
+      0
+     ],
+     "source": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-105",
       1
      ],
      "source": [
-      "obj-102",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-103",
-      0
-     ],
-     "source": [
-      "obj-100",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
       "obj-104",
-      0
-     ],
-     "source": [
-      "obj-103",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-104",
-      1
-     ],
-     "source": [
-      "obj-103",
       0
      ]
     }

@@ -126,6 +126,7 @@ def test_maxpat_is_a_valid_patcher_matching_the_table() -> None:
     sends = [t.split()[1] for t in texts if t.startswith("s ")]
     assert [s for s in sends if s not in EXTRA_SENDS] == [spec.pd_receive for spec in PARAMS]
     assert "udpreceive 9001" in texts and "udpsend 127.0.0.1 9000" in texts
+    assert all(t.count(",") == t.count("\\,") for t in texts)  # Max saves commas in boxes as \,
     receives = {t.split()[1] for t in texts if t.startswith("r ")}
     assert receives - EXTRA_SENDS <= {spec.pd_receive for spec in PARAMS}
 
