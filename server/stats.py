@@ -129,7 +129,8 @@ class LiveStats:
         self.block_us = TimingHistogram()  # worker: descriptors -> observation -> policy -> OSC, per block
         self.blocks = 0  # audio blocks the worker processed
         self.control_ticks = 0  # policy evaluations (or frames published while paused/held)
-        self.external_feature_frames = 0  # `--input osc`: descriptor frames received
+        self.external_feature_frames = 0  # `--input osc`: descriptor frames processed (worker)
+        self.external_frames_received = 0  # ... and received (OSC thread); the worker plays the latest
         self.ring_overruns = 0  # input blocks dropped because the worker fell behind (copied from the ring)
         self.device_errors = 0  # stream open/run failures (each reported once per outage)
         self.device_restarts = 0
@@ -155,6 +156,7 @@ class LiveStats:
             "osc_rejected": int(osc.pop("osc_rejected", 0)),
             "ring_overruns": self.ring_overruns,
             "external_feature_frames": self.external_feature_frames,
+            "external_frames_received": self.external_frames_received,
             "device_errors": self.device_errors,
             "device_restarts": self.device_restarts,
             "models_loaded": self.models_loaded,

@@ -14,9 +14,12 @@ descriptors, as in training's render + analyze). The policy runs once per contro
 Scheduling: the input and self audio are accumulated block by block and analysed once per tick
 (the extractors keep their own analysis window, so this gives the same descriptors as analysing
 every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
-The self analysis runs one block before the tick and the input analysis on the tick block, so no
-single block carries both. The worker polls the ring every `POLL_S` (the input callback makes no
-system call to wake it, see `server.ring_buffer`); OSC commands and stop wake it through a pipe.
+The self analysis runs one block before the tick (or, when every block ticks, right after the tick)
+and the input analysis on the tick block, so no block carries both and only the input analysis
+and the policy stand between a block's arrival and its OSC message. The input callback makes no
+system call to wake the worker (see `server.ring_buffer`): the worker sleeps until ~3/4 of a
+block after the last one, then polls the ring every `FINE_POLL_S`. OSC commands and stop wake it
+through a pipe.
 Everything here preallocates; nothing blocks but the waits.
 """
 
@@ -43,7 +46,8 @@ from synth.params import N_PARAMS
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.05  # without audio input, the worker wakes at least this often to check stop
-POLL_S = 0.0005  # with audio input, the worker looks at the ring this often
+FINE_POLL_S = 0.0002  # with audio input, near the next block's arrival the worker looks this often
+EARLY_WAKE_BLOCKS = 0.75  # ... from this fraction of a block after the previous block
 
 
 class Accumulator:
@@ -142,7 +146,7 @@ class Worker:
         self.feature_echo = feature_echo
         self.trace = trace
         self.waker = WakePipe()
-        self.poll_s = min(POLL_S, self.block_s / 4) if ring is not None else IDLE_WAIT_S
+        self._last_block_s = 0.0  # perf_counter when the last block was picked up
         capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
         self._in_acc = Accumulator(capacity)
         self._self_acc = Accumulator(capacity)
@@ -168,6 +172,7 @@ class Worker:
         self._processed = threading.Condition()
         self.error: BaseException | None = None
         self.time_s = 0.0  # audio time processed so far
+        self._self_desc[:] = self_features.process(self._self_block)  # the silent voice, before any tick
         self._publish()
 
     # --- other threads ----------------------------------------------------------------------------
@@ -184,6 +189,7 @@ class Worker:
         """`--input osc`: a new external descriptor frame (model order), from the OSC thread."""
         self._external = values
         self._external_seq += 1
+        self.stats.external_frames_received += 1
         self.waker.wake()
 
     def start(self) -> None:
@@ -226,7 +232,7 @@ class Worker:
                     if self.control.apply_commands():
                         self._publish()
                         self._send_params()
-                    self.waker.wait(self.poll_s)
+                    self.waker.wait(self._idle_wait_s())
         except Exception as exc:  # a bug: keep it for the app to report, stop cleanly
             self.error = exc
             log.exception("live worker stopped on an error")
@@ -235,9 +241,16 @@ class Worker:
                 self._stop = True
                 self._processed.notify_all()
 
+    def _idle_wait_s(self) -> float:
+        if self.ring is None:
+            return IDLE_WAIT_S
+        early = self._last_block_s + EARLY_WAKE_BLOCKS * self.block_s - time.perf_counter()
+        return min(early, IDLE_WAIT_S) if early > FINE_POLL_S else FINE_POLL_S
+
     def process_block(self, block: np.ndarray) -> None:
         """One audio block: collect input and self audio; analyse and tick when due (see the module doc)."""
         t0 = time.perf_counter_ns()
+        self._last_block_s = t0 * 1e-9
         n = block.shape[0]
         if not self._in_acc.room(n):
             self._analyse_input()
@@ -247,10 +260,10 @@ class Worker:
         self._since_tick_s += self.block_s
         if self._since_tick_s + 1e-9 >= self.tick_s:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
-            if not self._self_fresh:
-                self._analyse_self()
             self._analyse_input()
             self._tick(self._target, model_order=False)
+            if not self._self_fresh:
+                self._analyse_self()  # every block ticks: after the tick (serves the next one)
             self._self_fresh = False
         elif self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
             self._analyse_self()  # the next block ticks: do this half of the work now

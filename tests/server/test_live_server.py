@@ -4,6 +4,7 @@ test doubles for the extractor and the voice, plus the CLI's error handling."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -210,3 +211,40 @@ def test_cli_help_and_one_line_errors(follow_model: Path, tmp_path: Path) -> Non
     assert missing.returncode == 2 and "file not found" in missing.stderr
     bad_step = _cli("--model", str(follow_model), "--input", "osc", "--step-size", "2")
     assert bad_step.returncode == 2 and "step_size" in bad_step.stderr
+
+
+def test_sigint_stops_cleanly_and_writes_stats(follow_model: Path, tmp_path: Path) -> None:
+    """The real entry point (real extractor and voice) in OSC-input mode, stopped by SIGINT."""
+    stats_path = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "live_server.py"), "--model", str(follow_model), "--input", "osc",
+         "--osc-port", "0", "--osc-send-port", "9", "--stats-json", str(stats_path)],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        port = 0
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if "OSC control on" in line:
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port, "the server never said where OSC listens"
+        ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ctl.settimeout(10.0)
+        for _ in range(3):  # spaced: the worker plays the latest frame, an older unplayed one is superseded
+            ctl.sendto(encode_message("/agent/features", [-20.0, 1500.0, 220.0, 0.9]), ("127.0.0.1", port))
+            time.sleep(0.2)
+        ctl.sendto(encode_message("/agent/features", [1.0]), ("127.0.0.1", port))  # wrong count: rejected
+        assert _osc(ctl, port, "/server/ping").address == "/server/pong"
+        ctl.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    stats = json.loads(stats_path.read_text())
+    assert stats["external_frames_received"] == 3
+    assert stats["external_feature_frames"] == 3 and stats["control_ticks"] == 3
+    assert stats["osc_rejected"] == 1 and stats["osc_sent"] >= 3
