@@ -67,7 +67,8 @@ C_A1, C_A2, C_A3, C_VOICES, C_LFO0, C_LFO1, C_TO_AMP, C_VOL0, C_VOL1 = range(9)
 C_G1_0, C_G1_1, C_G2_0, C_G2_1, C_N_0, C_N_1 = range(9, 15)
 C_ENV = 15  # per envelope (amp, mod): attack step, decay step, sustain, release step
 C_ENVAMT, C_CUTOFF, C_K, C_TO_FILTER, C_LFO_STEP = 23, 24, 25, 26, 27
-N_CONTROL = 28
+C_XFADE = 28  # per oscillator: 1 when its table changed at this chunk (crossfade old -> new)
+N_CONTROL = 30
 STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 2.0, 3.0, 4.0
 
 
@@ -146,16 +147,22 @@ def gate(st: np.ndarray, ctl: np.ndarray, on: bool) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _morph_table(state_tables, morphed, key, osc, morph, level) -> None:
+def _morph_table(state_tables, morphed, key, osc, morph, level, fresh) -> bool:
+    """Rebuild morphed[osc, 0] for (morph, level) if it changed, keeping the old one in morphed[osc, 1].
+
+    Returns True when the chunk must crossfade from the old table (not on a fresh start)."""
     if key[osc, 0] == morph and key[osc, 1] == level:
-        return
+        return False
+    if not fresh:
+        morphed[osc, 1, :] = morphed[osc, 0, :]
     lo = min(int(math.floor(morph)), state_tables.shape[0] - 2)
     w = morph - lo
-    for i in range(morphed.shape[1]):
+    for i in range(morphed.shape[2]):
         a = state_tables[lo, level, i]
-        morphed[osc, i] = a + w * (state_tables[lo + 1, level, i] - a)
+        morphed[osc, 0, i] = a + w * (state_tables[lo + 1, level, i] - a)
     key[osc, 0] = morph
     key[osc, 1] = level
+    return not fresh
 
 
 @numba.njit(cache=True, nogil=True)
@@ -195,7 +202,9 @@ def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, 
         level = int(
             min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1)
         )
-        _morph_table(tables, morphed, key, osc, _phys(smooth, spec, P_W1 if osc == 0 else P_W2), level)
+        morph = _phys(smooth, spec, P_W1 if osc == 0 else P_W2)
+        changed = _morph_table(tables, morphed, key, osc, morph, level, st[S_FRESH] > 0)
+        ctl[C_XFADE + osc] = 1.0 if changed else 0.0
         fade = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
         ratio = 2.0 ** (to_pitch * pitch_semi * lfo_mid)
         for u in range(voices):
@@ -240,8 +249,10 @@ def softclip(x: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _unison(table: np.ndarray, phases: np.ndarray, incs: np.ndarray, voices: int, acc: np.ndarray, m: int) -> None:
-    """acc[:m] = sum of `voices` linear-interpolated table lookups; phases advance by m samples.
+def _unison(
+    table: np.ndarray, phases: np.ndarray, incs: np.ndarray, voices: int, acc: np.ndarray, m: int, advance: bool
+):
+    """acc[:m] = sum of `voices` linear-interpolated table lookups; phases advance by m samples if `advance`.
 
     phase in [0, 1) so the index stays below the table size, and the table repeats its first sample."""
     size = table.shape[0] - 1
@@ -255,14 +266,15 @@ def _unison(table: np.ndarray, phases: np.ndarray, incs: np.ndarray, voices: int
             idx = int(x)
             a = table[idx]
             acc[j] += a + (x - idx) * (table[idx + 1] - a)
-        phases[u] = (p + m * inc) % 1.0
+        if advance:
+            phases[u] = (p + m * inc) % 1.0
 
 
 @numba.njit(cache=True, nogil=True)
 def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, out, start, n, rate):
     """Fill out[start:start + n] and advance the voice."""
     chunk = scratch.shape[1]
-    mix, acc = scratch[0], scratch[1]
+    mix, acc, old = scratch[0], scratch[1], scratch[2]
     dc_r = math.exp(-2.0 * math.pi * design[D_DC_HZ] / rate)
     i = 0
     while i < n:
@@ -280,9 +292,16 @@ def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch,
                 for u in range(voices):  # keep the phases running
                     phases[osc, u] = (phases[osc, u] + m * incs[osc, u]) % 1.0
                 continue
-            _unison(morphed[osc], phases[osc], incs[osc], voices, acc, m)
-            for j in range(m):
-                mix[j] += (g0 + dg * (pos + j)) * acc[j]
+            if ctl[C_XFADE + osc] > 0:  # the table changed at this chunk: crossfade across it
+                _unison(morphed[osc, 1], phases[osc], incs[osc], voices, old, m, False)
+                _unison(morphed[osc, 0], phases[osc], incs[osc], voices, acc, m, True)
+                for j in range(m):
+                    w = (pos + j) / chunk
+                    mix[j] += (g0 + dg * (pos + j)) * (old[j] + w * (acc[j] - old[j]))
+            else:
+                _unison(morphed[osc, 0], phases[osc], incs[osc], voices, acc, m, True)
+                for j in range(m):
+                    mix[j] += (g0 + dg * (pos + j)) * acc[j]
         a1, a2, a3 = ctl[C_A1], ctl[C_A2], ctl[C_A3]
         ic1, ic2, dc_x, dc_y = st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y]
         rng = int(st[S_RNG])
@@ -365,9 +384,9 @@ def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design,
         incs = np.zeros((2, n_unison))
         smooth = np.zeros(params.shape[1])
         target = np.zeros(params.shape[1])
-        morphed = np.zeros((2, tables.shape[2]))
+        morphed = np.zeros((2, 2, tables.shape[2]))
         key = np.full((2, 2), -1.0)
-        scratch = np.zeros((2, chunk))
+        scratch = np.zeros((3, chunk))
         row = out[b]
         st[S_RNG] = float(seeds[b])
         st[S_FRESH] = 1.0

@@ -48,9 +48,9 @@ class VoiceState:
         self.incs = np.zeros((2, K.MAX_UNISON))
         self.smooth = np.zeros(N_PARAMS)
         self.target = np.zeros(N_PARAMS)
-        self.morphed = np.zeros((2, K.TABLE_SIZE + 1))
+        self.morphed = np.zeros((2, 2, K.TABLE_SIZE + 1))  # per oscillator: current table, previous table
         self.table_key = np.full((2, 2), -1.0)  # (morph, level) each morphed table was built for
-        self.scratch = np.zeros((2, self.chunk))
+        self.scratch = np.zeros((3, self.chunk))
         self.tables = tables64()
         self.st[k.S_RNG] = float(noise_seeds(1, seed)[0])
         self.st[k.S_FRESH] = 1.0
