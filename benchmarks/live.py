@@ -47,6 +47,23 @@ TARGET_P99_US = 500.0
 TARGET_XRUNS = 0
 TARGET_RSS_MB = 5.0
 SR = 48000
+JACK_NAMES = ("soundgym-bench-0", "soundgym-bench-1")
+# The reference for xruns: the same two streams with callbacks that do nothing, same JACK, same load.
+REFERENCE_CLIENT = """
+import json, sys, time
+import sounddevice as sd
+flagged = [0, 0]
+def make(i):
+    def cb(*args):
+        status = args[-1]
+        if status.input_overflow or status.input_underflow or status.output_overflow or status.output_underflow:
+            flagged[i] += 1
+    return cb
+kw = dict(device="system", samplerate=48000, blocksize=512, channels=1, dtype="float32")
+with sd.InputStream(callback=make(0), **kw), sd.OutputStream(callback=lambda o, f, t, s: make(1)(s), **kw):
+    time.sleep(float(sys.argv[1]))
+print(json.dumps({"xruns": flagged[0] + flagged[1]}))
+"""
 
 
 def block_timing(settings: Settings, audio: Path, block_size: int) -> dict[str, Any]:
@@ -166,20 +183,31 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
     """live_server.py through the JACK dummy driver while another process spins on a core."""
     if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
         return {"xruns": None, "xruns_skipped": "jackd not installed"}
-    env = {**os.environ, "JACK_DEFAULT_SERVER": f"sgbench{os.getpid()}", "JACK_NO_START_SERVER": "1"}
-    jackd = subprocess.Popen(
-        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(SR), "-p", "512"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    jackd, env = None, dict(os.environ)
+    for name in JACK_NAMES:  # fixed names: a slot left by a killed server is reclaimed by its name only
+        env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+        jackd = subprocess.Popen(
+            ["jackd", "--no-realtime", "-t", "10000", "-d", "dummy", "-r", str(SR), "-p", "512"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if _wait(lambda env=env: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0, 10.0):
+            break
+        jackd.kill()
+        jackd.wait(10)
+        jackd = None
+    if jackd is None:
+        return {"xruns": None, "xruns_skipped": "jackd (dummy driver) did not start"}
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     out = Path(tempfile.mkdtemp(prefix="sg_live_bench_"))
     try:
-        if not _wait(lambda: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0, 10.0):
-            return {"xruns": None, "xruns_skipped": "jackd (dummy driver) did not start"}
+        reference = subprocess.run(
+            [sys.executable, "-c", REFERENCE_CLIENT, str(seconds)], env=env, capture_output=True, text=True
+        )
+        ref_xruns = json.loads(reference.stdout)["xruns"] if reference.returncode == 0 else None
         cmd = [
-            sys.executable, str(REPO / "live_server.py"), "--model", str(model), "--input", "system",
+            sys.executable, str(REPO / "live_server.py"), "--model", str(model.resolve()), "--input", "system",
             "--output", "both", "--output-device", "system", "--sample-rate", str(SR), "--block-size", "512",
             "--osc-port", "0", "--osc-send-port", "9", "--duration", str(seconds),
             "--stats-json", str(out / "stats.json"), "--quiet",
@@ -203,11 +231,14 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
         stats = json.loads((out / "stats.json").read_text())
         result: dict[str, Any] = {
             "xruns": stats["xruns"],
+            "reference_xruns": ref_xruns,
+            "reference": "the same two JACK streams with empty callbacks, same load, same length, just before",
             "realtime_s": seconds,
             "realtime_blocks": stats["blocks"],
             "realtime_block_us": stats["block_us"],
-            "realtime_input_callback_us": stats["input_stream"]["callback_us"],
-            "realtime_output_callback_us": stats["output_stream"]["callback_us"],
+            "realtime_input_stream": stats["input_stream"],
+            "realtime_output_stream": stats["output_stream"],
+            "realtime_ring_overruns": stats["ring_overruns"],
             "load": "another process spinning on one core",
         }
         if soak:

@@ -90,10 +90,13 @@ class StreamCounters:
         self.input_underflows = 0
         self.output_overflows = 0
         self.output_underflows = 0
+        self.xrun_callbacks = 0  # callbacks that carried any of the four flags
         self.callback_us = TimingHistogram()
 
     def count_status(self, status: StatusFlags) -> None:
         """Count PortAudio's xrun flags (call only when `status` is truthy)."""
+        if status.input_overflow or status.input_underflow or status.output_overflow or status.output_underflow:
+            self.xrun_callbacks += 1
         if status.input_overflow:
             self.input_overflows += 1
         if status.input_underflow:
@@ -105,11 +108,13 @@ class StreamCounters:
 
     @property
     def xruns(self) -> int:
-        return self.input_overflows + self.input_underflows + self.output_overflows + self.output_underflows
+        """Callbacks flagged with an xrun (PortAudio-JACK sets input overflow and output underflow together)."""
+        return self.xrun_callbacks
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "callbacks": self.callbacks,
+            "xrun_callbacks": self.xrun_callbacks,
             "input_overflows": self.input_overflows,
             "input_underflows": self.input_underflows,
             "output_overflows": self.output_overflows,

@@ -1,7 +1,7 @@
 """A real PortAudio device: the JACK dummy driver (no sound card needed).
 
-The fixture starts a private `jackd --no-realtime -d dummy` server (its own name, so parallel runs
-do not meet), jackd2's `jack_simple_client` plays a 240 Hz sine into JACK, and
+The fixture starts a private `jackd --no-realtime -d dummy` server (a name of its own, so parallel
+runs do not meet), jackd2's `jack_simple_client` plays a 240 Hz sine into JACK, and
 `live_server.py` runs in a subprocess (PortAudio scans devices once, so it must start after
 jackd). The tone is wired into the server's input with `jack_connect`; the server's parameters
 must respond, its recorded synth output must sound at the tone's pitch, and OSC must stay alive
@@ -33,6 +33,7 @@ from server.osc_protocol import encode_message
 pytestmark = pytest.mark.realtime
 REPO = Path(__file__).resolve().parents[2]
 SR, PERIOD = 48000, 512
+JACK_NAMES = ("soundgym-test-0", "soundgym-test-1", "soundgym-test-2")
 PLAYER_HZ = SR / 200  # jack_simple_client (jackd2's example client) plays a 200-sample sine table
 
 
@@ -81,10 +82,15 @@ def _start_jackd(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
 def jack() -> Iterator[dict[str, str]]:
     if shutil.which("jackd") is None or shutil.which("jack_connect") is None:
         pytest.skip("jackd not installed (apt-get install -y --no-install-recommends jackd2)")
-    env = _jack_env(f"sgtest{os.getpid()}")
-    jackd = _start_jackd(env)
-    if jackd is None:
-        pytest.skip("jackd (dummy driver) could not start on this machine")
+    # A small pool of fixed names: JACK has 8 server slots, and a slot left by a killed server is
+    # reclaimed only by a server of the same name (unique names per run would fill them up).
+    for name in JACK_NAMES:
+        env = _jack_env(name)
+        jackd = _start_jackd(env)
+        if jackd is not None:
+            break
+    else:
+        pytest.skip(f"jackd (dummy driver) could not start on this machine under any of {JACK_NAMES}")
     env["_JACKD_PID"] = str(jackd.pid)
     try:
         yield env
