@@ -18,6 +18,7 @@ from synth.params import PARAMS, ParamSpec, param
 PREFIX = "sl-"
 LFO_DEPTHS = "($f1==0)*2 ; ($f1==1)*2 ; ($f1==2)*0.5"  # pitch +-2 st, filter +-2 oct, amp +-50 %
 RESONANCE = "4*(1 - 1/(2*{v}))"
+RAMP_MS = 20  # levels, volume and cutoff glide to each control tick's value
 MORPH = "$f2*cos($v1*6.283185) + $f3*(2*$v1-1) + $f4*(($v1<0.5)*2-1) + $f5*(1-4*abs($v1-0.5))"
 
 
@@ -71,6 +72,14 @@ class Builder:
 
     def p_y(self, box: int) -> int:
         return self.p.boxes[box].y
+
+    def smooth(self, source: int, outlet: int = 0) -> int:
+        """A control value as a signal ramping to each new value in `RAMP_MS` (no zipper noise)."""
+        ramp = self.p.obj(self.p_x(source), self.p_y(source) + 25, f"pack 0 {RAMP_MS}")
+        line = self.p.obj(self.p_x(source), self.p_y(source) + 50, "line~")
+        self.p.connect(source, outlet, ramp, 0)
+        self.p.connect(ramp, 0, line, 0)
+        return line
 
     def envelope(self, names: tuple[str, str, str, str], gate: int, x: int, y: int) -> int:
         """ADSR `[vline~]`: gate 1 -> `1 A, S D A`; gate 0 -> `0 R` (times from the table, ms)."""
@@ -170,6 +179,7 @@ def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
         p.connect(b.physical(f"{osc}_wave", ox + 200, oy + 60), 0, weights, 0)
         gains = p.obj(ox + 380, oy + 120, "expr $f1/(1+($f2-1)/3) ; $f1*($f2-1)/6/(1+($f2-1)/3)")
         b.join([(b.physical(f"{osc}_level", ox + 380, oy + 60), 0), (voices, 0)], gains)
+        gain_signals = (b.smooth(gains, 0), b.smooth(gains, 1))  # main voice, unison pair
         for copy in range(3):
             cx, cy = ox + 130 * copy, oy + 180
             freq = p.obj(cx, cy, "*~ 0")
@@ -180,21 +190,21 @@ def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
             p.chain(freq, phase, shape)
             for w in range(4):
                 p.connect(weights, w, shape, 1 + w)
-            level = p.obj(cx, cy + 90, "*~ 0")
+            level = p.obj(cx, cy + 90, "*~")
             p.connect(shape, 0, level, 0)
-            p.connect(gains, 0 if copy == 0 else 1, level, 1)
+            p.connect(gain_signals[0 if copy == 0 else 1], 0, level, 1)
             p.connect(level, 0, mix, 0)
     noise = p.obj(x + 1120, y + 300, "noise~")
-    noise_gain = p.obj(x + 1120, y + 330, "*~ 0")
+    noise_gain = p.obj(x + 1120, y + 330, "*~")
     p.connect(noise, 0, noise_gain, 0)
-    p.connect(b.physical("noise_level", x + 1250, y + 270), 0, noise_gain, 1)
+    p.connect(b.smooth(b.physical("noise_level", x + 1250, y + 270)), 0, noise_gain, 1)
     p.connect(noise_gain, 0, mix, 0)
     # filter: cutoff (log, from the table) * 2^(env_amount * mod_env + lfo filter depth * lfo)
     mod_env = b.envelope(("mod_attack", "mod_decay", "mod_sustain", "mod_release"), gate, x + 900, y + 40)
-    cutoff = p.obj(x + 560, y + 600, "expr~ min(max($f3*pow(2, $f4*$v1 + $f5*$v2), 20), 18000)")
+    cutoff = p.obj(x + 560, y + 600, "expr~ min(max($v3*pow(2, $f4*$v1 + $f5*$v2), 20), 18000)")
     p.connect(mod_env, 0, cutoff, 0)
     p.connect(lfo_amt, 0, cutoff, 1)
-    p.connect(b.physical("filter_cutoff", x + 560, y + 540), 0, cutoff, 2)
+    p.connect(b.smooth(b.physical("filter_cutoff", x + 560, y + 540)), 0, cutoff, 2)
     p.connect(b.physical("filter_env_amount", x + 760, y + 540), 0, cutoff, 3)
     p.connect(depths, 1, cutoff, 4)
     # [bob~] (vanilla's Moog ladder; [vcf~]'s low-pass is silent below Q 1): resonance 0..3.9 from
@@ -218,9 +228,9 @@ def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
     trem = p.obj(x, y + 710, "*~")
     p.connect(amp, 0, trem, 0)
     p.connect(tremolo, 0, trem, 1)
-    master = p.obj(x, y + 740, "*~ 0")
+    master = p.obj(x, y + 740, "*~")
     p.connect(trem, 0, master, 0)
-    p.connect(b.physical("master_volume", x + 200, y + 740), 0, master, 1)
+    p.connect(b.smooth(b.physical("master_volume", x + 200, y + 740)), 0, master, 1)
     clip = p.obj(x, y + 770, "clip~ -1 1")
     dac = p.obj(x, y + 800, "dac~")
     p.chain(master, clip, dac)

@@ -22,11 +22,21 @@ PD_FLAGS = ["-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr", "-sleepgrain
 PD_ERRORS = ("couldn't create", "connection failed", "error", "syntax error", "bad arguments")
 
 
+def free_udp_ports(count: int) -> list[int]:
+    """`count` distinct UDP ports that nothing listens on right now (held together, then released:
+    ports taken one at a time may come back equal)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_udp_port() -> int:
-    """A UDP port that nothing listens on right now (bound and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_udp_ports(1)[0]
 
 
 def echo_helper(echo_port: int) -> str:

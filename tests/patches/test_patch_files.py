@@ -25,6 +25,7 @@ VANILLA = {  # Pd 0.53 core objects used by the patches, plus bob~ and sigmund~ 
     "netreceive", "netsend", "oscparse", "oscformat", "list", "route", "unpack", "pack", "s", "r", "t", "f",
     "sel", "expr", "expr~", "loadbang", "vline~", "osc~", "phasor~", "noise~", "*~", "bob~", "clip~", "dac~",
     "env~", "-", "*", "adc~", "hip~", "rzero~", "sigmund~", "del", "samplerate~", "tgl", "bng", "hsl", "s~", "pd",
+    "line~",
 }  # fmt: skip
 EXTRA_SENDS = {"sl-note", "sl-gate", "sl-out-db"}
 

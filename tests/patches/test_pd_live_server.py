@@ -17,7 +17,7 @@ from agents.policy import write_model_dir
 from patches import features_pd, serumlite_pd
 from server.osc_protocol import PD_FEATURE_NAMES
 from synth.params import N_PARAMS, PARAM_INDEX, default_vector
-from tests.patches.pd_harness import EchoListener, echo_helper, free_udp_port, pd_errors
+from tests.patches.pd_harness import EchoListener, echo_helper, free_udp_ports, pd_errors
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.realtime, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -57,7 +57,7 @@ def echo() -> Iterator[EchoListener]:
 def test_features_patch_drives_the_live_server_which_drives_serumlite_pd(
     run_pd: Callable, echo: EchoListener, tmp_path: Path
 ) -> None:
-    server_port, pd_port = free_udp_port(), free_udp_port()
+    server_port, pd_port = free_udp_ports(2)
     model = write_level_model(tmp_path / "level_model")
     stats_path = tmp_path / "stats.json"
     pd = run_pd(
