@@ -1,6 +1,6 @@
 """A minimal Pure Data patch writer and reader (vanilla file format, Pd 0.51+).
 
-Input: boxes and connections added through `PdPatch` methods (coordinates in pixels).
+Input: boxes and connections added through `PdPatch` methods (placed by `pd_layout.arrange`).
 Output: the `.pd` text (`PdPatch.render()`), deterministic so that regenerating gives identical
 files. `read_boxes(text)` parses a `.pd` file back into (kind, atoms) boxes and connections, for
 the tests that check patches against the parameter table.
@@ -41,7 +41,8 @@ class Box:
 
 @dataclass
 class PdPatch:
-    """One canvas. Methods return the box index (Pd numbers boxes in creation order)."""
+    """One canvas. Methods return the box index (Pd numbers boxes in creation order). Boxes start
+    at (0, 0): `patches.pd_layout.arrange` places them."""
 
     width: int = 1000
     height: int = 700
@@ -52,38 +53,38 @@ class PdPatch:
     def n_boxes(self) -> int:
         return len(self.boxes)
 
-    def _box(self, kind: str, x: int, y: int, body: str) -> int:
-        self.boxes.append(Box(kind, x, y, body))
+    def _box(self, kind: str, body: str) -> int:
+        self.boxes.append(Box(kind, 0, 0, body))
         return len(self.boxes) - 1
 
-    def obj(self, x: int, y: int, text: str) -> int:
-        """An object box, e.g. `obj(10, 10, "netreceive -u -b 9001")`."""
-        return self._box("obj", x, y, escape(text))
+    def obj(self, text: str) -> int:
+        """An object box, e.g. `obj("netreceive -u -b 9001")`."""
+        return self._box("obj", escape(text))
 
-    def msg(self, x: int, y: int, text: str) -> int:
+    def msg(self, text: str) -> int:
         """A message box; `$1` and commas are escaped for the file."""
-        return self._box("msg", x, y, escape(text))
+        return self._box("msg", escape(text))
 
-    def text(self, x: int, y: int, text: str) -> int:
+    def text(self, text: str) -> int:
         """A comment."""
-        return self._box("text", x, y, escape(text))
+        return self._box("text", escape(text))
 
-    def floatatom(self, x: int, y: int, label: str = "-", receive: str = "-", send: str = "-", width: int = 6) -> int:
+    def floatatom(self, label: str = "-", receive: str = "-", send: str = "-", width: int = 6) -> int:
         """A number box; its label (if any) sits to its right."""
-        return self._box("floatatom", x, y, f"{width} 0 0 1 {label} {receive} {send} 0")
+        return self._box("floatatom", f"{width} 0 0 1 {label} {receive} {send} 0")
 
-    def toggle(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box("obj", x, y, TOGGLE.format(label=label, receive=receive))
+    def toggle(self, label: str, receive: str = "empty") -> int:
+        return self._box("obj", TOGGLE.format(label=label, receive=receive))
 
-    def bang(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box("obj", x, y, BANG.format(label=label, receive=receive))
+    def bang(self, label: str, receive: str = "empty") -> int:
+        return self._box("obj", BANG.format(label=label, receive=receive))
 
-    def hslider(self, x: int, y: int, label: str, receive: str = "empty") -> int:
-        return self._box("obj", x, y, HSLIDER.format(label=label, receive=receive))
+    def hslider(self, label: str, receive: str = "empty") -> int:
+        return self._box("obj", HSLIDER.format(label=label, receive=receive))
 
-    def subpatch(self, x: int, y: int, name: str, child: PdPatch) -> int:
+    def subpatch(self, name: str, child: PdPatch) -> int:
         """A `[pd name]` box holding `child` (its own canvas, box numbering and connections)."""
-        self.boxes.append(Box("obj", x, y, f"pd {escape(name)}", child))
+        self.boxes.append(Box("obj", 0, 0, f"pd {escape(name)}", child))
         return len(self.boxes) - 1
 
     def connect(self, source: int, outlet: int, sink: int, inlet: int) -> None:

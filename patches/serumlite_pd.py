@@ -45,12 +45,12 @@ class Builder:
     def __init__(self, patch: PdPatch) -> None:
         self.p = patch
 
-    def physical(self, name: str, x: int, y: int, scale: str = "", template: str = "") -> int:
+    def physical(self, name: str, scale: str = "", template: str = "") -> int:
         """`[r sl-<name>] -> [expr <mapping>]`; `scale` (e.g. `*1000`) is appended, or `template`
         (e.g. `{v}*2 ; {v}+1` for two outlets) has `{v}` replaced by the physical value."""
         value = f"({phys_expr(param(name))})"
-        receive = self.p.obj(x, y, f"r {PREFIX}{name}")
-        mapped = self.p.obj(x, y + 25, "expr " + (template.format(v=value) if template else value + scale))
+        receive = self.p.obj(f"r {PREFIX}{name}")
+        mapped = self.p.obj("expr " + (template.format(v=value) if template else value + scale))
         self.p.connect(receive, 0, mapped, 0)
         return mapped
 
@@ -62,40 +62,34 @@ class Builder:
             if k == 0:
                 self.p.connect(box, outlet, sink, 0)
                 continue
-            trigger = self.p.obj(self.p_x(sink) + 60 * k, self.p_y(sink) - 25, "t b f")
+            trigger = self.p.obj("t b f")
             self.p.connect(box, outlet, trigger, 0)
             self.p.connect(trigger, 1, sink, k)
             self.p.connect(trigger, 0, sink, 0)
 
-    def p_x(self, box: int) -> int:
-        return self.p.boxes[box].x
-
-    def p_y(self, box: int) -> int:
-        return self.p.boxes[box].y
-
     def smooth(self, source: int, outlet: int = 0) -> int:
         """A control value as a signal ramping to each new value in `RAMP_MS` (no zipper noise)."""
-        ramp = self.p.obj(self.p_x(source), self.p_y(source) + 25, f"pack 0 {RAMP_MS}")
-        line = self.p.obj(self.p_x(source), self.p_y(source) + 50, "line~")
+        ramp = self.p.obj(f"pack 0 {RAMP_MS}")
+        line = self.p.obj("line~")
         self.p.connect(source, outlet, ramp, 0)
         self.p.connect(ramp, 0, line, 0)
         return line
 
-    def envelope(self, names: tuple[str, str, str, str], gate: int, x: int, y: int) -> int:
+    def envelope(self, names: tuple[str, str, str, str], gate: int) -> int:
         """ADSR `[vline~]`: gate 1 -> `1 A, S D A`; gate 0 -> `0 R` (times from the table, ms)."""
         attack, decay, sustain, release = names
-        sel = self.p.obj(x, y, "sel 0")
+        sel = self.p.obj("sel 0")
         self.p.connect(gate, 0, sel, 0)
-        on = self.p.obj(x + 60, y + 110, "pack 0 0 0 0")
+        on = self.p.obj("pack 0 0 0 0")
         self.p.connect(sel, 1, on, 0)
         for inlet, (name, scale) in enumerate(((attack, "*1000"), (decay, "*1000"), (sustain, "")), start=1):
-            self.p.connect(self.physical(name, x + 60 + 150 * inlet, y + 30, scale), 0, on, inlet)
-        off = self.p.obj(x, y + 140, "pack 0 0")
+            self.p.connect(self.physical(name, scale), 0, on, inlet)
+        off = self.p.obj("pack 0 0")
         self.p.connect(sel, 0, off, 0)
-        self.p.connect(self.physical(release, x + 660, y + 30, "*1000"), 0, off, 1)
-        attack_msg = self.p.msg(x + 60, y + 140, "1 $2, $4 $3 $2")
-        release_msg = self.p.msg(x, y + 170, "0 $2")
-        line = self.p.obj(x, y + 200, "vline~")
+        self.p.connect(self.physical(release, "*1000"), 0, off, 1)
+        attack_msg = self.p.msg("1 $2, $4 $3 $2")
+        release_msg = self.p.msg("0 $2")
+        line = self.p.obj("vline~")
         self.p.chain(on, attack_msg, line)
         self.p.chain(off, release_msg, line)
         return line
@@ -103,33 +97,33 @@ class Builder:
 
 def osc_in(p: PdPatch, listen_port: int) -> None:
     """`/serumlite/...` -> one `[s sl-<name>]` per parameter, in wire order, plus note and gate."""
-    p.text(20, 10, f"OSC in (port {listen_port}): /serumlite/params 24 f | /serumlite/<name> f | note f | gate f")
-    receive = p.obj(20, 40, f"netreceive -u -b {listen_port}")
-    parse = p.obj(20, 70, "oscparse")
-    trim = p.obj(20, 100, "list trim")
-    top = p.obj(20, 130, "route serumlite")
+    p.text(f"OSC in (port {listen_port}): /serumlite/params 24 f | /serumlite/<name> f | note f | gate f")
+    receive = p.obj(f"netreceive -u -b {listen_port}")
+    parse = p.obj("oscparse")
+    trim = p.obj("list trim")
+    top = p.obj("route serumlite")
     names = " ".join(spec.name for spec in PARAMS)
-    route = p.obj(20, 160, f"route params note gate {names}")
-    unpack = p.obj(20, 190, "unpack" + " f" * len(PARAMS))
+    route = p.obj(f"route params note gate {names}")
+    unpack = p.obj("unpack" + " f" * len(PARAMS))
     p.chain(receive, parse, trim, top, route, unpack)
     for spec in PARAMS:
-        send = p.obj(20 + 150 * (spec.index % 6), 230 + 30 * (spec.index // 6), f"s {PREFIX}{spec.name}")
+        send = p.obj(f"s {PREFIX}{spec.name}")
         p.connect(unpack, spec.index, send, 0)
         p.connect(route, 3 + spec.index, send, 0)
     for outlet, name in ((1, "note"), (2, "gate")):
-        p.connect(route, outlet, p.obj(20 + 150 * (outlet - 1), 360, f"s {PREFIX}{name}"), 0)
+        p.connect(route, outlet, p.obj(f"s {PREFIX}{name}"), 0)
 
 
-def controls(p: PdPatch, server_host: str, server_port: int, x: int = 940, y: int = 40) -> None:
+def controls(p: PdPatch, server_host: str, server_port: int) -> None:
     """Buttons for the server: enable, hold, reset, step size, ping -> `[oscformat]` -> netsend.
 
     Each widget also listens on `sl-ui-<label>` (e.g. `pd -send "sl-ui-enable 1"` presses it)."""
-    p.text(x, y - 30, f"to the server ({server_host}:{server_port})")
-    to_wire = p.obj(x, y + 330, "list prepend send")
-    trim = p.obj(x, y + 360, "list trim")
-    netsend = p.obj(x, y + 390, "netsend -u -b")
-    connect = p.msg(x + 150, y + 330, f"connect {server_host} {server_port}")
-    load = p.obj(x + 150, y + 300, "loadbang")
+    p.text(f"to the server ({server_host}:{server_port})")
+    to_wire = p.obj("list prepend send")
+    trim = p.obj("list trim")
+    netsend = p.obj("netsend -u -b")
+    connect = p.msg(f"connect {server_host} {server_port}")
+    load = p.obj("loadbang")
     p.chain(to_wire, trim, netsend)
     p.chain(load, connect, netsend)
     widgets = (
@@ -139,115 +133,113 @@ def controls(p: PdPatch, server_host: str, server_port: int, x: int = 940, y: in
         (p.hslider, "step_size", "agent step_size"),
         (p.bang, "ping", "server ping"),
     )
-    for k, (make, label, address) in enumerate(widgets):
-        widget = make(x, y + 55 * k, label, receive=f"{PREFIX}ui-{label}")
-        fmt = p.obj(x + 170, y + 55 * k + 20, f"oscformat {address}")
+    for make, label, address in widgets:
+        widget = make(label, receive=f"{PREFIX}ui-{label}")
+        fmt = p.obj(f"oscformat {address}")
         p.chain(widget, fmt, to_wire)
 
 
-def voice(p: PdPatch, x: int = 20, y: int = 420) -> None:
+def voice(p: PdPatch) -> None:
     """The Serum-lite-like voice; every parameter arrives on `[r sl-<name>]` (0..1)."""
     b = Builder(p)
-    p.text(x, y - 20, "voice: 2 morphing oscillators (+unison pair), noise, bob~ low-pass, ADSR, LFO")
-    note = p.obj(x, y, f"r {PREFIX}note")
-    gate = p.obj(x + 900, y, f"r {PREFIX}gate")
-    detune = b.physical("unison_detune", x + 120, y)
-    voices = b.physical("unison_voices", x + 260, y)
+    p.text("voice: 2 morphing oscillators (+unison pair), noise, bob~ low-pass, ADSR, LFO")
+    note = p.obj(f"r {PREFIX}note")
+    gate = p.obj(f"r {PREFIX}gate")
+    detune = b.physical("unison_detune")
+    voices = b.physical("unison_voices")
     # LFO: rate, amount, routing depths (pitch semitones, filter octaves, amp fraction)
-    lfo = p.obj(x + 1100, y + 60, "osc~")
-    p.connect(b.physical("lfo_rate", x + 1100, y), 0, lfo, 0)
-    lfo_amt = p.obj(x + 1100, y + 90, "*~ 0")
+    lfo = p.obj("osc~")
+    p.connect(b.physical("lfo_rate"), 0, lfo, 0)
+    lfo_amt = p.obj("*~ 0")
     p.connect(lfo, 0, lfo_amt, 0)
-    p.connect(b.physical("lfo_amount", x + 1250, y), 0, lfo_amt, 1)
-    depths = p.obj(x + 1250, y + 90, f"expr {LFO_DEPTHS}")
-    p.connect(b.physical("lfo_target", x + 1400, y), 0, depths, 0)
-    pitch_mod = p.obj(x + 1100, y + 130, "expr~ pow(2, $v1*$f2/12)")
+    p.connect(b.physical("lfo_amount"), 0, lfo_amt, 1)
+    depths = p.obj(f"expr {LFO_DEPTHS}")
+    p.connect(b.physical("lfo_target"), 0, depths, 0)
+    pitch_mod = p.obj("expr~ pow(2, $v1*$f2/12)")
     p.connect(lfo_amt, 0, pitch_mod, 0)
     p.connect(depths, 0, pitch_mod, 1)
-    mix = p.obj(x, y + 560, "*~ 1")  # every source is summed into this inlet
-    for k, osc in enumerate(("osc1", "osc2")):
-        ox, oy = x + 560 * k, y + 80
-        hz = p.obj(ox, oy + 60, "expr mtof($f1) ; mtof($f1)*pow(2, $f2/1200) ; mtof($f1)*pow(2, -$f2/1200)")
+    mix = p.obj("*~ 1")  # every source is summed into this inlet
+    for osc in ("osc1", "osc2"):
+        hz = p.obj("expr mtof($f1) ; mtof($f1)*pow(2, $f2/1200) ; mtof($f1)*pow(2, -$f2/1200)")
         if osc == "osc1":
             b.join([(note, 0), (detune, 0)], hz)
         else:
-            pitch = p.obj(ox, oy + 30, "expr $f1 + $f2 + $f3/100")
-            semitones = b.physical("osc2_semitones", ox + 150, oy - 50)
-            b.join([(note, 0), (semitones, 0), (b.physical("osc2_fine", ox + 300, oy - 50), 0)], pitch)
+            pitch = p.obj("expr $f1 + $f2 + $f3/100")
+            semitones = b.physical("osc2_semitones")
+            b.join([(note, 0), (semitones, 0), (b.physical("osc2_fine"), 0)], pitch)
             b.join([(pitch, 0), (detune, 0)], hz)
-        weights = p.obj(ox + 200, oy + 120, "expr " + " ; ".join(f"max(0, 1-abs($f1-{i}))" for i in range(4)))
-        p.connect(b.physical(f"{osc}_wave", ox + 200, oy + 60), 0, weights, 0)
-        gains = p.obj(ox + 380, oy + 120, "expr $f1/(1+($f2-1)/3) ; $f1*($f2-1)/6/(1+($f2-1)/3)")
-        b.join([(b.physical(f"{osc}_level", ox + 380, oy + 60), 0), (voices, 0)], gains)
+        weights = p.obj("expr " + " ; ".join(f"max(0, 1-abs($f1-{i}))" for i in range(4)))
+        p.connect(b.physical(f"{osc}_wave"), 0, weights, 0)
+        gains = p.obj("expr $f1/(1+($f2-1)/3) ; $f1*($f2-1)/6/(1+($f2-1)/3)")
+        b.join([(b.physical(f"{osc}_level"), 0), (voices, 0)], gains)
         gain_signals = (b.smooth(gains, 0), b.smooth(gains, 1))  # main voice, unison pair
         for copy in range(3):
-            cx, cy = ox + 130 * copy, oy + 180
-            freq = p.obj(cx, cy, "*~ 0")
+            freq = p.obj("*~ 0")
             p.connect(pitch_mod, 0, freq, 0)
             p.connect(hz, copy, freq, 1)
-            phase = p.obj(cx, cy + 30, "phasor~")
-            shape = p.obj(cx, cy + 60, f"expr~ {MORPH}")
+            phase = p.obj("phasor~")
+            shape = p.obj(f"expr~ {MORPH}")
             p.chain(freq, phase, shape)
             for w in range(4):
                 p.connect(weights, w, shape, 1 + w)
-            level = p.obj(cx, cy + 90, "*~")
+            level = p.obj("*~")
             p.connect(shape, 0, level, 0)
             p.connect(gain_signals[0 if copy == 0 else 1], 0, level, 1)
             p.connect(level, 0, mix, 0)
-    noise = p.obj(x + 1120, y + 300, "noise~")
-    noise_gain = p.obj(x + 1120, y + 330, "*~")
+    noise = p.obj("noise~")
+    noise_gain = p.obj("*~")
     p.connect(noise, 0, noise_gain, 0)
-    p.connect(b.smooth(b.physical("noise_level", x + 1250, y + 270)), 0, noise_gain, 1)
+    p.connect(b.smooth(b.physical("noise_level")), 0, noise_gain, 1)
     p.connect(noise_gain, 0, mix, 0)
     # filter: cutoff (log, from the table) * 2^(env_amount * mod_env + lfo filter depth * lfo)
-    mod_env = b.envelope(("mod_attack", "mod_decay", "mod_sustain", "mod_release"), gate, x + 900, y + 40)
-    cutoff = p.obj(x + 560, y + 600, "expr~ min(max($v3*pow(2, $f4*$v1 + $f5*$v2), 20), 18000)")
+    mod_env = b.envelope(("mod_attack", "mod_decay", "mod_sustain", "mod_release"), gate)
+    cutoff = p.obj("expr~ min(max($v3*pow(2, $f4*$v1 + $f5*$v2), 20), 18000)")
     p.connect(mod_env, 0, cutoff, 0)
     p.connect(lfo_amt, 0, cutoff, 1)
-    p.connect(b.smooth(b.physical("filter_cutoff", x + 560, y + 540)), 0, cutoff, 2)
-    p.connect(b.physical("filter_env_amount", x + 760, y + 540), 0, cutoff, 3)
+    p.connect(b.smooth(b.physical("filter_cutoff")), 0, cutoff, 2)
+    p.connect(b.physical("filter_env_amount"), 0, cutoff, 3)
     p.connect(depths, 1, cutoff, 4)
     # [bob~] (vanilla's Moog ladder; [vcf~]'s low-pass is silent below Q 1): resonance 0..3.9 from
     # the table's Q (0.5 -> 0, 20 -> 3.9) and the ladder's passband loss made up by (1 + resonance)
-    ladder = p.obj(x, y + 640, "bob~")
+    ladder = p.obj("bob~")
     p.connect(mix, 0, ladder, 0)
     p.connect(cutoff, 0, ladder, 1)
-    resonance = b.physical("filter_resonance", x + 200, y + 580, template=f"{RESONANCE} ; 1 + {RESONANCE}")
+    resonance = b.physical("filter_resonance", template=f"{RESONANCE} ; 1 + {RESONANCE}")
     p.connect(resonance, 0, ladder, 2)
-    makeup = p.obj(x, y + 660, "*~ 1")
+    makeup = p.obj("*~ 1")
     p.connect(ladder, 0, makeup, 0)
     p.connect(resonance, 1, makeup, 1)
     # amp: ADSR, LFO tremolo, master volume, clip, out
-    amp_env = b.envelope(("amp_attack", "amp_decay", "amp_sustain", "amp_release"), gate, x + 900, y + 300)
-    amp = p.obj(x, y + 680, "*~")
+    amp_env = b.envelope(("amp_attack", "amp_decay", "amp_sustain", "amp_release"), gate)
+    amp = p.obj("*~")
     p.connect(makeup, 0, amp, 0)
     p.connect(amp_env, 0, amp, 1)
-    tremolo = p.obj(x + 200, y + 680, "expr~ 1 + $f2*$v1")
+    tremolo = p.obj("expr~ 1 + $f2*$v1")
     p.connect(lfo_amt, 0, tremolo, 0)
     p.connect(depths, 2, tremolo, 1)
-    trem = p.obj(x, y + 710, "*~")
+    trem = p.obj("*~")
     p.connect(amp, 0, trem, 0)
     p.connect(tremolo, 0, trem, 1)
-    master = p.obj(x, y + 740, "*~")
+    master = p.obj("*~")
     p.connect(trem, 0, master, 0)
-    p.connect(b.smooth(b.physical("master_volume", x + 200, y + 740)), 0, master, 1)
-    clip = p.obj(x, y + 770, "clip~ -1 1")
-    dac = p.obj(x, y + 800, "dac~")
+    p.connect(b.smooth(b.physical("master_volume")), 0, master, 1)
+    clip = p.obj("clip~ -1 1")
+    dac = p.obj("dac~")
     p.chain(master, clip, dac)
     p.connect(clip, 0, dac, 1)
-    meter = p.obj(x + 200, y + 800, "env~ 4096 2048")
-    to_db = p.obj(x + 200, y + 830, "- 100")
-    p.chain(clip, meter, to_db, p.obj(x + 200, y + 860, f"s {PREFIX}out-db"))
-    p.floatatom(x + 400, y + 830, label="out_dBFS", receive=f"{PREFIX}out-db")
-    tap = p.obj(x + 100, y + 800, f"s~ {PREFIX}out~")  # the output for other patches: [r~ sl-out~]
+    meter = p.obj("env~ 4096 2048")
+    to_db = p.obj("- 100")
+    p.chain(clip, meter, to_db, p.obj(f"s {PREFIX}out-db"))
+    p.floatatom(label="out_dBFS", receive=f"{PREFIX}out-db")
+    tap = p.obj(f"s~ {PREFIX}out~")  # the output for other patches: [r~ sl-out~]
     p.connect(clip, 0, tap, 0)
 
 
-def defaults(p: PdPatch, x: int = 940, y: int = 480) -> None:
+def defaults(p: PdPatch) -> None:
     """On load: every parameter to the table's default, DSP on (the server overrides the values)."""
-    load = p.obj(x, y, "loadbang")
+    load = p.obj("loadbang")
     values = " ; ".join(f"{PREFIX}{spec.name} {num(spec.default_0to1)}" for spec in PARAMS)
-    init = p.msg(x, y + 30, f"; {values} ; {PREFIX}note 60 ; pd dsp 1")
+    init = p.msg(f"; {values} ; {PREFIX}note 60 ; pd dsp 1")
     p.connect(load, 0, init, 0)
 
 
@@ -260,10 +252,10 @@ def build(listen_port: int = 9001, server_host: str = "127.0.0.1", server_port: 
     p = PdPatch()
     sections: list[range] = []
     for make in (
-        lambda: p.text(0, 0, "Serum-lite for Pd: generated by patches/generate.py from synth/params.py, do not edit"),
+        lambda: p.text("Serum-lite for Pd: generated by patches/generate.py from synth/params.py, do not edit"),
         lambda: osc_in(p, listen_port),
         lambda: controls(p, server_host, server_port),
-        lambda: (p.text(0, 0, "the voice (open it to see the synth):"), p.subpatch(0, 0, "voice", sound)),
+        lambda: (p.text("the voice (open it to see the synth):"), p.subpatch("voice", sound)),
         lambda: defaults(p),
     ):
         start = p.n_boxes

@@ -43,43 +43,41 @@ def echo_helper(echo_port: int) -> str:
     """A patch that sends `/echo/params` (24 f, wire order), `/echo/note`, `/echo/gate` and
     `/echo/outdb` to 127.0.0.1:echo_port whenever the `sl-*` receive names carry a value."""
     p = PdPatch()
-    to_wire = p.obj(20, 500, "list prepend send")
-    trim = p.obj(20, 530, "list trim")
-    netsend = p.obj(20, 560, "netsend -u -b")
+    to_wire = p.obj("list prepend send")
+    trim = p.obj("list trim")
+    netsend = p.obj("netsend -u -b")
     p.chain(to_wire, trim, netsend)
-    load = p.obj(300, 470, "loadbang")
-    connect = p.msg(300, 500, f"connect 127.0.0.1 {echo_port}")
+    load = p.obj("loadbang")
+    connect = p.msg(f"connect 127.0.0.1 {echo_port}")
     p.chain(load, connect, netsend)
-    pack = p.obj(20, 400, "pack" + " f" * len(PARAMS))
+    pack = p.obj("pack" + " f" * len(PARAMS))
     for spec in PARAMS:  # inlet 0 (osc1_wave) is hot: [unpack] delivers it last
-        p.connect(
-            p.obj(20 + 120 * (spec.index % 8), 20 + 30 * (spec.index // 8), f"r sl-{spec.name}"), 0, pack, spec.index
-        )
-    p.chain(pack, p.obj(20, 430, "oscformat echo params"), to_wire)
-    for k, name in enumerate(("note", "gate", "out-db")):
-        receive = p.obj(20 + 200 * k, 200, f"r sl-{name}")
-        p.chain(receive, p.obj(20 + 200 * k, 230, f"oscformat echo {name.replace('-', '')}"), to_wire)
+        p.connect(p.obj(f"r sl-{spec.name}"), 0, pack, spec.index)
+    p.chain(pack, p.obj("oscformat echo params"), to_wire)
+    for name in ("note", "gate", "out-db"):
+        receive = p.obj(f"r sl-{name}")
+        p.chain(receive, p.obj(f"oscformat echo {name.replace('-', '')}"), to_wire)
     # an analysis of the voice's output ([s~ sl-out~]): /echo/analysis rms_dB diff_rms_dB sigmund_pitch
-    tap = p.obj(600, 200, "r~ sl-out~")
-    env = p.obj(600, 230, "env~ 2048 1024")
-    diff = p.obj(700, 230, "rzero~ 1")
-    diff_env = p.obj(700, 260, "env~ 2048 1024")
-    pitch = p.obj(800, 230, "sigmund~ -npts 2048 -hop 1024 pitch")
-    pack = p.obj(600, 300, "pack f f f")
+    tap = p.obj("r~ sl-out~")
+    env = p.obj("env~ 2048 1024")
+    diff = p.obj("rzero~ 1")
+    diff_env = p.obj("env~ 2048 1024")
+    pitch = p.obj("sigmund~ -npts 2048 -hop 1024 pitch")
+    pack = p.obj("pack f f f")
     p.chain(tap, env)
     p.chain(tap, diff, diff_env)
     p.chain(tap, pitch)
     p.connect(diff_env, 0, pack, 1)
     p.connect(pitch, 0, pack, 2)
-    hold = p.obj(600, 270, "t b f")
-    store = p.obj(600, 285, "f")
-    later = p.obj(650, 285, "del 0")  # after this hop's other values have arrived
+    hold = p.obj("t b f")
+    store = p.obj("f")
+    later = p.obj("del 0")  # after this hop's other values have arrived
     p.connect(env, 0, hold, 0)
     p.connect(hold, 1, store, 1)
     p.connect(hold, 0, later, 0)
     p.connect(later, 0, store, 0)
     p.connect(store, 0, pack, 0)
-    p.chain(pack, p.obj(600, 330, "oscformat echo analysis"), to_wire)
+    p.chain(pack, p.obj("oscformat echo analysis"), to_wire)
     return p.render()
 
 
