@@ -7,6 +7,8 @@ first file of the demo corpus), durations. Output: one JSON object:
   smoothing, OSC send), measured by running the real `LiveServer` over the file with `--fast`;
   `block_budget_ratio` = p99 / block duration, and `reference_fft_us` + `ratio_to_fft` (p50 over
   the p50 of one numpy rfft of the analysis window, same run: a machine-speed reference);
+- `components_p50_us`: each stage alone (extractor on one tick of audio, a voice block, the
+  policy, an OSC send), to see where the block time goes;
 - `latency_ms` {p50, p99, max}: from the first sample of a block to the receipt of its
   `/serumlite/params` on a loopback listener (the file streamed at real-time pace, one control tick
   per block); `latency_after_block_ms` excludes the block's own duration (the part we control);
@@ -101,6 +103,43 @@ def reference_fft_us(window: int = 3072, repeats: int = 2000) -> float:
         np.fft.rfft(x)
         times[i] = time.perf_counter_ns() - t0
     return float(np.percentile(times, 50) / 1000.0)
+
+
+def component_us(settings: Settings, model: Path, block_size: int = 512, repeats: int = 400) -> dict[str, float]:
+    """p50 µs of each stage alone: one extractor call on a tick of audio, one voice block, the policy, an OSC send."""
+    from features.names import DESCRIPTOR_NAMES
+    from features.stream import StreamingDescriptors
+    from server.agent import LiveAgent
+    from server.osc_io import OscOut
+    from synth.stream import StreamingVoice
+
+    agent = LiveAgent.from_dir(model, DESCRIPTOR_NAMES)
+    tick_frames = int(round((agent.tick_s or 0.032) * SR))
+    extractor = StreamingDescriptors(settings.features, SR, block_size)
+    voice = StreamingVoice(SR, block_size)
+    voice.note_on(60.0)
+    osc = OscOut(with_overrides(settings, {"osc.send_port": 9}).osc)
+    audio = np.random.default_rng(0).normal(0, 0.1, tick_frames).astype(np.float32)
+    block = np.zeros(block_size, dtype=np.float32)
+    desc = extractor.process(audio)
+    params = agent.start_preset.copy()
+    stages = {
+        "extractor_per_tick": lambda: extractor.process(audio),
+        "voice_per_block": lambda: voice.process(block),
+        "policy_per_tick": lambda: agent.act(desc, desc, params),
+        "osc_params_send": lambda: osc.send_params(params),
+    }
+    out = {}
+    for name, fn in stages.items():
+        fn()
+        times = np.empty(repeats)
+        for i in range(repeats):
+            t0 = time.perf_counter_ns()
+            fn()
+            times[i] = time.perf_counter_ns() - t0
+        out[name] = round(float(np.percentile(times, 50)) / 1000.0, 1)
+    osc.close()
+    return out
 
 
 class StampingInput(InputCallback):
@@ -322,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = reference_fft_us()
     result["reference_fft_us"] = round(ref, 2)
     result["ratio_to_fft"] = round(result["block_us"]["p50"] / ref, 2)
+    result["components_p50_us"] = component_us(settings, model)
     lat = latency(settings, audio, 512, args.latency_s)
     result["latency_ms"] = lat["latency_ms"]
     result["latency_after_block_ms"] = lat["latency_after_block_ms"]

@@ -231,7 +231,12 @@ class DeviceAudio:
         except Exception as exc:  # PortAudioError, ValueError (no such device): close what opened
             for stream in streams:
                 _close_quietly(stream)
-            raise RuntimeError(f"audio device: {_one_line(exc)}") from None
+            hint = (
+                " (no sound card? --output-device none records the synth without playing it)"
+                if (self.output_cb is not None and self.input_cb is None)
+                else ""
+            )
+            raise RuntimeError(f"audio device: {_one_line(exc)}{hint}") from None
         self._streams = streams
         now = time.perf_counter_ns()
         for cb in (self.input_cb, self.output_cb):
