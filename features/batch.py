@@ -33,10 +33,11 @@ _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
 class Constants:
     """The plan's matrices as tensors on one device / dtype (cached)."""
 
-    hann: torch.Tensor
+    hann: torch.Tensor  # Hann / sum(Hann)
     power_to_ms: torch.Tensor
     kweight_ms: torch.Tensor
     freqs_khz: torch.Tensor
+    freq_powers: torch.Tensor  # [n_band, 5] float64: f_khz ** 0..4
     mel_t: torch.Tensor  # [n_band, n_mels]
     dct_t: torch.Tensor  # [n_mels, n_mels]
     chroma_t: torch.Tensor  # [n_band, 12]
@@ -44,15 +45,16 @@ class Constants:
 
 @functools.lru_cache(maxsize=64)
 def constants(plan: AnalysisPlan, device: torch.device, dtype: torch.dtype) -> Constants:
-    def t(a: np.ndarray) -> torch.Tensor:
+    def t(a: np.ndarray, as_dtype: torch.dtype = dtype) -> torch.Tensor:
         with torch.inference_mode(False):  # cached: must stay usable by autograd whoever creates it first
-            return torch.tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+            return torch.tensor(np.ascontiguousarray(a), dtype=as_dtype, device=device)
 
     return Constants(
-        hann=t(plan.hann),
+        hann=t(plan.hann * plan.spectrum_scale),  # spectra come out normalized: no pass over them
         power_to_ms=t(plan.power_to_mean_square),
         kweight_ms=t(plan.kweight_ms),
         freqs_khz=t(plan.freqs_hz / 1000.0),
+        freq_powers=t((plan.freqs_hz[:, None] / 1000.0) ** np.arange(5), torch.float64),
         mel_t=t(plan.mel.T),
         dct_t=t(plan.dct.T),
         chroma_t=t(plan.chroma.T),
@@ -118,7 +120,7 @@ def analyze_frames(
         left = 0
     padded = F.pad(audio, (left, max(0, total - left - audio.shape[-1])))[..., :total]
     frames = padded.unfold(-1, plan.window, plan.hop)  # [B, T, window]
-    spec = torch.fft.rfft(frames * const.hann, dim=-1) * plan.spectrum_scale
+    spec = torch.fft.rfft(frames * const.hann, dim=-1)  # const.hann is divided by its sum
     power = spec.real.square() + spec.imag.square()
     return Frames(plan=plan, const=const, frames=frames, power=power)
 
@@ -143,29 +145,35 @@ def band_magnitude(fr: Frames) -> torch.Tensor:
 
 
 def spectral_shape(fr: Frames, mag: torch.Tensor | None = None) -> torch.Tensor:
-    """`[B, T, 7]`: centroid, spread (Hz), skewness, kurtosis, rolloff (Hz), flatness, crest (dB), as FluCoMa."""
+    """`[B, T, 7]`: centroid, spread (Hz), skewness, kurtosis, rolloff (Hz), flatness, crest (dB), as FluCoMa.
+
+    The moments come from one float64 matmul with the powers of frequency (raw moments, then central
+    ones: float64 keeps the cancellation harmless even for a pure tone's kurtosis).
+    """
     mag = band_magnitude(fr) if mag is None else mag
     f = fr.const.freqs_khz
-    total = mag.sum(-1)
-    centroid = (mag @ f) / total
-    dev = f - centroid.unsqueeze(-1)
-    dev2 = dev.square()
-    var = (mag * dev2).sum(-1) / total
+    raw = mag.double() @ fr.const.freq_powers  # [..., 5]: sum of mag * f^k, k = 0..4
+    total = raw[..., 0]
+    m1, m2, m3, m4 = (raw[..., k] / total for k in range(1, 5))
+    var = m2 - m1.square()
+    var = var.clamp_min(1e-12 * (1.0 + m2))
     spread = torch.sqrt(var)
-    skew = (mag * dev2 * dev).sum(-1) / total / (var * spread)
-    kurt = (mag * dev2.square()).sum(-1) / total / var.square()
+    skew = (m3 - 3.0 * m1 * m2 + 2.0 * m1.pow(3)) / (var * spread)
+    kurt = (m4 - 4.0 * m1 * m3 + 6.0 * m1.square() * m2 - 3.0 * m1.pow(4)) / var.square()
+    total32 = total.to(mag.dtype)
     cum = mag.cumsum(-1)
-    target = (fr.plan.rolloff_0to1 * total).unsqueeze(-1)
+    target = (fr.plan.rolloff_0to1 * total32).unsqueeze(-1)
     idx = torch.searchsorted(cum.detach().contiguous(), target.detach().contiguous()).clamp(max=mag.shape[-1] - 1)
     cum_i = cum.gather(-1, idx).squeeze(-1)
     mag_i = mag.gather(-1, idx).squeeze(-1)
     bin_khz = float(f[1] - f[0]) if f.numel() > 1 else 0.0
     f_i = f[idx.squeeze(-1)]
     rolloff = torch.where(idx.squeeze(-1) == 0, f_i, f_i - bin_khz * (cum_i - target.squeeze(-1)) / mag_i)
-    mean = total / mag.shape[-1]
-    flatness = 2.0 * _DB * (torch.log(mag).mean(-1) - torch.log(mean))
-    crest = 2.0 * _DB * (torch.log(mag.amax(-1)) - torch.log(mean))
-    return torch.stack([centroid * 1000.0, spread * 1000.0, skew, kurt, rolloff * 1000.0, flatness, crest], dim=-1)
+    log_mean = torch.log(total32 / mag.shape[-1])
+    flatness = 2.0 * _DB * (torch.log(mag).mean(-1) - log_mean)
+    crest = 2.0 * _DB * (torch.log(mag.amax(-1)) - log_mean)
+    moments = torch.stack([1000.0 * m1, 1000.0 * spread, skew, kurt], dim=-1).to(mag.dtype)
+    return torch.cat([moments, torch.stack([rolloff * 1000.0, flatness, crest], dim=-1)], dim=-1)
 
 
 def log_mel_frames(fr: Frames) -> torch.Tensor:

@@ -39,6 +39,7 @@ class AnalysisPlan:
     kweight_ms: np.ndarray  # [n_bins]: K-weighted mean square = this . |S|^2
     freqs_hz: np.ndarray  # [n_band] bin centre frequencies
     mel: np.ndarray  # [n_mels, n_band] triangular filters (Slaney mel scale, peak 1)
+    mel_bounds: np.ndarray  # [n_mels, 2] int64: each filter's nonzero bins are [lo, hi)
     dct: np.ndarray  # [n_mels, n_mels] orthonormal DCT-II, rows = coefficients
     chroma: np.ndarray  # [12, n_band] pitch-class filters, row 0 = A
     floor_power: float  # 10 ** (silence_db / 10)
@@ -85,6 +86,7 @@ def _plan(sr: int, s: FeatureSettings) -> AnalysisPlan:
         double[-1] = 1.0
     to_ms = double * hann.sum() ** 2 / (window * np.sum(hann**2))
     freqs = all_freqs[:n_band]
+    mel = mel_filters(freqs, s.n_mels, 0.0, max_freq)
     if s.n_mels < N_MFCC:
         raise ValueError(f"n_mels must be >= {N_MFCC} (the MFCC descriptors), got {s.n_mels}")
     return AnalysisPlan(
@@ -98,7 +100,8 @@ def _plan(sr: int, s: FeatureSettings) -> AnalysisPlan:
         power_to_mean_square=to_ms,
         kweight_ms=to_ms * kweighting_power(all_freqs, sr),
         freqs_hz=freqs,
-        mel=mel_filters(freqs, s.n_mels, 0.0, max_freq),
+        mel=mel,
+        mel_bounds=nonzero_bounds(mel),
         dct=dct_matrix(s.n_mels),
         chroma=chroma_filters(freqs),
         floor_power=10.0 ** (s.silence_db / 10.0),
@@ -132,6 +135,16 @@ def mel_filters(freqs_hz: np.ndarray, n_mels: int, fmin_hz: float, fmax_hz: floa
     rising = (freqs_hz[None, :] - lower) / (centre - lower)
     falling = (upper - freqs_hz[None, :]) / (upper - centre)
     return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def nonzero_bounds(matrix: np.ndarray) -> np.ndarray:
+    """`[rows, 2]`: for each row, the half-open column range holding its nonzero entries (empty: [0, 0))."""
+    bounds = np.zeros((matrix.shape[0], 2), dtype=np.int64)
+    for row, values in enumerate(matrix):
+        nonzero = np.flatnonzero(values)
+        if nonzero.size:
+            bounds[row] = (nonzero[0], nonzero[-1] + 1)
+    return bounds
 
 
 def dct_matrix(n: int) -> np.ndarray:

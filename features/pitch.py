@@ -23,11 +23,14 @@ def yin_torch(frames: torch.Tensor, plan: AnalysisPlan) -> torch.Tensor:
     """`[..., window]` frames -> `[..., 2]` (pitch_hz, pitch_confidence)."""
     n, w, tmax, tmin = plan.window, plan.yin_width, plan.tau_max, plan.tau_min
     x = frames - frames.mean(-1, keepdim=True)
-    corr = torch.fft.irfft(torch.fft.rfft(x[..., :w], n=n).conj() * torch.fft.rfft(x, n=n), n=n)[..., : tmax + 1]
+    # corr[tau] = sum_j x[j] x[j + tau], j < w: a convolution with the reversed head (no wrap for tau <= tmax)
+    spectrum = torch.fft.rfft(x[..., :w].flip(-1), n=n) * torch.fft.rfft(x, n=n)
+    corr = torch.fft.irfft(spectrum, n=n)[..., w - 1 : w + tmax]
     sq = x.square()
-    cs = F.pad(sq.cumsum(-1), (1, 0))  # cs[j] = sum of sq[:j]
-    energy_lag = cs[..., w : w + tmax + 1] - cs[..., : tmax + 1]
-    diff = (energy_lag + cs[..., w : w + 1] - 2.0 * corr).clamp_min(0.0)
+    cs = sq.cumsum(-1)  # cs[j] = sum of sq[: j + 1]
+    before = F.pad(cs[..., :tmax], (1, 0))  # energy before lag tau: sum of sq[:tau]
+    energy_lag = cs[..., w - 1 : w + tmax] - before  # sum of sq[tau : tau + w]
+    diff = (energy_lag + cs[..., w - 1 : w] - 2.0 * corr).clamp_min(0.0)
     eps = 2.0 * w * plan.floor_power
     tau = torch.arange(tmax + 1, device=x.device, dtype=x.dtype)
     eps_tau = eps * tau

@@ -55,6 +55,7 @@ class StreamingDescriptors:
         self._kweight = np.ascontiguousarray(plan.kweight_ms)
         self._freqs_khz = np.ascontiguousarray(plan.freqs_hz / 1000.0)
         self._mel = np.ascontiguousarray(plan.mel)
+        self._mel_bounds = np.ascontiguousarray(plan.mel_bounds)
         self._dct = np.ascontiguousarray(plan.dct[:N_MFCC])
         self._chroma = np.ascontiguousarray(plan.chroma)
         self._out64 = np.zeros(len(DESCRIPTOR_NAMES))
@@ -88,6 +89,7 @@ class StreamingDescriptors:
             self._freqs_khz,
             p.rolloff_0to1,
             self._mel,
+            self._mel_bounds,
             self._dct,
             self._chroma,
             p.floor_power,

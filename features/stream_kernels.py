@@ -104,6 +104,7 @@ def finish(
     freqs_khz: np.ndarray,
     rolloff_0to1: float,
     mel: np.ndarray,
+    mel_bounds: np.ndarray,
     dct: np.ndarray,
     chroma: np.ndarray,
     floor_power: float,
@@ -179,7 +180,7 @@ def finish(
     n_mels = mel.shape[0]
     for j in range(n_mels):
         acc = 0.0
-        for k in range(n_band):
+        for k in range(mel_bounds[j, 0], mel_bounds[j, 1]):  # triangles: only their own bins
             acc += mel[j, k] * power[k]
         mel_db[j] = db * math.log(acc + floor_power)
     for c in range(dct.shape[0]):
