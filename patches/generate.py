@@ -1,7 +1,9 @@
 """Writes the Pure Data and Max patches from the parameter table and the OSC settings.
 
 Input: `synth.params.PARAMS` and the `osc:` settings (`send_port`: where the patches listen;
-`listen_host`/`listen_port`: where they send control and features to the server).
+`listen_host`/`listen_port`: where they send control and features to the server; with
+`format: wekinator`, parameters arrive as `/wek/outputs` on `wekinator_out_port` and features go
+as `/wek/inputs` to `wekinator_in_port`).
 Output: `patches/serumlite.pd`, `patches/serumlite_features.pd`, `patches/serumlite.maxpat`.
 Deterministic: regenerating gives identical files; `--check` exits 1 when a file is out of date.
 
@@ -28,10 +30,15 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 def render_all(osc: OscSettings) -> dict[str, str]:
     """File name -> text, for the given OSC settings."""
     server_host = "127.0.0.1" if osc.listen_host in WILDCARD_HOSTS else osc.listen_host
+    if osc.format == "wekinator":  # params as /wek/outputs to 12000, features as /wek/inputs to 6448
+        wekinator_port: int | None = osc.wekinator_out_port
+        features = features_pd.build(server_host, osc.wekinator_in_port, address="/wek/inputs")
+    else:
+        wekinator_port, features = None, features_pd.build(server_host, osc.listen_port)
     return {
-        "serumlite.pd": serumlite_pd.build(osc.send_port, server_host, osc.listen_port),
-        "serumlite_features.pd": features_pd.build(server_host, osc.listen_port),
-        "serumlite.maxpat": maxpat.build(osc.send_port, server_host, osc.listen_port),
+        "serumlite.pd": serumlite_pd.build(osc.send_port, server_host, osc.listen_port, wekinator_port),
+        "serumlite_features.pd": features,
+        "serumlite.maxpat": maxpat.build(osc.send_port, server_host, osc.listen_port, wekinator_port),
     }
 
 

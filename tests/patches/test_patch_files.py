@@ -67,6 +67,16 @@ def test_ports_follow_the_settings() -> None:
     assert "udpreceive 9101" in files["serumlite.maxpat"] and "udpsend 127.0.0.1 9100" in files["serumlite.maxpat"]
 
 
+def test_wekinator_settings_generate_wekinator_patches() -> None:
+    files = generate.render_all(OscSettings(format="wekinator", wekinator_out_port=12001, wekinator_in_port=6449))
+    assert "netreceive -u -b 12001" in files["serumlite.pd"] and "route outputs" in files["serumlite.pd"]
+    assert "oscformat wek inputs" in files["serumlite_features.pd"]
+    assert "connect 127.0.0.1 6449" in files["serumlite_features.pd"]
+    assert "udpreceive 12001" in files["serumlite.maxpat"] and "route /wek/outputs" in files["serumlite.maxpat"]
+    native = generate.render_all(OscSettings())
+    assert "wek" not in native["serumlite.pd"] + native["serumlite_features.pd"] + native["serumlite.maxpat"]
+
+
 def test_serumlite_pd_matches_the_table() -> None:
     canvases = read_canvases((PATCHES / "serumlite.pd").read_text(encoding="utf-8"))
     assert len(canvases) == 2  # the main canvas and [pd voice]

@@ -22,7 +22,14 @@ from server.config import OscSettings
 from server.osc_io import OscOut, OscServer
 from server.osc_protocol import PD_FEATURE_NAMES, Dispatcher, encode_message
 from synth.params import N_PARAMS, PARAM_INDEX, default_vector
-from tests.patches.pd_harness import EchoListener, echo_helper, free_udp_port, pd_errors, wait_until
+from tests.patches.pd_harness import (
+    EchoListener,
+    echo_helper,
+    free_udp_port,
+    free_udp_ports,
+    pd_errors,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 
@@ -205,4 +212,36 @@ def test_features_patch_sends_descriptors_to_the_dispatcher(run_pd: Callable, se
     assert values["centroid"] == pytest.approx(440.0, rel=0.03)
     assert values["pitch_hz"] == pytest.approx(440.0, rel=0.01)
     assert values["pitch_confidence"] == 1.0
+    assert dispatcher.rejected_total == 0, dispatcher.counters()
+
+
+def test_wekinator_mode_round_trip(run_pd: Callable, echo: EchoListener) -> None:
+    """`/wek/outputs` from OscOut reach serumlite.pd's receive names; the features patch's
+    `/wek/inputs` reach a Wekinator-mode Dispatcher on its own port."""
+    control = Recorder()
+    dispatcher = Dispatcher(control, OscSettings(format="wekinator"))  # type: ignore[arg-type]
+    with OscServer(dispatcher, [("127.0.0.1", 0)]) as osc_server:
+        wek_in_port = osc_server.addresses[0][1]
+        native_port, wek_out_port = free_udp_ports(2)
+        pd = run_pd(
+            {
+                "serumlite.pd": serumlite_pd.build(native_port, "127.0.0.1", 9, wekinator_port=wek_out_port),
+                "serumlite_features.pd": features_pd.build("127.0.0.1", wek_in_port, address="/wek/inputs"),
+                "echo.pd": echo_helper(echo.port),
+            },
+            sends=["sl-features-tone 1", "sl-features-tone-hz 330"],
+        )
+        out = OscOut(OscSettings(format="wekinator", wekinator_out_port=wek_out_port, send_port=native_port))
+        frame = np.linspace(0, 1, N_PARAMS, dtype=np.float32)
+        try:
+            assert wait_until(lambda: out.send_params(frame) or echo.last("/echo/params") is not None, 5.0)
+            assert wait_until(lambda: len(control.calls) > 5, 5.0), "no /wek/inputs from Pd"
+        finally:
+            out.close()
+            log = pd.stop()
+    assert pd_errors(log) == [], log
+    np.testing.assert_array_equal(np.array(echo.last("/echo/params"), dtype=np.float32), frame)
+    name, (values,) = control.calls[-1]
+    assert name == "set_external_features" and values.shape == (len(PD_FEATURE_NAMES),)
+    assert values[PD_FEATURE_NAMES.index("pitch_hz")] == pytest.approx(330.0, rel=0.01)
     assert dispatcher.rejected_total == 0, dispatcher.counters()
