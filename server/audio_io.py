@@ -88,6 +88,7 @@ class FileSource:
         fast: bool,
         output_cb: OutputCallback | None = None,
         wait_processed: Callable[[int, float], bool] | None = None,
+        wake_worker: Callable[[], None] | None = None,
     ) -> None:
         if fast and wait_processed is None:
             raise ValueError("fast file streaming needs the worker's wait_processed")
@@ -98,6 +99,7 @@ class FileSource:
         self.output_cb = output_cb
         self.fast = fast
         self.wait_processed = wait_processed
+        self.wake_worker = wake_worker  # fast mode only: the worker would otherwise sleep until a block is due
         self.n_blocks = max(1, math.ceil(len(self.audio) / self.block_size))
         self.blocks_sent = 0
         self.late_blocks = 0  # real-time pace: blocks that started more than one block late
@@ -133,6 +135,8 @@ class FileSource:
             indata[len(chunk) :, 0] = 0.0
             self.input_cb(indata, self.block_size, None, NO_STATUS)
             self.blocks_sent = b + 1
+            if self.fast and self.wake_worker is not None:
+                self.wake_worker()
             if self.fast and self.wait_processed is not None and not self.wait_processed(b + 1, 10.0):
                 log.error("file input: the worker stopped or stalled at block %d", b + 1)
                 return
