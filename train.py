@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reward", choices=("cubic", "linear", "prize"), default=None)
     g.add_argument("--episode-steps", type=int, default=None)
     g.add_argument("--delta-max", type=float, default=None, help="largest parameter change per tick")
+    g.add_argument("--lambda-smooth", type=float, default=None, help="weight of the smoothness penalty")
     try:
         from agents.match import train as match_train
 
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "imitate.reward": args.reward,
                 "imitate.episode_steps": args.episode_steps,
                 "imitate.delta_max": args.delta_max,
+                "imitate.lambda_smooth": args.lambda_smooth,
                 "training.max_wall_s": args.max_minutes * 60.0 if args.max_minutes else None,
             },
         )

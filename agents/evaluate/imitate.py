@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agents.imitate.baselines import (
+    LookupTable,
     NearestNeighbourController,
     build_table,
     imitation_metrics,
@@ -37,6 +38,7 @@ from settings import Settings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
 STATIC_FULL = 4  # static candidates performed in full after screening
+_TABLES: dict[tuple, LookupTable] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +122,10 @@ def baselines(perf: Performance, audio: np.ndarray, scale: DescriptorScale, cont
         raise ValueError("static_best: no candidate presets")
     best["candidates"] = len(names)
     out["static_best"] = best
-    table = build_table(describer, scale, controlled, args.table_presets, args.seed)
+    key = (scale.names, controlled, args.table_presets, args.seed)
+    if key not in _TABLES:  # one table per run, shared by the files
+        _TABLES[key] = build_table(describer, scale, controlled, args.table_presets, args.seed)
+    table = _TABLES[key]
     nn = NearestNeighbourController(table, scale, settings.synth.pitch_confidence_min, settings.synth.gate_off_db)
     out["nearest_neighbour"] = imitation_metrics(
         perform(audio, nn, start, settings), scale, controlled, settings.synth.gate_off_db

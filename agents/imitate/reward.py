@@ -111,6 +111,8 @@ class ImitationReward:
     ) -> None:
         if kind not in REWARD_KINDS:
             raise ValueError(f"unknown reward kind '{kind}' (known: {', '.join(REWARD_KINDS)})")
+        if lambda_smooth < 0 or delta_max <= 0:
+            raise ValueError(f"imitate.lambda_smooth must be >= 0 and delta_max > 0, got {lambda_smooth}, {delta_max}")
         self.weights = np.asarray(weights, dtype=np.float64)
         self.kind = kind
         self.lambda_smooth = float(lambda_smooth)

@@ -3,7 +3,8 @@
 Input: the running SB3 model (through `BaseCallback`), an evaluation environment and a model
 directory. Training stops early (returns False) once `max_wall_s` seconds have passed.
 Output, in the model directory:
-- `checkpoints/step_<N>.zip` (+ `step_<N>_replay.pkl` for off-policy algorithms) every N steps,
+- `checkpoints/step_<N>.zip` (+ `step_<N>_replay.pkl` for off-policy algorithms, only the newest
+  kept: buffers are tens of MB) every N steps,
   with `checkpoints/curve.json` (the learning curve so far) written beside them, so that
   `--resume` restarts from the newest complete checkpoint;
 - TensorBoard scalars (`eval/mean_reward`, `eval/mean_rmse`, `rollout/...`) through SB3's logger;
@@ -164,6 +165,9 @@ def save_checkpoint(model: BaseAlgorithm, checkpoint_dir: Path, curve: LearningC
     tmp_zip = checkpoint_dir / f"tmp_step_{step}.part"
     model.save(str(tmp_zip))
     os.replace(tmp_zip, zip_path)
+    for old in checkpoint_dir.glob("step_*_replay.pkl"):  # replay buffers are large: keep the newest only
+        if old != replay_path:
+            old.unlink()
     return zip_path
 
 

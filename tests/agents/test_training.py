@@ -94,7 +94,8 @@ def test_checkpoints_every_n_steps_and_resume_continues(corpus_dir: Path, tmp_pa
     assert _train(corpus_dir, out) == 0
     names = sorted(p.name for p in (out / "checkpoints").glob("step_*.zip"))
     assert names == ["step_120.zip", "step_60.zip"]
-    assert (out / "checkpoints" / "step_60_replay.pkl").exists()
+    assert (out / "checkpoints" / "step_120_replay.pkl").exists()
+    assert not (out / "checkpoints" / "step_60_replay.pkl").exists()  # only the newest buffer is kept
     # resuming a finished run with a larger budget continues from step 120
     assert train.main(["--corpus", str(corpus_dir), "--out", str(out), *TINY[2:], "--steps", "180", "--resume"]) == 0
     assert load_model(out).meta["training_steps"] == 180
