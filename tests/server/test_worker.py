@@ -11,7 +11,7 @@ import pytest
 from agents.policy import ModelError
 from features.names import DESCRIPTOR_NAMES
 from server.agent import LiveAgent
-from server.control import GATE_INDEX, NOTE_INDEX, ControlState, FrameExchange
+from server.control import GATE_INDEX, NOTE_INDEX, ControlState, FrameExchange, smoothing_coefficient
 from server.ring_buffer import RingBuffer
 from server.stats import LiveStats
 from server.trace import Trace
@@ -179,3 +179,28 @@ def test_a_model_the_live_extractor_cannot_feed_is_refused(doubles: SimpleNamesp
         LiveAgent.from_dir(model, ("loudness_db",))
     with pytest.raises(ModelError, match="not found"):
         LiveAgent.from_dir(tmp_path / "missing", DESCRIPTOR_NAMES)
+
+
+def test_output_smoothing_is_one_pole_and_hold_freezes_it() -> None:
+    start = np.full(24, 0.5, dtype=np.float32)
+    coef = smoothing_coefficient(0.05, 0.01)
+    assert coef == pytest.approx(np.exp(-0.2)) and smoothing_coefficient(0.0, 0.01) == 0.0
+    ctl = ControlState(start, smoothing_coef=coef)
+    ctl.params_0to1[VOL] = 1.0
+    ctl.update_output()
+    assert ctl.output_0to1[VOL] == pytest.approx(1.0 - 0.5 * coef)
+    ctl.hold = True
+    frozen = ctl.output_0to1.copy()
+    ctl.update_output()
+    assert np.array_equal(ctl.output_0to1, frozen)
+    ctl.hold = False
+    for _ in range(200):
+        ctl.update_output()
+    assert ctl.output_0to1[VOL] == pytest.approx(1.0, abs=1e-4)
+    ctl.params_0to1[PARAM_INDEX["unison_voices"]] = 0.4  # snapped parameters go out snapped
+    ctl.update_output()
+    assert ctl.output_0to1[PARAM_INDEX["unison_voices"]] * 6 == pytest.approx(
+        round(ctl.output_0to1[PARAM_INDEX["unison_voices"]] * 6)
+    )
+    with pytest.raises(ValueError, match="preset: expected 24"):
+        ctl.request_preset(np.zeros(3, dtype=np.float32))
