@@ -240,7 +240,10 @@ class DeviceAudio:
                 if (self.output_cb is not None and self.input_cb is None)
                 else ""
             )
-            raise RuntimeError(f"audio device: {_one_line(exc)}{hint}") from None
+            message = _one_line(exc)
+            if "device -1" in message:  # PortAudio's way of saying there is no default device
+                message = f"PortAudio found no default device ({message}); name one with --input / --output-device"
+            raise RuntimeError(f"audio device: {message}{hint}") from None
         self._streams = streams
         now = time.perf_counter_ns()
         for cb in (self.input_cb, self.output_cb):
