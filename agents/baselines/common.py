@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from agents.match.curriculum import active_mask, start_vectors
-from agents.match.probe import Hearing, Renderer, TargetCache, take_rows
+from agents.match.probe import Hearing, Renderer, TargetCache, render_at, take_rows
 from synth.params import N_PARAMS, snap_vector
 
 CHUNK_ROWS = 256  # renders per batched call
@@ -71,17 +71,33 @@ class MatchProblem:
         return out
 
     def evaluate(self, rows: np.ndarray, candidates_0to1: np.ndarray) -> np.ndarray:
-        """Losses [K] of candidates [K, 24] against the targets `rows` [K] (no gradient)."""
+        """Losses [K] of candidates [K, 24] against the targets `rows` [K] (no gradient).
+
+        Each candidate renders at its target's batch position (`slot`), so both hear the same noise;
+        candidates of one target go to successive batches.
+        """
         rows = np.asarray(rows, dtype=np.int64)
+        candidates = snap_vector(np.asarray(candidates_0to1, dtype=np.float32))
+        slots = self.slot(rows)
+        rounds = np.zeros(len(rows), dtype=np.int64)
+        seen: dict[int, int] = {}
+        for k, slot in enumerate(slots):
+            rounds[k] = seen.get(int(slot), 0)
+            seen[int(slot)] = rounds[k] + 1
         out = np.empty(len(rows), dtype=np.float64)
         with torch.no_grad():
-            for lo in range(0, len(rows), CHUNK_ROWS):
-                hi = lo + CHUNK_ROWS
-                audio = self.renderer(torch.from_numpy(snap_vector(candidates_0to1[lo:hi])))
-                cache = take_rows(self.cache, torch.from_numpy(rows[lo:hi]))
-                out[lo:hi] = self.hearing.loss(audio, cache).double().numpy()
+            for r in range(int(rounds.max()) + 1 if len(rows) else 0):
+                pick = np.flatnonzero(rounds == r)
+                audio = render_at(self.renderer, candidates[pick], slots[pick])
+                cache = take_rows(self.cache, torch.from_numpy(rows[pick]))
+                out[pick] = self.hearing.loss(audio, cache).double().numpy()
         self.renders += len(rows)
         return out
+
+    @staticmethod
+    def slot(rows: np.ndarray) -> np.ndarray:
+        """The batch position each target was rendered at (targets render in chunks of CHUNK_ROWS)."""
+        return np.asarray(rows, dtype=np.int64) % CHUNK_ROWS
 
 
 class Tracker:

@@ -26,7 +26,7 @@ import torch
 from agents.match.actions import ActionCodec
 from agents.match.curriculum import TargetSampler, active_mask, check_stage, factory_vectors, start_vectors
 from agents.match.layout import ObservationLayout, assemble, delta_features, logmel_image
-from agents.match.probe import Heard, Hearing, ProbeRenderer, Renderer, TargetCache, replace_rows
+from agents.match.probe import Heard, Hearing, ProbeRenderer, Renderer, TargetCache, render_at, replace_rows
 from settings.loader import Settings
 from synth.params import N_PARAMS, snap_vector
 
@@ -116,10 +116,9 @@ class MatchEngine:
         if warm.any():
             noise = self.rng.normal(0.0, ms.warm_start_noise, size=(int(warm.sum()), N_PARAMS)).astype(np.float32)
             start[warm] = np.clip(tgt[warm] + mask * noise, 0.0, 1.0)
-        both = np.concatenate([tgt, start])
-        with torch.no_grad():
-            audio = self.renderer(torch.from_numpy(snap_vector(both)))
-            tgt_audio, cur_audio = audio[: len(rows)], audio[len(rows) :]
+        with torch.no_grad():  # each row renders at its own batch position, as in `step`
+            tgt_audio = render_at(self.renderer, snap_vector(tgt), rows)
+            cur_audio = render_at(self.renderer, snap_vector(start), rows)
             new_cache = self.hearing.cache_targets(tgt_audio)
             tgt_heard = self.hearing.hear(tgt_audio)
             cur_heard = self.hearing.hear(cur_audio)

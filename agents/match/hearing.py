@@ -1,37 +1,72 @@
 """The real `Hearing` of the matching agent: `features.batch` descriptors and `features.loss`.
 
 Input: probe renders `[B, N]` (torch). Output: `Heard` (64-band log-mel in dB, MFCC, spectral
-centroid in Hz per frame, integrated loudness in dB: the energy mean of the frames' K-weighted
-momentary loudness), target caches for `features.loss.PerceptualLoss`, and the per-row perceptual
-loss `[B]` against cached targets. One analysis pass per batch feeds all observation features.
+centroid in Hz per frame, clip loudness in LUFS), target caches (the `features.loss.TargetFeatures`
+of `PerceptualLoss.prepare_target`, flattened to batch-first tensors so rows can be replaced per
+episode), and the per-row perceptual loss `[B]` (`PerceptualLoss.compare(...).total`).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 
 import torch
 
 from agents.match.probe import Heard, TargetCache
-from features.batch import analyze_frames, log_mel_frames, loudness_group, mfcc_from_log_mel, spectral_shape
+from features.batch import (
+    Frames,
+    analyze_frames,
+    band_magnitude,
+    clip_loudness_frames,
+    log_mel_frames,
+    mfcc_from_log_mel,
+)
+from features.loss import PerceptualLoss, TargetFeatures
 from settings.loader import Settings
 
-_LN10_OVER_10 = math.log(10.0) / 10.0
+_N_SAMPLES = "n_samples"
 
 
-def integrated_loudness_db(momentary_db: torch.Tensor) -> torch.Tensor:
-    """[B, T] momentary loudness (dB) -> [B] energy mean over frames, in dB."""
-    peak = momentary_db.amax(dim=1, keepdim=True)
-    energy = torch.exp((momentary_db - peak) * _LN10_OVER_10).mean(dim=1)
-    return peak.squeeze(1) + torch.log(energy) / _LN10_OVER_10
+def centroid_hz(frames: Frames) -> torch.Tensor:
+    """[B, T] spectral centroid in Hz: the centroid of `features.batch.spectral_shape` without the
+    other six shape descriptors (skewness, kurtosis and rolloff cost 20x more and are not observed)."""
+    mag = band_magnitude(frames)
+    return (mag @ frames.const.freqs_khz) / mag.sum(-1) * 1000.0
+
+
+def flatten_target(features: TargetFeatures) -> TargetCache:
+    """TargetFeatures -> {name or name.i: Tensor[b, ...]} (the sample count as a [b] tensor)."""
+    out: TargetCache = {}
+    batch = int(features.mfcc.shape[0])
+    for field in dataclasses.fields(features):
+        value = getattr(features, field.name)
+        if isinstance(value, tuple):
+            for i, tensor in enumerate(value):
+                out[f"{field.name}.{i}"] = tensor
+        elif isinstance(value, torch.Tensor):
+            out[field.name] = value
+        else:
+            out[field.name] = torch.full((batch,), int(value), dtype=torch.int64)
+    return out
+
+
+def unflatten_target(cache: TargetCache) -> TargetFeatures:
+    kwargs: dict[str, object] = {}
+    for field in dataclasses.fields(TargetFeatures):
+        if field.name in cache:
+            kwargs[field.name] = cache[field.name]
+        else:
+            count = sum(1 for key in cache if key.startswith(f"{field.name}."))
+            kwargs[field.name] = tuple(cache[f"{field.name}.{i}"] for i in range(count))
+    samples = cache[_N_SAMPLES]
+    kwargs[_N_SAMPLES] = int(samples[0])
+    return TargetFeatures(**kwargs)  # type: ignore[arg-type]
 
 
 class FeaturesHearing:
     """`Hearing` built on the features package (the same math as corpus analysis and the live loop)."""
 
     def __init__(self, settings: Settings) -> None:
-        from features.loss import PerceptualLoss
-
         self.sample_rate_hz = settings.synth.sample_rate_hz
         self.features = settings.features
         self.loss_module = PerceptualLoss(settings.loss, settings.features, sample_rate_hz=self.sample_rate_hz)
@@ -42,12 +77,12 @@ class FeaturesHearing:
         return Heard(
             logmel_db=logmel,
             mfcc=mfcc_from_log_mel(logmel, frames.const, self.features.n_mfcc),
-            centroid_hz=spectral_shape(frames)[..., 0],
-            loudness_db=integrated_loudness_db(loudness_group(frames)[..., 0]),
+            centroid_hz=centroid_hz(frames),
+            loudness_db=clip_loudness_frames(frames),
         )
 
     def cache_targets(self, audio: torch.Tensor) -> TargetCache:
-        return dict(self.loss_module.target_features(audio))
+        return flatten_target(self.loss_module.prepare_target(audio))
 
     def loss(self, audio: torch.Tensor, targets: TargetCache) -> torch.Tensor:
-        return self.loss_module.from_target_features(audio, targets)
+        return self.loss_module.compare(audio, unflatten_target(targets)).total

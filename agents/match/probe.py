@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from settings.loader import Settings
@@ -67,6 +68,22 @@ class ProbeRenderer:
             note_off_s=self.note_off_s,
             seed=self.seed,
         )
+
+
+def render_at(renderer: Renderer, params_0to1: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    """Render rows [K, 24] at batch positions [K] (unique) and return their audio [K, N].
+
+    `synth.render.render_batch` draws its noise per batch position, so a target and the candidates
+    compared with it must sit at the same position to hear the same noise; the other positions of
+    the batch are filled with copies of the first row and discarded.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(np.unique(positions)) != len(positions):
+        raise ValueError("render_at: positions must be unique")
+    batch = np.repeat(np.asarray(params_0to1[:1], dtype=np.float32), int(positions.max()) + 1, axis=0)
+    batch[positions] = params_0to1
+    audio = renderer(torch.from_numpy(batch))
+    return audio[torch.from_numpy(positions)]
 
 
 def replace_rows(cache: TargetCache, rows: torch.Tensor, new: TargetCache) -> None:

@@ -50,3 +50,12 @@ def test_bad_budget_and_targets_are_rejected() -> None:
         BASELINES["cmaes"](_problem(), 0)
     with pytest.raises(ValueError, match="targets"):
         MatchProblem(np.zeros((2, 5)), 1, FakeRenderer(), FakeHearing(), 0.1)
+
+
+def test_candidates_hear_their_targets_noise_whatever_the_batch_order() -> None:
+    targets = held_out_presets(6, seed=4)
+    targets[:, 8] = 0.5  # loud noise: position-dependent in the renderer
+    problem = MatchProblem(targets, 1, FakeRenderer(), FakeHearing(), 0.01)
+    rows = np.array([5, 0, 3, 3, 1, 5, 2, 4])
+    losses = problem.evaluate(rows, problem.targets[rows])
+    np.testing.assert_allclose(losses, 0.0, atol=1e-6)

@@ -20,14 +20,18 @@ N_SAMPLES = 4000  # 0.25 s keeps the double fast
 N_FFT = 512
 HOP = 256
 N_BANDS = 16
+MAX_ROWS = 1024
 
 
 class FakeRenderer:
-    """params [B, 24] in [0, 1] -> audio [B, N_SAMPLES]; differentiable in the continuous parameters."""
+    """params [B, 24] in [0, 1] -> audio [B, N_SAMPLES]; differentiable in the continuous parameters.
+
+    Like `synth.render.render_batch`, the noise depends on the batch position (row b: stream b).
+    """
 
     def __init__(self) -> None:
         gen = torch.Generator().manual_seed(0)
-        self.noise = torch.randn(N_SAMPLES, generator=gen) * 0.3
+        self.noise = torch.randn(MAX_ROWS, N_SAMPLES, generator=gen) * 0.3
         self.t_s = torch.arange(N_SAMPLES, dtype=torch.float32) / SAMPLE_RATE_HZ
         self.calls = 0
         self.rows = 0
@@ -44,7 +48,7 @@ class FakeRenderer:
         osc1 = p[:, 1:2] * ((1 - w1) * sine + w1 * saw)
         semis = torch.round(p[:, 4:5] * 48 - 24)
         osc2 = p[:, 3:4] * torch.sin(2 * math.pi * f0_hz * 2 ** (semis / 12) * self.t_s[None, :])
-        x = (osc1 + osc2 + p[:, 8:9] * self.noise[None, :]) * p[:, 23:24]
+        x = (osc1 + osc2 + p[:, 8:9] * self.noise[: p.shape[0]]) * p[:, 23:24]
         spec = torch.fft.rfft(x, dim=1)
         freqs = torch.fft.rfftfreq(N_SAMPLES, 1 / SAMPLE_RATE_HZ)
         cutoff_hz = 30.0 * (20000.0 / 30.0) ** p[:, 9:10]

@@ -84,3 +84,15 @@ def test_sb3_adapter_reports_terminal_observation() -> None:
     _, _, dones, infos = venv.step(np.zeros((3, venv.action_space.shape[0]), np.float32))
     assert dones.all()
     assert all("terminal_observation" in i and i["TimeLimit.truncated"] for i in infos)
+
+
+def test_every_row_hears_its_targets_noise() -> None:
+    settings = _settings(epsilon=1e-6, warm_start_prob=1.0, warm_start_noise=0.0)  # start == target
+    env = PresetMatchVectorEnv(5, settings, renderer=FakeRenderer(), hearing=FakeHearing())
+    targets = np.full((5, 24), 0.5, np.float32)  # noise level 0.5: position-dependent noise
+    env.reset(seed=0, options={"targets": targets})
+    assert env.engine.loss.max() < 1e-6
+    _, _, terminated, _, _ = env.step(np.zeros((5, env.single_action_space.shape[0]), np.float32))
+    assert terminated.all()
+    env.engine.reset_rows(np.array([3]), targets[:1])  # a single row, reset at its own position
+    assert env.engine.loss[3] < 1e-6
