@@ -3,7 +3,7 @@
 Input: a path to any file libsndfile reads (WAV, AIFF, FLAC, OGG/Vorbis, Opus, MP3; any bit depth,
 any channel count, any rate).
 Output: `load_audio(path, target_sr_hz)` -> (mono float32 `np.ndarray`, `AudioInfo`). Channels are
-averaged; the rate is converted with a polyphase FIR (scipy `resample_poly`, Kaiser window);
+averaged; the rate is converted by `resample` (libsoxr HQ, or scipy's polyphase FIR without it);
 NaN/Inf samples (possible in float files) become 0 / +-1. Every error is an `AudioFileError` whose
 one-line message names the file.
 """
@@ -68,15 +68,23 @@ def load_audio(path: str | Path, target_sr_hz: int | None) -> tuple[np.ndarray, 
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Polyphase resampling of mono audio; the ratio is reduced to lowest terms (e.g. 44100 -> 16000 = 160/441)."""
+    """Resample mono audio: libsoxr (high quality, ~3x faster) when the `soxr` package is present, else a
+    scipy polyphase FIR with the ratio in lowest terms (e.g. 44100 -> 16000 = 160/441)."""
     if from_hz <= 0 or to_hz <= 0:
         raise ValueError(f"sample rates must be > 0, got {from_hz} -> {to_hz}")
     if from_hz == to_hz:
         return audio
-    ratio = Fraction(int(to_hz), int(from_hz))
-    out = resample_poly(audio.astype(np.float64, copy=False), ratio.numerator, ratio.denominator)
     expected = int(math.ceil(len(audio) * to_hz / from_hz))
-    return out[:expected].astype(np.float32)
+    try:
+        import soxr
+    except ImportError:
+        soxr = None
+    if soxr is not None:
+        out = soxr.resample(np.ascontiguousarray(audio, dtype=np.float32), int(from_hz), int(to_hz), quality="HQ")
+    else:
+        ratio = Fraction(int(to_hz), int(from_hz))
+        out = resample_poly(audio.astype(np.float32, copy=False), ratio.numerator, ratio.denominator)
+    return np.ascontiguousarray(out[:expected], dtype=np.float32)
 
 
 def _info(file: Path, rate: int, channels: int, frames: int, fmt: str, subtype: str) -> AudioInfo:

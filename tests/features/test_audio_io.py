@@ -63,3 +63,21 @@ def test_nan_and_inf_samples_become_finite(tmp_path: Path) -> None:
     sf.write(path, data, 16000, subtype="FLOAT")
     audio, _ = load_audio(path, 16000)
     assert np.all(np.isfinite(audio)) and audio[20] == 1.0 and audio[30] == -1.0
+
+
+def test_resample_keeps_tones_and_length_with_either_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from features.audio_io import resample
+
+    t = np.arange(44100) / 44100
+    x = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    outputs = [resample(x, 44100, 16000)]
+    monkeypatch.setitem(sys.modules, "soxr", None)  # import soxr -> ImportError: the scipy fallback
+    outputs.append(resample(x, 44100, 16000))
+    for y in outputs:
+        assert y.dtype == np.float32 and len(y) == 16000
+        mid = y[2000:14000]
+        assert np.max(np.abs(mid)) == pytest.approx(0.5, rel=0.01)
+        assert np.argmax(np.abs(np.fft.rfft(mid))) * 16000 / len(mid) == pytest.approx(1000.0, abs=2)
+    np.testing.assert_allclose(outputs[0][2000:14000], outputs[1][2000:14000], atol=0.01)

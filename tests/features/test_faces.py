@@ -1,9 +1,10 @@
 """The three faces (batched torch, streaming numpy, files) agree; 48 kHz live values match 16 kHz training values.
 
 Tolerances: same rate, same frames -> float32 precision (rtol 1e-3, atol 0.01 in each unit);
-48 kHz stream vs 16 kHz batch of the same sound -> loudness 0.2 dB, centroid/spread/rolloff 5 %,
-MFCC 1.5 dB, pitch 10 cents on voiced frames; a 44.1 kHz stereo 24-bit file vs the 16 kHz signal
--> the same, with 10 % on centroid/spread/rolloff (the round trip through two resamplers).
+48 kHz stream vs 16 kHz batch of the same (band-limited) sound, and a 44.1 kHz stereo 24-bit file
+of it vs the 16 kHz signal -> `CROSS_RATE` below: loudness / RMS 0.05 dB, centroid / spread /
+rolloff 1 %, MFCC 0.5 dB, chroma 1e-3, pitch 5 cents on voiced frames, sample peak 1 dB (flatness
+0.5 dB; 2 dB for the file that went through two resamplers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from features.config import FeatureSettings
 from features.dsp import plan_for
 from features.names import INDEX
 from features.stream import StreamingDescriptors
-from tests.features.signals import phrase
+from tests.features.signals import phrase, phrase_pair
 
 S = FeatureSettings()
 
@@ -42,21 +43,36 @@ def test_stream_reproduces_batch_frame_by_frame() -> None:
     np.testing.assert_allclose(s, b, rtol=1e-3, atol=0.01)
 
 
-def _close_across_rates(a: np.ndarray, b: np.ndarray, shape_rtol: float = 0.05) -> None:
+# cross-rate tolerances, descriptor -> (atol, rtol); sample peaks depend on where the samples fall
+CROSS_RATE = {
+    "loudness_db": (0.05, 0),
+    "rms_db": (0.05, 0),
+    "peak_db": (1.0, 0),
+    "centroid": (0, 0.01),
+    "spread": (0, 0.01),
+    "rolloff": (0, 0.01),
+    "skewness": (0.02, 0.01),
+    "kurtosis": (0.05, 0.01),
+    "flatness": (0.5, 0),
+    "crest": (0.1, 0),
+    **{f"mfcc_{i}": (0.5, 0) for i in range(13)},
+    **{name: (1e-3, 0) for name in INDEX if name.startswith("chroma_")},
+}
+
+
+def _close_across_rates(a: np.ndarray, b: np.ndarray, looser: dict[str, tuple[float, float]] | None = None) -> None:
+    for name, (atol, rtol) in (CROSS_RATE | (looser or {})).items():
+        np.testing.assert_allclose(a[:, INDEX[name]], b[:, INDEX[name]], atol=atol, rtol=rtol, err_msg=name)
     voiced = (a[:, INDEX["pitch_confidence"]] > 0.9) & (b[:, INDEX["pitch_confidence"]] > 0.9)
     assert voiced.sum() > len(a) // 2
-    assert np.max(np.abs(a[:, INDEX["loudness_db"]] - b[:, INDEX["loudness_db"]])) < 0.2
-    for name in ("centroid", "spread", "rolloff"):
-        np.testing.assert_allclose(a[:, INDEX[name]], b[:, INDEX[name]], rtol=shape_rtol, err_msg=name)
-    mfcc = slice(INDEX["mfcc_0"], INDEX["mfcc_12"] + 1)
-    assert np.max(np.abs(a[:, mfcc] - b[:, mfcc])) < 1.5
     cents = 1200 * np.abs(np.log2(a[voiced, INDEX["pitch_hz"]] / b[voiced, INDEX["pitch_hz"]]))
-    assert np.max(cents) < 10
+    assert np.max(cents) < 5
+    conf = INDEX["pitch_confidence"]
+    assert np.max(np.abs(a[:, conf] - b[:, conf])) < 0.05
 
 
 def test_48k_stream_gives_the_values_of_16k_batch() -> None:
-    x16 = phrase(16000, 1.0)
-    x48 = resample(x16, 16000, 48000).astype(np.float64)
+    x16, x48 = phrase_pair(1.0)  # the same continuous signal at both rates
     b = _batch(x16, 16000)
     s = _stream(x48, 48000, plan_for(48000, S).hop)
     n = min(len(b), len(s))
@@ -64,8 +80,8 @@ def test_48k_stream_gives_the_values_of_16k_batch() -> None:
 
 
 def test_file_of_another_rate_depth_and_channels_matches(tmp_path: Path) -> None:
-    x16 = phrase(16000, 1.0)
-    x44 = resample(x16, 16000, 44100).astype(np.float64)
+    x16, x48 = phrase_pair(1.0)
+    x44 = resample(x48, 48000, 44100).astype(np.float64)
     path = tmp_path / "phrase.wav"
     sf.write(path, np.stack([x44, x44], axis=1), 44100, subtype="PCM_24")
     times, values, info = offline.describe_file(path, S)
@@ -73,8 +89,8 @@ def test_file_of_another_rate_depth_and_channels_matches(tmp_path: Path) -> None
     b = _batch(x16, 16000)
     assert values.shape == b.shape and values.dtype == np.float32
     np.testing.assert_allclose(times, np.arange(len(b)) * 512 / 16000)
-    # two resamplers (16 -> 44.1 -> 16 kHz) dull the top band a little: rolloff moves by up to 7 %
-    _close_across_rates(values[1:].astype(np.float64), b[1:], shape_rtol=0.1)
+    # flatness weighs the quiet top band, which two resamplers (48 -> 44.1 -> 16 kHz) leave up to ~1.6 dB apart
+    _close_across_rates(values[1:].astype(np.float64), b[1:], looser={"flatness": (2.0, 0)})
 
 
 def test_offline_chunks_give_the_frames_of_one_pass(monkeypatch) -> None:
