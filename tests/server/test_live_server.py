@@ -248,3 +248,27 @@ def test_sigint_stops_cleanly_and_writes_stats(follow_model: Path, tmp_path: Pat
     assert stats["external_frames_received"] == 3
     assert stats["external_feature_frames"] == 3 and stats["control_ticks"] == 3
     assert stats["osc_rejected"] == 1 and stats["osc_sent"] >= 3
+
+
+def test_real_components_file_fast_is_deterministic_and_follows_the_pitch(
+    doubles: SimpleNamespace, phrase: Path, tmp_path: Path
+) -> None:
+    """The default factories (features.stream, synth.stream, features.audio_io) end to end, twice."""
+    follow_model = doubles.write_follow_model(tmp_path / "volume_only", cutoff_gain=0.0)
+    outs = []
+    for run in ("a", "b"):
+        d = tmp_path / run
+        server = LiveServer(settings_for(follow_model, d, **{"audio.fast": True}), parse_input(str(phrase)))
+        server.start()
+        server.run()
+        stats = server.stop()
+        assert stats["blocks"] == -(-int(1.6 * SR) // BLOCK) and stats["xruns"] == 0
+        outs.append(sf.read(str(d / "synth.wav"), dtype="float32")[0])
+    assert np.array_equal(outs[0], outs[1])
+    rows = (tmp_path / "a" / "trace.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    notes = [float(r.split(",")[header.index("note_midi")]) for r in rows[1:]]
+    gates = [float(r.split(",")[header.index("gate")]) for r in rows[1:]]
+    assert 69.0 in notes and max(gates) == 1.0  # A4 heard through the real extractor, the gate opened
+    sounding = outs[0][int(0.6 * SR) : int(1.2 * SR)]
+    assert np.sqrt(np.mean(sounding**2)) > 0.01
