@@ -4,7 +4,7 @@ Tolerances: same rate, same frames -> float32 precision (rtol 1e-3, atol 0.01 in
 48 kHz stream vs 16 kHz batch of the same (band-limited) sound, and a 44.1 kHz stereo 24-bit file
 of it vs the 16 kHz signal -> `CROSS_RATE` below: loudness / RMS 0.05 dB, centroid / spread /
 rolloff 1 %, MFCC 0.5 dB, chroma 1e-3, pitch 5 cents on voiced frames, sample peak 1 dB (flatness
-0.5 dB; 2 dB for the file that went through two resamplers).
+0.5 dB; for the file that went through two resamplers, flatness 2 dB and MFCC 1 dB).
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def test_file_of_another_rate_depth_and_channels_matches(tmp_path: Path) -> None
     b = _batch(x16, 16000)
     assert values.shape == b.shape and values.dtype == np.float32
     np.testing.assert_allclose(times, np.arange(len(b)) * 512 / 16000)
-    # flatness weighs the quiet top band, which two resamplers (48 -> 44.1 -> 16 kHz) leave up to ~1.6 dB apart
-    _close_across_rates(values[1:].astype(np.float64), b[1:], looser={"flatness": (2.0, 0)})
+    # two resamplers (48 -> 44.1 -> 16 kHz) touch the quiet top band: flatness (which weighs it) moves up
+    # to ~1.6 dB, MFCC up to ~0.6 dB on the noise burst
+    looser = {"flatness": (2.0, 0)} | {f"mfcc_{i}": (1.0, 0) for i in range(13)}
+    _close_across_rates(values[1:].astype(np.float64), b[1:], looser=looser)
 
 
 def test_offline_chunks_give_the_frames_of_one_pass(monkeypatch) -> None:
