@@ -43,7 +43,8 @@ ExtractorFactory = Callable[[Settings, int, int], Extractor]  # (settings, sampl
 VoiceFactory = Callable[[Settings, int, int], Voice]  # (settings, sample_rate_hz, max_block_size)
 AudioLoader = Callable[[Path, int], np.ndarray]  # (path, sample_rate_hz) -> mono float32
 INPUT_RING_BLOCKS = 64  # input ring capacity in blocks (~0.7 s at 48 kHz / 512)
-RECORD_RING_S = 4.0  # recorder ring capacity in seconds
+RECORD_RING_S = 4.0  # recorder ring capacity in seconds (real time; the recorder drains it every 50 ms)
+RECORD_RING_FAST_S = 30.0  # ... with --fast, where audio is produced many times faster than real time
 
 
 def default_extractor(settings: Settings, sample_rate_hz: int, block_size: int) -> Extractor:
@@ -132,7 +133,8 @@ class LiveServer:
         self.output_cb: OutputCallback | None = None
         if wants_synth:
             if srv.record:
-                self.record_ring = RingBuffer(int(RECORD_RING_S * self.sample_rate_hz))
+                ring_s = RECORD_RING_FAST_S if audio.fast else RECORD_RING_S
+                self.record_ring = RingBuffer(int(ring_s * self.sample_rate_hz))
                 self.recorder = Recorder(srv.record, self.sample_rate_hz, self.record_ring)
             self.output_cb = OutputCallback(
                 make_voice(settings, self.sample_rate_hz, self.block_size),
@@ -324,6 +326,8 @@ class LiveServer:
             out["file_late_blocks"] = self.file_source.late_blocks
         if self.recorder is not None:
             out["recorded_frames"] = self.recorder.frames_written
+        if self.record_ring is not None:
+            out["record_overruns"] = self.record_ring.overruns  # blocks missing from the WAV
         return out
 
 
