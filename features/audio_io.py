@@ -61,7 +61,8 @@ def load_audio(path: str | Path, target_sr_hz: int | None) -> tuple[np.ndarray, 
     if data.shape[0] == 0:
         raise AudioFileError(f"{file}: contains no audio frames")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
+    if not np.isfinite(np.dot(mono, mono)):  # one cheap pass; the repair (several passes) only when needed
+        mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
     if target_sr_hz is not None and target_sr_hz != rate:
         mono = resample(mono, rate, target_sr_hz)
     return np.ascontiguousarray(mono, dtype=np.float32), meta

@@ -24,7 +24,8 @@ def yin_torch(frames: torch.Tensor, plan: AnalysisPlan) -> torch.Tensor:
     n, w, tmax, tmin = plan.window, plan.yin_width, plan.tau_max, plan.tau_min
     x = frames - frames.mean(-1, keepdim=True)
     # corr[tau] = sum_j x[j] x[j + tau], j < w: a convolution with the reversed head (no wrap for tau <= tmax)
-    spectrum = torch.fft.rfft(x[..., :w].flip(-1), n=n) * torch.fft.rfft(x, n=n)
+    head = F.pad(x[..., :w].flip(-1), (0, n - w))  # explicit zero padding: rfft(n=...) pads more slowly
+    spectrum = torch.fft.rfft(head) * torch.fft.rfft(x)
     corr = torch.fft.irfft(spectrum, n=n)[..., w - 1 : w + tmax]
     sq = x.square()
     cs = sq.cumsum(-1)  # cs[j] = sum of sq[: j + 1]
