@@ -3,8 +3,9 @@
 1. batched: 64 x 0.5 s @ 16 kHz, the matching-env features (log-mel, MFCC, centroid, loudness) with
    `features.batch`; also the full descriptor set and `PerceptualLoss.compare` against a cached target.
    Reference: librosa computing mel/MFCC/centroid/RMS item by item.
-2. streaming: the full descriptor set per 512-frame block at 48 kHz (`features.stream`), p50/p99/max us.
-   Reference: a bare numpy block pipeline (rfft + 64-band mel + centroid + RMS) on the same window.
+2. streaming: the full descriptor set per 512-frame block at 48 kHz (`features.stream`), p50/p99/max us
+   of wall time, and of thread CPU time (the cost without preemption by other processes on a shared
+   machine). Reference: a bare numpy block pipeline (rfft + 64-band mel + centroid + RMS), same window.
 3. file analysis: `describe_file` on a WAV vs librosa loading it and computing the same descriptors
    (STFT, mel, MFCC, centroid, bandwidth, rolloff, flatness, chroma, RMS, YIN).
 
@@ -112,11 +113,14 @@ def bench_streaming(fs: FeatureSettings, blocks: int) -> dict[str, float]:
     for i in range(50):
         st.process(x[i * block : (i + 1) * block])
     ours = np.empty(blocks)
+    ours_cpu = np.empty(blocks)  # thread CPU time: what the block costs without preemption by other processes
     for i in range(blocks):
         b = x[i * block : (i + 1) * block]
+        start_cpu = time.thread_time_ns()
         start = time.perf_counter_ns()
         st.process(b)
         ours[i] = time.perf_counter_ns() - start
+        ours_cpu[i] = time.thread_time_ns() - start_cpu
 
     # reference: the bare pipeline of the notes (rfft + mel + centroid + RMS), buffers preallocated
     frame = np.zeros(plan.window)
@@ -128,8 +132,10 @@ def bench_streaming(fs: FeatureSettings, blocks: int) -> dict[str, float]:
     mel_full = np.zeros((plan.mel.shape[0], plan.n_bins))
     mel_full[:, : plan.n_band] = plan.mel
     ref = np.empty(blocks)
+    ref_cpu = np.empty(blocks)
     for i in range(blocks):
         b = x[i * block : (i + 1) * block]
+        start_cpu = time.thread_time_ns()
         start = time.perf_counter_ns()
         frame[:-block] = frame[block:]
         frame[-block:] = b
@@ -140,8 +146,11 @@ def bench_streaming(fs: FeatureSettings, blocks: int) -> dict[str, float]:
         float(np.dot(freqs, mag)) / (float(mag.sum()) + 1e-12)
         float(np.dot(frame, frame))
         ref[i] = time.perf_counter_ns() - start
+        ref_cpu[i] = time.thread_time_ns() - start_cpu
     p50, p99 = np.percentile(ours, [50, 99]) / 1000.0
     r50, r99 = np.percentile(ref, [50, 99]) / 1000.0
+    c50, c99 = np.percentile(ours_cpu, [50, 99]) / 1000.0
+    rc50, rc99 = np.percentile(ref_cpu, [50, 99]) / 1000.0
     return {
         "sample_rate": sr,
         "block_size": block,
@@ -149,10 +158,13 @@ def bench_streaming(fs: FeatureSettings, blocks: int) -> dict[str, float]:
         "descriptors": len(st.names),
         "blocks": blocks,
         "block_us": {"p50": round(p50, 1), "p99": round(p99, 1), "max": round(float(ours.max()) / 1000.0, 1)},
+        "block_cpu_us": {"p50": round(c50, 1), "p99": round(c99, 1)},
         "reference_bare_fft_pipeline_us": {"p50": round(r50, 1), "p99": round(r99, 1)},
+        "reference_bare_fft_pipeline_cpu_us": {"p50": round(rc50, 1), "p99": round(rc99, 1)},
         "cost_vs_bare_pipeline_p50": round(p50 / r50, 2),
         "target_p99_us": 200.0,
-        "meets_target": bool(p99 <= 200.0),
+        "meets_target_wall": bool(p99 <= 200.0),
+        "meets_target_cpu": bool(c99 <= 200.0),
     }
 
 
