@@ -2,7 +2,8 @@
 
 Input: audio `Tensor[B, N]` (any rate, any device; NaN -> 0, +-Inf -> +-1) and `FeatureSettings`.
 Output: `describe_batch` -> `Tensor[B, T, K]` in `DESCRIPTOR_NAMES` order (or a chosen subset),
-`log_mel` -> `Tensor[B, T, n_mels]`, `mfcc`, `deltas`, and `frame_times_s`.
+`log_mel` -> `Tensor[B, T, n_mels]`, `mfcc`, `clip_loudness_db`, `stft_power` / `mr_stft_magnitudes`
+(multi-resolution STFT), `deltas`, and `frame_times_s`.
 
 T = max(1, N // hop); frame `i` is the window ending at sample `(i + 1) * hop` (see `features.dsp`),
 so `features.stream` fed blocks of `hop` frames yields exactly these frames. The constants (window,
@@ -237,6 +238,33 @@ def mfcc(audio: torch.Tensor, sample_rate_hz: int, settings: FeatureSettings) ->
     """`[B, N]` audio -> `[B, T, settings.n_mfcc]` MFCC."""
     fr = analyze_frames(audio, sample_rate_hz, settings)
     return mfcc_from_log_mel(log_mel_frames(fr), fr.const, settings.n_mfcc)
+
+
+def stft_power(audio: torch.Tensor, fft_size: int, window: torch.Tensor | None = None) -> torch.Tensor:
+    """`[B, N]` audio -> `[B, fft_size // 2 + 1, frames]` STFT power, hop fft_size / 4, centred frames.
+
+    `window` defaults to a periodic Hann divided by its sum (a full-scale sine then peaks at 0.25),
+    the normalization every resolution of the multi-resolution STFT shares.
+    """
+    audio = sanitize(_as_batch(audio))
+    if window is None:
+        window = torch.hann_window(fft_size, periodic=True, dtype=audio.dtype, device=audio.device)
+        window = window / window.sum()
+    spec = torch.stft(
+        audio,
+        n_fft=fft_size,
+        hop_length=fft_size // 4,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    return spec.real.square() + spec.imag.square()  # 4x faster than summing view_as_real's last axis
+
+
+def mr_stft_magnitudes(audio: torch.Tensor, fft_sizes: Iterable[int] = (2048, 1024, 512)) -> tuple[torch.Tensor, ...]:
+    """Multi-resolution STFT magnitudes `[B, bins, frames]`, one per size (the loss's L_MRSTFT input)."""
+    return tuple(torch.sqrt(stft_power(audio, size) + 1e-12) for size in fft_sizes)
 
 
 def deltas(x: torch.Tensor) -> torch.Tensor:

@@ -94,17 +94,7 @@ class PerceptualLoss(nn.Module):
         return batch.Constants(**{n: getattr(self, f"an_{n}") for n in names})
 
     def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
-        """`[B, bins, frames]` power of the normalized STFT (a full-scale sine peaks at 0.25)."""
-        spec = torch.stft(
-            audio,
-            n_fft=size,
-            hop_length=size // 4,
-            window=getattr(self, f"window_{size}"),
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )
-        return spec.real.square() + spec.imag.square()  # 4x faster than summing view_as_real's last axis
+        return batch.stft_power(audio, size, window=getattr(self, f"window_{size}"))
 
     def _frames(self, audio: torch.Tensor) -> batch.Frames:
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)

@@ -59,18 +59,24 @@ class StreamingDescriptors:
         self._dct = np.ascontiguousarray(plan.dct[:N_MFCC])
         self._chroma = np.ascontiguousarray(plan.chroma)
         self._out64 = np.zeros(len(DESCRIPTOR_NAMES))
+        self._prev64 = np.zeros(len(DESCRIPTOR_NAMES))
+        self._blocks = 0
         self._out = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
+        self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
 
     def reset(self) -> None:
         """Forget the audio history (as after silence)."""
         self._ring.fill(0.0)
         self._pos = 0
+        self._blocks = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""
         if not isinstance(block, np.ndarray) or block.ndim != 1:
             raise ValueError(f"block must be a 1-D mono numpy array, got {getattr(block, 'shape', type(block))}")
         p = self.plan
+        np.copyto(self._prev64, self._out64)
+        self._blocks += 1
         if block.dtype != np.float32 and block.dtype != np.float64:
             block = block.astype(np.float64)  # rare (integer input): allocates
         self._pos = kern.push_block(self._ring, self._pos, block, MAX_ABS_SAMPLE)
@@ -111,3 +117,12 @@ class StreamingDescriptors:
         )
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
+
+    def delta(self) -> np.ndarray:
+        """The last vector minus the one before (float32 [K], reused buffer; zeros after the first block),
+        as `features.batch.deltas` frame to frame."""
+        if self._blocks < 2:
+            self._delta.fill(0.0)
+        else:
+            np.subtract(self._out64, self._prev64, out=self._delta, casting="same_kind")
+        return self._delta

@@ -137,3 +137,15 @@ def test_rms_and_peak_of_a_sine() -> None:
     d = _describe(0.5 * np.sin(2 * np.pi * 1000 * t))[1:]
     np.testing.assert_allclose(d[:, INDEX["rms_db"]], 20 * np.log10(0.5 / np.sqrt(2)), atol=0.01)
     np.testing.assert_allclose(d[:, INDEX["peak_db"]], 20 * np.log10(0.5), atol=0.01)
+
+
+def test_mr_stft_resolutions_share_one_scale() -> None:
+    t = np.arange(16000) / SR
+    x = torch.tensor(np.sin(2 * np.pi * 1000.0 * t), dtype=torch.float32)[None]
+    mags = batch.mr_stft_magnitudes(x, (2048, 1024, 512))
+    for size, mag in zip((2048, 1024, 512), mags, strict=True):
+        assert mag.shape[1] == size // 2 + 1 and mag.shape[2] == 1 + 16000 // (size // 4)
+        peak = mag[0, :, 4:-4].amax(0)  # full-scale sine: 0.5 at every resolution (Hann / sum)
+        torch.testing.assert_close(peak, torch.full_like(peak, 0.5), atol=0.02, rtol=0)
+        ref = np.abs(librosa.stft(x[0].numpy(), n_fft=size, hop_length=size // 4, center=True, pad_mode="constant"))
+        np.testing.assert_allclose(mag[0].numpy(), ref / (size / 2), atol=1e-4)

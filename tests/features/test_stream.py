@@ -63,3 +63,23 @@ def test_bad_arguments_are_named() -> None:
     st = StreamingDescriptors(S, 48000, 512)
     with pytest.raises(ValueError, match="1-D mono"):
         st.process(np.zeros((512, 2)))
+
+
+def test_delta_matches_batch_deltas() -> None:
+    import torch
+
+    from features import batch
+    from features.dsp import plan_for
+
+    x = phrase(16000, 0.5)
+    hop = plan_for(16000, S).hop
+    st = StreamingDescriptors(S, 16000, hop)
+    got = []
+    for i in range(len(x) // hop):
+        st.process(x[i * hop : (i + 1) * hop])
+        got.append(st.delta().copy())
+    want = batch.deltas(batch.describe_batch(torch.tensor(x, dtype=torch.float32)[None], 16000, S))[0].numpy()
+    np.testing.assert_allclose(np.stack(got), want, rtol=1e-3, atol=0.02)
+    st.reset()
+    st.process(x[:hop])
+    assert np.all(st.delta() == 0)
