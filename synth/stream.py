@@ -54,6 +54,7 @@ class StreamingVoice:
         np.copyto(self._wire, x_0to1)
         np.take(self._wire, k.PERM, out=self._perm)
         k.snap_into(self._perm, k.SPEC, self._state.target)
+        self._state.st[k.S_SETTLED] = 0.0
 
     def get_params(self) -> np.ndarray:
         """The last frame given to `set_params` (a copy, wire order)."""

@@ -61,14 +61,19 @@ if len(KERNEL_ORDER) != N_PARAMS:
 S_CHUNK_POS, S_NOTE, S_NOTE_TARGET, S_GLIDE, S_SMOOTH, S_GATE, S_LFO_PHASE, S_RNG = range(8)
 S_AMP, S_MOD = 8, 12  # envelope blocks: stage, x (progress in stage), start level, level
 S_IC1, S_IC2, S_DC_X, S_DC_Y, S_FRESH = 16, 17, 18, 19, 20
-N_STATE = 21
+S_SETTLED = 21  # 1 while the smoothed parameters equal their targets (set_params clears it)
+N_STATE = 22
 # control values of the current chunk: ctl[...]
 C_A1, C_A2, C_A3, C_VOICES, C_LFO0, C_LFO1, C_TO_AMP, C_VOL0, C_VOL1 = range(9)
 C_G1_0, C_G1_1, C_G2_0, C_G2_1, C_N_0, C_N_1 = range(9, 15)
 C_ENV = 15  # per envelope (amp, mod): attack step, decay step, sustain, release step
 C_ENVAMT, C_CUTOFF, C_K, C_TO_FILTER, C_LFO_STEP = 23, 24, 25, 26, 27
 C_XFADE = 28  # per oscillator: 1 when its table changed at this chunk (crossfade old -> new)
-N_CONTROL = 30
+C_FADE = 30  # per oscillator: fade-out near Nyquist
+C_PHYS, C_SRC = 32, 56  # physical values of the smoothed parameters, and the values they were computed from
+C_OSC_KEY, C_FILTER_KEY = 80, 89  # what the oscillator frequencies and the filter coefficients were computed from
+C_SVF = 92  # the filter as a state-space system: A (4), b (2), c (2), d
+N_CONTROL = 101
 STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 2.0, 3.0, 4.0
 
 
@@ -166,82 +171,117 @@ def _morph_table(state_tables, morphed, key, osc, morph, level, fresh) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
+def _changed(ctl: np.ndarray, at: int, values: tuple) -> bool:
+    """Compare `values` with the copy cached at ctl[at:], update the copy; True if any differed."""
+    changed = False
+    for j, v in enumerate(values):
+        if ctl[at + j] != v:
+            ctl[at + j] = v
+            changed = True
+    return changed
+
+
+@numba.njit(cache=True, nogil=True)
 def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, chunk: int, rate: float) -> None:
-    """Start of a control chunk: smooth the parameters and derive this chunk's control values."""
-    coef = st[S_SMOOTH]
-    for i in range(N_PARAMS):
-        if spec[SP_STEPS, i] > 0 or st[S_FRESH] > 0:
-            smooth[i] = target[i]
-        else:
-            smooth[i] += (target[i] - smooth[i]) * coef
-    st[S_NOTE] += (st[S_NOTE_TARGET] - st[S_NOTE]) * (1.0 if st[S_FRESH] > 0 else st[S_GLIDE])
+    """Start of a control chunk: smooth the parameters and derive this chunk's control values.
+
+    Transcendental functions only run for what changed (physical values, pitch, cutoff)."""
+    fresh = st[S_FRESH] > 0
+    settled = st[S_SETTLED] > 0 and not fresh
+    if not settled:
+        coef = st[S_SMOOTH]
+        still = True
+        for i in range(N_PARAMS):
+            if spec[SP_STEPS, i] > 0 or fresh or abs(target[i] - smooth[i]) < 1e-7:
+                smooth[i] = target[i]
+            else:
+                smooth[i] += (target[i] - smooth[i]) * coef
+                still = False
+            if fresh or smooth[i] != ctl[C_SRC + i]:
+                ctl[C_SRC + i] = smooth[i]
+                ctl[C_PHYS + i] = _phys(smooth, spec, i)
+        st[S_SETTLED] = 1.0 if still else 0.0
+    phys = ctl[C_PHYS : C_PHYS + N_PARAMS]
+    if st[S_NOTE] != st[S_NOTE_TARGET]:
+        glide = 1.0 if fresh else st[S_GLIDE]
+        st[S_NOTE] += (st[S_NOTE_TARGET] - st[S_NOTE]) * glide
+        if abs(st[S_NOTE_TARGET] - st[S_NOTE]) < 1e-6:
+            st[S_NOTE] = st[S_NOTE_TARGET]
     nyquist = 0.5 * rate
     # LFO: value at the chunk start and end (linear in between), routed by target
-    lfo_step = _phys(smooth, spec, P_RATE) / rate
+    lfo_step = phys[P_RATE] / rate
     ph = st[S_LFO_PHASE]
+    # settled: this chunk starts where the last one ended (same rate), so one sine per chunk
+    ctl[C_LFO0] = ctl[C_LFO1] if settled and ctl[C_LFO_STEP] == lfo_step else math.sin(2.0 * math.pi * ph)
     ctl[C_LFO_STEP] = lfo_step
-    ctl[C_LFO0] = math.sin(2.0 * math.pi * ph)
     ctl[C_LFO1] = math.sin(2.0 * math.pi * (ph + chunk * lfo_step))
-    lfo_mid = math.sin(2.0 * math.pi * (ph + 0.5 * chunk * lfo_step))
-    target_i = round(_phys(smooth, spec, P_TARGET))
-    depth = _phys(smooth, spec, P_DEPTH)
+    target_i = round(phys[P_TARGET])
+    depth = phys[P_DEPTH]
     to_pitch = depth if target_i == 0 else 0.0
     ctl[C_TO_FILTER] = depth if target_i == 1 else 0.0
     ctl[C_TO_AMP] = depth if target_i == 2 else 0.0
-    # oscillators
     pitch_semi = design[D_LFO_ST] / 12.0
-    voices = int(round(_phys(smooth, spec, P_VOICES)))
+    ratio = 1.0
+    if to_pitch != 0.0:
+        ratio = 2.0 ** (to_pitch * pitch_semi * math.sin(2.0 * math.pi * (ph + 0.5 * chunk * lfo_step)))
+    # oscillators: frequencies, tables and fades only when what they depend on changed
+    voices = int(round(phys[P_VOICES]))
     ctl[C_VOICES] = voices
-    detune = _phys(smooth, spec, P_DETUNE)
-    f1 = 440.0 * 2.0 ** ((st[S_NOTE] - 69.0) / 12.0)
-    f2 = f1 * 2.0 ** ((_phys(smooth, spec, P_SEMI) + _phys(smooth, spec, P_FINE) / 100.0) / 12.0)
-    lo, hi = design[D_FADE_LO], design[D_FADE_HI]
+    detune = phys[P_DETUNE]
+    osc_key = (st[S_NOTE], ratio, to_pitch, detune, phys[P_SEMI], phys[P_FINE], phys[P_W1], phys[P_W2], float(voices))
+    if _changed(ctl, C_OSC_KEY, osc_key) or fresh:
+        f1 = 440.0 * 2.0 ** ((st[S_NOTE] - 69.0) / 12.0)
+        f2 = f1 * 2.0 ** ((phys[P_SEMI] + phys[P_FINE] / 100.0) / 12.0)
+        lo, hi = design[D_FADE_LO], design[D_FADE_HI]
+        for osc in range(2):
+            base = f1 if osc == 0 else f2
+            top = base * 2.0 ** (detune / 2400.0) * 2.0 ** (to_pitch * pitch_semi)
+            level = int(
+                min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1)
+            )
+            morph = phys[P_W1] if osc == 0 else phys[P_W2]
+            changed = _morph_table(tables, morphed, key, osc, morph, level, fresh)
+            ctl[C_XFADE + osc] = 1.0 if changed else 0.0
+            ctl[C_FADE + osc] = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
+            for u in range(voices):
+                position = u / (voices - 1) - 0.5 if voices > 1 else 0.0
+                incs[osc, u] = base * ratio * 2.0 ** (detune * position / 1200.0) / rate
+    else:
+        ctl[C_XFADE] = 0.0
+        ctl[C_XFADE + 1] = 0.0
     for osc in range(2):
-        base = f1 if osc == 0 else f2
-        top = base * 2.0 ** (detune / 2400.0) * 2.0 ** (to_pitch * pitch_semi)
-        level = int(
-            min(max(math.ceil(math.log2(design[D_HARMONICS] * max(top, 1e-3) / nyquist)), 0), tables.shape[1] - 1)
-        )
-        morph = _phys(smooth, spec, P_W1 if osc == 0 else P_W2)
-        changed = _morph_table(tables, morphed, key, osc, morph, level, st[S_FRESH] > 0)
-        ctl[C_XFADE + osc] = 1.0 if changed else 0.0
-        fade = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
-        ratio = 2.0 ** (to_pitch * pitch_semi * lfo_mid)
-        for u in range(voices):
-            position = u / (voices - 1) - 0.5 if voices > 1 else 0.0
-            incs[osc, u] = base * ratio * 2.0 ** (detune * position / 1200.0) / rate
-        g_new = _phys(smooth, spec, P_L1 if osc == 0 else P_L2) * fade / math.sqrt(voices)
+        g_new = (phys[P_L1] if osc == 0 else phys[P_L2]) * ctl[C_FADE + osc] / math.sqrt(voices)
         g = C_G1_0 if osc == 0 else C_G2_0
-        ctl[g] = g_new if st[S_FRESH] > 0 else ctl[g + 1]
+        ctl[g] = g_new if fresh else ctl[g + 1]
         ctl[g + 1] = g_new
-    noise = _phys(smooth, spec, P_NOISE)
-    ctl[C_N_0] = noise if st[S_FRESH] > 0 else ctl[C_N_1]
-    ctl[C_N_1] = noise
-    vol = _phys(smooth, spec, P_VOL)
-    ctl[C_VOL0] = vol if st[S_FRESH] > 0 else ctl[C_VOL1]
-    ctl[C_VOL1] = vol
+    ctl[C_N_0] = phys[P_NOISE] if fresh else ctl[C_N_1]
+    ctl[C_N_1] = phys[P_NOISE]
+    ctl[C_VOL0] = phys[P_VOL] if fresh else ctl[C_VOL1]
+    ctl[C_VOL1] = phys[P_VOL]
     # envelopes: per-sample steps of the stage progress, sustain level
-    for j in range(2):
+    for j in range(0 if settled else 2):
         p, c = (P_AMP, C_ENV) if j == 0 else (P_MOD, C_ENV + 4)
-        ctl[c] = 1.0 / (_phys(smooth, spec, p) * rate)
-        ctl[c + 1] = 1.0 / (_phys(smooth, spec, p + 1) * rate)
-        ctl[c + 2] = _phys(smooth, spec, p + 2)
-        ctl[c + 3] = 1.0 / (_phys(smooth, spec, p + 3) * rate)
+        ctl[c] = 1.0 / (phys[p] * rate)
+        ctl[c + 1] = 1.0 / (phys[p + 1] * rate)
+        ctl[c + 2] = phys[p + 2]
+        ctl[c + 3] = 1.0 / (phys[p + 3] * rate)
     # filter: cutoff from the mod envelope and the LFO at the chunk start
     octaves = (
-        _phys(smooth, spec, P_ENVAMT) * _env_value(st, S_MOD, ctl[C_ENV + 6])
-        + ctl[C_TO_FILTER] * design[D_LFO_OCT] * ctl[C_LFO0]
+        phys[P_ENVAMT] * _env_value(st, S_MOD, ctl[C_ENV + 6]) + ctl[C_TO_FILTER] * design[D_LFO_OCT] * ctl[C_LFO0]
     )
-    cutoff = min(max(_phys(smooth, spec, P_CUT) * 2.0**octaves, design[D_FMIN]), design[D_FMAX_NYQ] * nyquist)
-    g = math.tan(math.pi * cutoff / rate)
-    k = 1.0 / _phys(smooth, spec, P_RES)
-    ctl[C_A1] = 1.0 / (1.0 + g * (g + k))
-    ctl[C_A2] = g * ctl[C_A1]
-    ctl[C_A3] = g * ctl[C_A2]
+    if _changed(ctl, C_FILTER_KEY, (octaves, phys[P_CUT], phys[P_RES])) or fresh:
+        cutoff = min(max(phys[P_CUT] * 2.0**octaves, design[D_FMIN]), design[D_FMAX_NYQ] * nyquist)
+        g = math.tan(math.pi * cutoff / rate)
+        k = 1.0 / phys[P_RES]
+        a1 = 1.0 / (1.0 + g * (g + k))
+        a2 = g * a1
+        a3 = g * a2
+        # s' = A s + b x, y = c.s + d x with s = (ic1, ic2): the TPT SVF with a short dependency chain
+        ctl[C_SVF : C_SVF + 9] = (2 * a1 - 1, -2 * a2, 2 * a2, 1 - 2 * a3, 2 * a2, 2 * a3, a2, 1 - a3, a3)
     st[S_FRESH] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", fastmath=True)
 def softclip(x: float) -> float:
     """tanh-like rational soft clip, exactly +-1 (with zero slope) from |x| = 3 on."""
     x = min(3.0, max(-3.0, x))
@@ -254,23 +294,27 @@ def _unison(
 ):
     """acc[:m] = sum of `voices` linear-interpolated table lookups; phases advance by m samples if `advance`.
 
-    phase in [0, 1) so the index stays below the table size, and the table repeats its first sample."""
-    size = table.shape[0] - 1
+    Phases run in 32-bit fixed point (wrap-around for free, 3x faster than float phases): the top
+    TABLE_BITS bits index the table, the rest interpolate. The table repeats its first sample."""
+    bits = np.uint64(32 - int(round(math.log2(table.shape[0] - 1))))
+    frac_mask = (np.uint64(1) << bits) - np.uint64(1)
+    frac_scale = 1.0 / float(np.uint64(1) << bits)
+    mask = np.uint64(0xFFFFFFFF)
     for j in range(m):
         acc[j] = 0.0
     for u in range(voices):
-        p, inc = phases[u], incs[u]
+        p = np.uint64(phases[u] * 4294967296.0) & mask
+        inc = np.uint64(incs[u] * 4294967296.0)
         for j in range(m):
-            ph = p + j * inc
-            x = (ph - math.floor(ph)) * size
-            idx = int(x)
+            ph = (p + np.uint64(j) * inc) & mask
+            idx = ph >> bits
             a = table[idx]
-            acc[j] += a + (x - idx) * (table[idx + 1] - a)
+            acc[j] += a + float(ph & frac_mask) * frac_scale * (table[idx + np.uint64(1)] - a)
         if advance:
-            phases[u] = (p + m * inc) % 1.0
+            phases[u] = float((p + np.uint64(m) * inc) & mask) / 4294967296.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, out, start, n, rate):
     """Fill out[start:start + n] and advance the voice."""
     chunk = scratch.shape[1]
@@ -302,38 +346,41 @@ def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch,
                 _unison(morphed[osc, 0], phases[osc], incs[osc], voices, acc, m, True)
                 for j in range(m):
                     mix[j] += (g0 + dg * (pos + j)) * acc[j]
-        a1, a2, a3 = ctl[C_A1], ctl[C_A2], ctl[C_A3]
+        f11, f12, f21, f22 = ctl[C_SVF], ctl[C_SVF + 1], ctl[C_SVF + 2], ctl[C_SVF + 3]
+        fb1, fb2, fc1, fc2, fd = ctl[C_SVF + 4], ctl[C_SVF + 5], ctl[C_SVF + 6], ctl[C_SVF + 7], ctl[C_SVF + 8]
         ic1, ic2, dc_x, dc_y = st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y]
         rng = int(st[S_RNG])
         a_stage, a_x, a_start, a_level = st[S_AMP], st[S_AMP + 1], st[S_AMP + 2], st[S_AMP + 3]
         m_stage, m_x, m_start, m_level = st[S_MOD], st[S_MOD + 1], st[S_MOD + 2], st[S_MOD + 3]
         a_da, a_dd, a_s, a_dr = ctl[C_ENV], ctl[C_ENV + 1], ctl[C_ENV + 2], ctl[C_ENV + 3]
         m_da, m_dd, m_s, m_dr = ctl[C_ENV + 4], ctl[C_ENV + 5], ctl[C_ENV + 6], ctl[C_ENV + 7]
-        for j in range(m):
-            frac = (pos + j) / chunk
-            x = mix[j]
-            noise_gain = ctl[C_N_0] + (ctl[C_N_1] - ctl[C_N_0]) * frac
-            if noise_gain > 0.0:
+        n0, dn = ctl[C_N_0], (ctl[C_N_1] - ctl[C_N_0]) / chunk
+        if n0 != 0.0 or dn != 0.0:
+            for j in range(m):
                 rng ^= (rng << 13) & 0xFFFFFFFF
                 rng ^= rng >> 17
                 rng ^= (rng << 5) & 0xFFFFFFFF
-                x += noise_gain * (rng * (2.0 / 4294967296.0) - 1.0)
-            # state-variable low-pass (Simper / Zavalishin)
-            v3 = x - ic2
-            v1 = a1 * ic1 + a2 * v3
-            v2 = ic2 + a2 * ic1 + a3 * v3
-            ic1 = 2.0 * v1 - ic1
-            ic2 = 2.0 * v2 - ic2
-            # DC blocker
-            y = v2 - dc_x + dc_r * dc_y
+                mix[j] += (n0 + dn * (pos + j)) * (rng * (2.0 / 4294967296.0) - 1.0)
+        # the recursive part, one sample at a time: filter, DC blocker, envelopes (amp level -> acc)
+        for j in range(m):
+            x = mix[j]  # state-variable low-pass (Simper / Zavalishin), state-space form
+            v2 = fc1 * ic1 + fc2 * ic2 + fd * x
+            ic1, ic2 = f11 * ic1 + f12 * ic2 + fb1 * x, f21 * ic1 + f22 * ic2 + fb2 * x
+            y = v2 - dc_x + dc_r * dc_y  # DC blocker
             dc_x = v2
             dc_y = y
+            mix[j] = y
             a_level, a_stage, a_x = _env_tick(a_stage, a_x, a_start, a_da, a_dd, a_s, a_dr)
             m_level, m_stage, m_x = _env_tick(m_stage, m_x, m_start, m_da, m_dd, m_s, m_dr)
-            lfo = ctl[C_LFO0] + (ctl[C_LFO1] - ctl[C_LFO0]) * frac
-            vol = ctl[C_VOL0] + (ctl[C_VOL1] - ctl[C_VOL0]) * frac
-            gain = a_level * vol * (1.0 - ctl[C_TO_AMP] * (1.0 - lfo) * 0.5)
-            out[start + i + j] = softclip(y * gain)
+            acc[j] = a_level
+        # the rest vectorizes: gain ramps, LFO tremolo, soft clip
+        l0, dl = ctl[C_LFO0], (ctl[C_LFO1] - ctl[C_LFO0]) / chunk
+        v0, dv = ctl[C_VOL0], (ctl[C_VOL1] - ctl[C_VOL0]) / chunk
+        to_amp = ctl[C_TO_AMP]
+        for j in range(m):
+            k = pos + j
+            gain = acc[j] * (v0 + dv * k) * (1.0 - to_amp * (1.0 - (l0 + dl * k)) * 0.5)
+            out[start + i + j] = softclip(mix[j] * gain)
         st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y] = ic1, ic2, dc_x, dc_y
         st[S_AMP], st[S_AMP + 1], st[S_AMP + 3] = a_stage, a_x, a_level
         st[S_MOD], st[S_MOD + 1], st[S_MOD + 3] = m_stage, m_x, m_level
