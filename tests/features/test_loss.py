@@ -115,3 +115,20 @@ def test_best_so_far_bonus() -> None:
     np.testing.assert_allclose(tracker.update(torch.tensor([6.0, 1.0, 3.0])), [4.0, 3.0, 0.0])
     with pytest.raises(ValueError, match="shape"):
         tracker.update(np.zeros(2))
+
+
+def test_chunked_compare_equals_one_pass(loss: PerceptualLoss, monkeypatch: pytest.MonkeyPatch) -> None:
+    from features import batch
+
+    renders = _t(np.stack([harmonic(200.0 + 7 * i, 0.5, SR) for i in range(6)]))
+    targets = _t(np.stack([harmonic(220.0 + 3 * i, 0.5, SR) for i in range(6)]))
+    for target in (loss.prepare_target(targets[0]), loss.prepare_target(targets)):
+        monkeypatch.setattr(batch, "CHUNK_FRAMES", 10_000)
+        whole = loss.compare(renders, target)
+        monkeypatch.setattr(batch, "CHUNK_FRAMES", 20)  # one row (15 frames) per chunk
+        assert len(batch.row_chunks(6, 15)) == 6
+        chunked = loss.compare(renders, target)
+        for name in whole.as_dict():
+            torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="batch 6"):
+        loss.compare(renders[:4], loss.prepare_target(targets))

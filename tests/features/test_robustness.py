@@ -116,3 +116,11 @@ def test_cached_constants_made_in_inference_mode_still_serve_autograd() -> None:
     y = x.clone().requires_grad_(True)
     batch.describe_batch(y, SR, S, names=["centroid"]).sum().backward()
     assert y.grad is not None and torch.all(torch.isfinite(y.grad))
+
+
+def test_row_chunks_give_the_values_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.tensor(np.stack([harmonic(100.0 + 50 * i, N / SR, SR) for i in range(5)]), dtype=torch.float32)
+    whole = batch.describe_batch(x, SR, S)
+    monkeypatch.setattr(batch, "CHUNK_FRAMES", 30)  # two rows of 15 frames per chunk
+    assert len(batch.row_chunks(5, 15)) == 3
+    torch.testing.assert_close(batch.describe_batch(x, SR, S), whole)
