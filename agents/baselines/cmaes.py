@@ -13,13 +13,14 @@ import warnings
 
 import cma
 import numpy as np
+from tqdm import tqdm
 
 from agents.baselines.common import BaselineResult, MatchProblem, Tracker
 
 SIGMA0 = 0.25
 
 
-def cmaes(problem: MatchProblem, budget: int, seed: int = 0) -> BaselineResult:
+def cmaes(problem: MatchProblem, budget: int, seed: int = 0, progress: bool = False) -> BaselineResult:
     if budget <= 0:
         raise ValueError(f"the render budget must be > 0, got {budget}")
     tracker = Tracker(problem)
@@ -31,6 +32,7 @@ def cmaes(problem: MatchProblem, budget: int, seed: int = 0) -> BaselineResult:
             options = {"bounds": [0.0, 1.0], "seed": seed + p + 1, "verbose": -9, "maxfevals": budget}
             strategies.append(cma.CMAEvolutionStrategy(list(x0), SIGMA0, options))
     spent = np.zeros(problem.n_targets, dtype=np.int64)
+    bar = tqdm(total=budget * problem.n_targets, unit="render", desc="cmaes", disable=not progress)
     while True:
         live = [p for p in range(problem.n_targets) if spent[p] < budget]
         if not live:
@@ -57,4 +59,6 @@ def cmaes(problem: MatchProblem, budget: int, seed: int = 0) -> BaselineResult:
             else:
                 spent[p] = budget  # a partial last generation ends this target's budget
         tracker.snapshot(np.array(live))
+        bar.update(len(rows))
+    bar.close()
     return tracker.result()

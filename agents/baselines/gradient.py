@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from agents.baselines.common import BaselineResult, MatchProblem, Tracker
 from synth.params import DISCRETE_INDICES, snap_vector
@@ -21,15 +22,18 @@ LEARNING_RATE = 0.1
 CHUNK_TARGETS = 32
 
 
-def gradient_descent(problem: MatchProblem, budget: int, seed: int = 0) -> BaselineResult:
+def gradient_descent(problem: MatchProblem, budget: int, seed: int = 0, progress: bool = False) -> BaselineResult:
     if budget <= 0:
         raise ValueError(f"the step budget must be > 0, got {budget}")
     torch.manual_seed(seed)
     tracker = Tracker(problem)
     trainable = np.array([i for i in problem.active_idx if i not in DISCRETE_INDICES], dtype=np.int64)
+    bar = tqdm(total=budget * problem.n_targets, unit="render", desc="gradient", disable=not progress)
     for lo in range(0, problem.n_targets, CHUNK_TARGETS):
         rows = np.arange(lo, min(lo + CHUNK_TARGETS, problem.n_targets))
         _descend(problem, tracker, rows, trainable, budget)
+        bar.update(budget * len(rows))
+    bar.close()
     return tracker.result()
 
 

@@ -7,17 +7,19 @@ its loss, renders to epsilon). Candidates of all targets are rendered together i
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from agents.baselines.common import CHUNK_ROWS, BaselineResult, MatchProblem, Tracker
 
 
-def random_search(problem: MatchProblem, budget: int, seed: int = 0) -> BaselineResult:
+def random_search(problem: MatchProblem, budget: int, seed: int = 0, progress: bool = False) -> BaselineResult:
     if budget <= 0:
         raise ValueError(f"the render budget must be > 0, got {budget}")
     rng = np.random.default_rng(seed)
     tracker = Tracker(problem)
     per_round = max(1, CHUNK_ROWS // problem.n_targets)
     done = 0
+    bar = tqdm(total=budget * problem.n_targets, unit="render", desc="random", disable=not progress)
     while done < budget:
         k = min(per_round, budget - done)
         rows = np.repeat(np.arange(problem.n_targets), k)
@@ -26,4 +28,6 @@ def random_search(problem: MatchProblem, budget: int, seed: int = 0) -> Baseline
         tracker.record(rows, candidates, problem.evaluate(rows, candidates))
         tracker.snapshot(np.arange(problem.n_targets))
         done += k
+        bar.update(len(rows))
+    bar.close()
     return tracker.result()

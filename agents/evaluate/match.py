@@ -76,6 +76,7 @@ def evaluate(
     hearing: Hearing,
     out_dir: Path | None,
     keep: int = 3,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run one agent on the targets; returns the metrics dict (and writes artifacts to `out_dir`)."""
     if budget <= 0:
@@ -88,7 +89,7 @@ def evaluate(
         from agents.baselines import BASELINES, MatchProblem
 
         problem = MatchProblem(targets_0to1, stage, renderer, hearing, epsilon)
-        res = BASELINES[agent](problem, budget, seed=settings.match.seed)
+        res = BASELINES[agent](problem, budget, seed=settings.match.seed, progress=progress)
         final_loss, steps, final_x, trajectories = res.best_loss, res.renders_to_eps, res.best_x, res.trajectories
         x_label = "generation" if agent == "cmaes" else "round" if agent == "random" else "Adam step"
         trajectories = [np.stack([problem.starts[i], *t]) for i, t in enumerate(trajectories[:keep])]
@@ -96,8 +97,17 @@ def evaluate(
         from agents.match.rollout import rollout
 
         policy = load_policy(agent, settings, stage)
-        res_r = rollout(policy, targets_0to1, settings, stage, budget, renderer=renderer, hearing=hearing,
-                        keep_trajectories=keep)
+        res_r = rollout(
+            policy,
+            targets_0to1,
+            settings,
+            stage,
+            budget,
+            renderer=renderer,
+            hearing=hearing,
+            keep_trajectories=keep,
+            progress=progress,
+        )
         final_loss, steps = res_r.final_loss, res_r.steps_to_eps
         final_x, trajectories = res_r.final_x, res_r.trajectories
         x_label = "step"
@@ -121,8 +131,15 @@ def evaluate(
 
         k = min(keep, len(targets_0to1))
         paths = write_episode_artifacts(
-            out_dir, targets_0to1[:k], final_x[:k], trajectories[:k], active_mask(stage), renderer, hearing,
-            settings.synth.sample_rate_hz, x_label,
+            out_dir,
+            targets_0to1[:k],
+            final_x[:k],
+            trajectories[:k],
+            active_mask(stage),
+            renderer,
+            hearing,
+            settings.synth.sample_rate_hz,
+            x_label,
         )
         metrics["artifacts"] = str(out_dir)
         metrics["artifact_files"] = len(paths)
@@ -169,8 +186,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         out = args.out or Path("runs") / "evaluate" / f"match_{Path(args.agent).name}_s{stage}"
         metrics = evaluate(
-            args.agent, targets, settings, stage=stage, budget=budget, renderer=ProbeRenderer(settings),
-            hearing=FeaturesHearing(settings), out_dir=out, keep=args.keep,
+            args.agent,
+            targets,
+            settings,
+            stage=stage,
+            budget=budget,
+            renderer=ProbeRenderer(settings),
+            hearing=FeaturesHearing(settings),
+            out_dir=out,
+            keep=args.keep,
+            progress=True,
         )
     except (EvaluateError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from agents.match.engine import MatchEngine
 from agents.match.probe import Hearing, Renderer
@@ -45,6 +46,7 @@ def rollout(
     renderer: Renderer | None = None,
     hearing: Hearing | None = None,
     keep_trajectories: int = 3,
+    progress: bool = False,
 ) -> RolloutResult:
     if budget <= 0:
         raise ValueError(f"the step budget must be > 0, got {budget}")
@@ -56,6 +58,7 @@ def rollout(
     final_x = np.zeros((n_targets, targets_0to1.shape[1]), np.float32)
     trajectories: list[np.ndarray] = []
     engine: MatchEngine | None = None
+    bar = tqdm(total=n_targets * budget, unit="step", desc="rollout", disable=not progress)
     for lo in range(0, n_targets, BATCH_ROWS):
         chunk = targets_0to1[lo : lo + BATCH_ROWS]
         if engine is None or engine.n != len(chunk):
@@ -78,6 +81,7 @@ def rollout(
             steps[lo + np.flatnonzero(hit)] = t + 1
             done |= hit
             traj.append(np.where(done[:keep, None], traj[-1], engine.x[:keep]))
+            bar.update(len(chunk))
             if done.all():
                 break
         final_loss[lo : lo + len(chunk)] = loss
@@ -85,6 +89,7 @@ def rollout(
         final_x[lo : lo + len(chunk)] = x
         stacked = np.stack(traj)  # [steps + 1, keep, 24]
         trajectories.extend(stacked[:, i] for i in range(keep))
+    bar.close()
     return RolloutResult(final_loss, best_loss, steps, final_x, trajectories)
 
 

@@ -52,9 +52,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--observer", choices=("mlp", "cnn"), default=None, help="match.observer")
     group.add_argument("--bc-episodes", type=int, default=None, help="CMA-ES demonstrations for BC (0: off)")
     group.add_argument("--bc-budget", type=int, default=None, help="CMA-ES renders per demonstration")
-    group.add_argument(
-        "--no-curriculum", dest="curriculum", action="store_false", default=None, help="stay at --stage"
-    )
+    group.add_argument("--no-curriculum", dest="curriculum", action="store_false", default=None, help="stay at --stage")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,20 +207,34 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         obs, actions, cma_loss = cmaes_demonstrations(
             settings, vec.engine.renderer, vec.engine.hearing, ms.bc_episodes, ms.bc_budget, stage
         )
-        bc_info = {"bc_pairs": len(obs), "bc_cmaes_median_loss": cma_loss,
-                   "bc_mse": behaviour_clone(model, obs, actions, ms.bc_epochs, seed=tr.seed)}
+        bc_info = {
+            "bc_pairs": len(obs),
+            "bc_cmaes_median_loss": cma_loss,
+            "bc_mse": behaviour_clone(model, obs, actions, ms.bc_epochs, seed=tr.seed),
+        }
         print(f"behaviour cloning: {len(obs)} pairs, mse {bc_info['bc_mse']:.4f}", file=sys.stderr)
     progress = getattr(args, "progress", True)
     train_cb = TrainingCallback(
-        total_steps=tr.total_steps, curve=curve, checkpoint_dir=checkpoint_dir, checkpoint_every=tr.checkpoint_every,
-        eval_env=None, eval_every=0, eval_episodes=0, eval_seed=0, progress=progress,
+        total_steps=tr.total_steps,
+        curve=curve,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=tr.checkpoint_every,
+        eval_env=None,
+        eval_every=0,
+        eval_episodes=0,
+        eval_seed=0,
+        progress=progress,
     )
     cur_cb = CurriculumCallback(settings, vec, curriculum, curve, state_path)
     remaining = tr.total_steps - int(model.num_timesteps)
     started = time.perf_counter()
     if remaining > 0:
-        model.learn(total_timesteps=remaining, callback=CallbackList([train_cb, cur_cb]),
-                    reset_num_timesteps=not getattr(args, "resume", False), tb_log_name="match")
+        model.learn(
+            total_timesteps=remaining,
+            callback=CallbackList([train_cb, cur_cb]),
+            reset_num_timesteps=not getattr(args, "resume", False),
+            tb_log_name="match",
+        )
     wall_s = time.perf_counter() - started
     save_checkpoint(model, checkpoint_dir, curve)
     final = cur_cb.validate(advance=False)
@@ -232,8 +244,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("note: CNN observer policies stay as SB3 checkpoints (no numpy export)", file=sys.stderr)
     write_report(out / "report", curve, metrics, title=f"match / {tr.algorithm} (RMSE panel: validation loss)")
-    print(f"wrote {out} ({int(model.num_timesteps)} steps, stage {curriculum.stage}, "
-          f"validation median loss {final['median_loss']:.3f}, success {final['success_rate']:.2f})")
+    print(
+        f"wrote {out} ({int(model.num_timesteps)} steps, stage {curriculum.stage}, "
+        f"validation median loss {final['median_loss']:.3f}, success {final['success_rate']:.2f})"
+    )
     return 0
 
 

@@ -19,8 +19,17 @@ from settings.loader import Settings
 from synth.presets import factory_presets, save_preset
 from tests.agents.test_match_doubles import FakeHearing, FakeRenderer
 
-SPEC_KEYS = {"task", "agent", "stage", "presets", "budget", "median_loss", "success_rate", "median_steps_to_eps",
-             "wall_s"}
+SPEC_KEYS = {
+    "task",
+    "agent",
+    "stage",
+    "presets",
+    "budget",
+    "median_loss",
+    "success_rate",
+    "median_steps_to_eps",
+    "wall_s",
+}
 
 
 @pytest.fixture
@@ -32,8 +41,17 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("agent", ["random", "cmaes", "gradient"])
 def test_baseline_metrics_and_artifacts(agent: str, tmp_path: Path) -> None:
     targets = held_out_presets(4, seed=1)
-    m = evaluate(agent, targets, Settings(), stage=2, budget=10, renderer=FakeRenderer(), hearing=FakeHearing(),
-                 out_dir=tmp_path, keep=2)
+    m = evaluate(
+        agent,
+        targets,
+        Settings(),
+        stage=2,
+        budget=10,
+        renderer=FakeRenderer(),
+        hearing=FakeHearing(),
+        out_dir=tmp_path,
+        keep=2,
+    )
     assert set(m) >= SPEC_KEYS
     assert m["task"] == "match" and m["presets"] == 4 and m["budget"] == 10 and m["stage"] == 2
     assert 0.0 <= m["success_rate"] <= 1.0 and np.isfinite(m["median_loss"])
@@ -48,8 +66,25 @@ def test_cli_json_with_preset_folder(doubles: None, tmp_path: Path, capsys: pyte
     folder.mkdir()
     for name, preset in list(factory_presets().items())[:2]:
         save_preset(preset, folder / f"{name}.json")
-    rc = evaluate_main.main(["--task", "match", "--agent", "cmaes", "--budget", "8", "--presets", str(folder),
-                             "--stage", "1", "--out", str(tmp_path / "art"), "--keep", "1", "--json"])
+    rc = evaluate_main.main(
+        [
+            "--task",
+            "match",
+            "--agent",
+            "cmaes",
+            "--budget",
+            "8",
+            "--presets",
+            str(folder),
+            "--stage",
+            "1",
+            "--out",
+            str(tmp_path / "art"),
+            "--keep",
+            "1",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= SPEC_KEYS and out["presets"] == 2 and out["agent"] == "cmaes"

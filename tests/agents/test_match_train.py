@@ -33,8 +33,19 @@ def test_train_writes_a_loadable_model_and_resumes(doubles: None, tmp_path: Path
     out = tmp_path / "m"
     settings_file = tmp_path / "s.yaml"
     settings_file.write_text("training:\n  buffer_size: 500\n")
-    args = ["--task", "match", "--settings", str(settings_file), "--out", str(out), "--eval-every", "16",
-            "--checkpoint-every", "16", *SMALL]
+    args = [
+        "--task",
+        "match",
+        "--settings",
+        str(settings_file),
+        "--out",
+        str(out),
+        "--eval-every",
+        "16",
+        "--checkpoint-every",
+        "16",
+        *SMALL,
+    ]
     assert train.main([*args, "--steps", "32"]) == 0
     model = load_model(out)
     assert model.meta["task"] == "match" and model.meta["action"]["kind"] == "selector"
@@ -62,8 +73,21 @@ def test_curriculum_advances_the_stage_of_new_episodes(doubles: None, tmp_path: 
         "match:\n  curriculum_thresholds: [10.0, 10.0, 10.0, 10.0]\n  validation_presets: 2\n"
         "training:\n  buffer_size: 500\n"
     )
-    rc = train.main(["--task", "match", "--settings", str(settings_file), "--out", str(out), "--steps", "32",
-                     "--eval-every", "16", *SMALL])
+    rc = train.main(
+        [
+            "--task",
+            "match",
+            "--settings",
+            str(settings_file),
+            "--out",
+            str(out),
+            "--steps",
+            "32",
+            "--eval-every",
+            "16",
+            *SMALL,
+        ]
+    )
     assert rc == 0
     state = json.loads((out / "checkpoints" / "match_state.json").read_text())
     assert [h["stage"] for h in state["history"]] == [1, 2, 3]  # two advances, then the final check

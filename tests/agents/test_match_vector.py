@@ -65,8 +65,15 @@ def test_stage_option_and_set_stage_reach_new_episodes() -> None:
 
 def test_sb3_vecenv_adapter_trains_sac() -> None:
     venv = PresetMatchVecEnv(4, _settings(max_steps=5), renderer=FakeRenderer(), hearing=FakeHearing())
-    model = SAC("MlpPolicy", VecMonitor(venv), learning_starts=8, buffer_size=500, batch_size=8,
-                policy_kwargs={"net_arch": [16]}, seed=0)
+    model = SAC(
+        "MlpPolicy",
+        VecMonitor(venv),
+        learning_starts=8,
+        buffer_size=500,
+        batch_size=8,
+        policy_kwargs={"net_arch": [16]},
+        seed=0,
+    )
     model.learn(40)
     assert model.num_timesteps == 40
     assert model.replay_buffer is not None and model.replay_buffer.size() == 10  # 40 steps / 4 envs
