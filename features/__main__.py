@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             DESCRIPTOR_NAMES if args.only is None else expand([n.strip() for n in args.only.split(",") if n.strip()])
         )
         fs = settings.features
-        times, values, info = describe_file(args.file, fs)
+        times, values, info = describe_file(args.file, fs, progress=True)
     except (SettingsError, AudioFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,3 +61,14 @@ def test_bad_input_one_line_error_nonzero_exit(tmp_path: Path, wav: Path, capsys
 def test_module_entry_point_help() -> None:
     out = subprocess.run([sys.executable, "-m", "features", "describe", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--json" in out.stdout and "--settings" in out.stdout
+
+
+def test_long_inputs_show_a_progress_bar(
+    wav: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features import offline
+
+    monkeypatch.setattr(offline, "PROGRESS_MIN_FRAMES", 1)
+    assert main(["describe", str(wav), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "describe" in captured.err and json.loads(captured.out)["descriptors"]
