@@ -54,6 +54,9 @@ DESIGN = np.array(
     dtype=np.float64,
 )  # fmt: skip
 D_DC_HZ, D_FMIN, D_FMAX_NYQ, D_LFO_OCT, D_LFO_ST, D_HARMONICS, D_FADE_LO, D_FADE_HI, D_PHASE_STEP = range(9)
+UNISON_SLOTS = 7  # unison voices the control block has room for
+if K.MAX_UNISON > UNISON_SLOTS:
+    raise ImportError(f"synth.dsp.kernel holds {UNISON_SLOTS} unison voices, constants ask for {K.MAX_UNISON}")
 if len(KERNEL_ORDER) != N_PARAMS:
     raise ImportError(f"synth.dsp.kernel knows {len(KERNEL_ORDER)} parameters, the table has {N_PARAMS}")
 
@@ -71,9 +74,10 @@ C_ENVAMT, C_CUTOFF, C_K, C_TO_FILTER, C_LFO_STEP = 23, 24, 25, 26, 27
 C_XFADE = 28  # per oscillator: 1 when its table changed at this chunk (crossfade old -> new)
 C_FADE = 30  # per oscillator: fade-out near Nyquist
 C_PHYS, C_SRC = 32, 56  # physical values of the smoothed parameters, and the values they were computed from
-C_OSC_KEY, C_FILTER_KEY = 80, 89  # what the oscillator frequencies and the filter coefficients were computed from
+C_OSC_KEY, C_FILTER_KEY = 80, 88  # what the oscillator frequencies and the filter coefficients were computed from
 C_SVF = 92  # the filter as a state-space system: A (4), b (2), c (2), d
-N_CONTROL = 101
+C_BASE_INC = 101  # per oscillator and voice: phase increment before the pitch LFO (2 x UNISON_SLOTS)
+N_CONTROL = C_BASE_INC + 2 * UNISON_SLOTS
 STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 2.0, 3.0, 4.0
 
 
@@ -228,7 +232,7 @@ def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, 
     voices = int(round(phys[P_VOICES]))
     ctl[C_VOICES] = voices
     detune = phys[P_DETUNE]
-    osc_key = (st[S_NOTE], ratio, to_pitch, detune, phys[P_SEMI], phys[P_FINE], phys[P_W1], phys[P_W2], float(voices))
+    osc_key = (st[S_NOTE], to_pitch, detune, phys[P_SEMI], phys[P_FINE], phys[P_W1], phys[P_W2], float(voices))
     if _changed(ctl, C_OSC_KEY, osc_key) or fresh:
         f1 = 440.0 * 2.0 ** ((st[S_NOTE] - 69.0) / 12.0)
         f2 = f1 * 2.0 ** ((phys[P_SEMI] + phys[P_FINE] / 100.0) / 12.0)
@@ -245,10 +249,13 @@ def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, 
             ctl[C_FADE + osc] = min(max((hi - top / nyquist) / (hi - lo), 0.0), 1.0)
             for u in range(voices):
                 position = u / (voices - 1) - 0.5 if voices > 1 else 0.0
-                incs[osc, u] = base * ratio * 2.0 ** (detune * position / 1200.0) / rate
+                ctl[C_BASE_INC + osc * UNISON_SLOTS + u] = base * 2.0 ** (detune * position / 1200.0) / rate
     else:
         ctl[C_XFADE] = 0.0
         ctl[C_XFADE + 1] = 0.0
+    for osc in range(2):
+        for u in range(voices):
+            incs[osc, u] = ctl[C_BASE_INC + osc * UNISON_SLOTS + u] * ratio
     for osc in range(2):
         g_new = (phys[P_L1] if osc == 0 else phys[P_L2]) * ctl[C_FADE + osc] / math.sqrt(voices)
         g = C_G1_0 if osc == 0 else C_G2_0
