@@ -35,7 +35,6 @@ class Constants:
     """The plan's matrices as tensors on one device / dtype (cached)."""
 
     hann: torch.Tensor  # Hann / sum(Hann)
-    power_to_ms: torch.Tensor
     kweight_ms: torch.Tensor
     freqs_khz: torch.Tensor
     freq_powers: torch.Tensor  # [n_band, 5] float64: f_khz ** 0..4
@@ -52,7 +51,6 @@ def constants(plan: AnalysisPlan, device: torch.device, dtype: torch.dtype) -> C
 
     return Constants(
         hann=t(plan.hann * plan.spectrum_scale),  # spectra come out normalized: no pass over them
-        power_to_ms=t(plan.power_to_mean_square),
         kweight_ms=t(plan.kweight_ms),
         freqs_khz=t(plan.freqs_hz / 1000.0),
         freq_powers=t((plan.freqs_hz[:, None] / 1000.0) ** np.arange(5), torch.float64),

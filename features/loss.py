@@ -85,13 +85,12 @@ class PerceptualLoss(nn.Module):
             window = torch.hann_window(size, periodic=True)
             self.register_buffer(f"window_{size}", window / window.sum(), persistent=False)
         const = batch.constants(self.plan, torch.device("cpu"), torch.float32)
-        for name in ("hann", "power_to_ms", "kweight_ms", "freqs_khz", "freq_powers", "mel_t", "dct_t", "chroma_t"):
-            self.register_buffer(f"an_{name}", getattr(const, name).clone(), persistent=False)
+        for f in fields(batch.Constants):
+            self.register_buffer(f"an_{f.name}", getattr(const, f.name).clone(), persistent=False)
 
     # -- analysis -------------------------------------------------------------------------------------------
     def _constants(self) -> batch.Constants:
-        names = ("hann", "power_to_ms", "kweight_ms", "freqs_khz", "freq_powers", "mel_t", "dct_t", "chroma_t")
-        return batch.Constants(**{n: getattr(self, f"an_{n}") for n in names})
+        return batch.Constants(**{f.name: getattr(self, f"an_{f.name}") for f in fields(batch.Constants)})
 
     def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
         return batch.stft_power(audio, size, window=getattr(self, f"window_{size}"))
