@@ -246,25 +246,36 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
             [sys.executable, "-c", REFERENCE_CLIENT, str(min(seconds, 60.0))], env=env, capture_output=True, text=True
         )
         ref_xruns = json.loads(reference.stdout)["xruns"] if reference.returncode == 0 else None
+        port = _free_udp_port()
         cmd = [
             sys.executable, str(REPO / "live_server.py"), "--model", str(model.resolve()), "--input", "system",
             "--output", "both", "--output-device", "system", "--sample-rate", str(SR), "--block-size", "512",
-            "--osc-port", "0", "--osc-send-port", "9", "--duration", str(seconds),
+            "--osc-port", str(port), "--osc-send-port", "9", "--duration", str(seconds),
             "--stats-json", str(out / "stats.json"), "--quiet",
         ]  # fmt: skip
         server = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_until_serving(port, server, timeout_s=300.0)  # imports, JIT and warm-up are not the soak
+        except RuntimeError as exc:
+            server.kill()
+            return {"xruns": None, "xruns_skipped": str(exc)}
+        ready = time.monotonic()
         rss_start = rss_end = None
+        rss_per_minute: list[float] = []
         with tqdm(total=int(seconds), desc="real-time run", unit="s", file=sys.stderr) as bar:
-            start = time.monotonic()
             while server.poll() is None:
                 time.sleep(1.0)
-                elapsed = time.monotonic() - start
+                elapsed = time.monotonic() - ready
                 bar.n = min(int(elapsed), int(seconds))
                 bar.refresh()
-                if soak and rss_start is None and elapsed >= 10.0:
-                    rss_start = _rss_mb(server.pid)
-                if soak and elapsed < seconds - 1.0:
-                    rss_end = _rss_mb(server.pid) or rss_end
+                rss = _rss_mb(server.pid)
+                if soak and rss is not None:
+                    if rss_start is None and elapsed >= 10.0:
+                        rss_start = rss
+                    if len(rss_per_minute) < int(elapsed // 60) + 1:
+                        rss_per_minute.append(round(rss, 1))
+                    if elapsed < seconds - 1.0:
+                        rss_end = rss
         err = server.stderr.read() if server.stderr else ""
         if server.returncode != 0:
             return {"xruns": None, "xruns_skipped": f"live_server.py failed: {err.strip()[-300:]}"}
@@ -286,6 +297,7 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
             result["rss_start_mb"] = rss_start
             result["rss_end_mb"] = rss_end
             result["rss_growth_mb"] = round(rss_end - rss_start, 2) if rss_start and rss_end else None
+            result["rss_per_minute_mb"] = rss_per_minute
         return result
     finally:
         if burner is not None:
@@ -293,6 +305,30 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
         jackd.terminate()
         jackd.wait(10)
         shutil.rmtree(out, ignore_errors=True)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_serving(port: int, proc: subprocess.Popen[str], timeout_s: float) -> None:
+    """Ping the server's OSC port until it answers (it answers once its loop is running)."""
+    from server.osc_protocol import encode_message
+
+    ping = encode_message("/server/ping")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            sock.sendto(ping, ("127.0.0.1", port))
+            try:
+                sock.recvfrom(65535)
+                return
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+    raise RuntimeError(f"live_server.py did not answer /server/ping on port {port}")
 
 
 def _rss_mb(pid: int) -> float | None:
