@@ -6,7 +6,8 @@ a time budget per side. Output: one JSON object: `vector_env_steps_per_s` (one
 observation), `single_env_loop_steps_per_s` (N `PresetMatchEnv`s stepped one after another in the
 same run), their `ratio`, the render and hearing milliseconds per batched step, the observation size,
 torch threads, and the target (>= 2,000 env-steps/s on 2 cores). Random actions; episodes reset
-themselves (auto-reset), as in training.
+themselves (auto-reset), as in training. Process CPU time per side is reported too (`*_per_cpu_s`,
+`cpu_ratio`): other people's load distorts it less than wall time.
 """
 
 from __future__ import annotations
@@ -31,28 +32,29 @@ from synth.params import snap_vector
 TARGET_STEPS_PER_S = 2000
 
 
-def vector_rate(env: PresetMatchVectorEnv, budget_s: float) -> float:
+def vector_rate(env: PresetMatchVectorEnv, budget_s: float) -> tuple[float, float]:
+    """(env-steps per wall second, per process CPU second)."""
     env.reset(seed=0)
     env.step(env.action_space.sample())  # warm-up
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < budget_s:
         env.step(env.action_space.sample())
         steps += env.num_envs
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
-def single_loop_rate(envs: list, budget_s: float) -> float:
+def single_loop_rate(envs: list, budget_s: float) -> tuple[float, float]:
     for i, env in enumerate(envs):
         env.reset(seed=i)
         env.action_space.seed(i)
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < budget_s:
         for env in envs:
             _, _, terminated, truncated, _ = env.step(env.action_space.sample())
             if terminated or truncated:
                 env.reset()
             steps += 1
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
 def stage_ms(env: PresetMatchVectorEnv, repeats: int = 3) -> tuple[float, float]:
@@ -93,17 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     with tqdm(total=3, desc="benchmark env", disable=args.json) as bar:
         vec = PresetMatchVectorEnv(args.n_envs, settings)
-        vec_per_s = vector_rate(vec, args.seconds)
+        vec_per_s, vec_per_cpu_s = vector_rate(vec, args.seconds)
         render_ms, hear_ms = stage_ms(vec)
         bar.update(1)
         singles = [make_env(settings) for _ in range(args.n_envs)]
         bar.update(1)
-        single_per_s = single_loop_rate(singles, args.seconds)
+        single_per_s, single_per_cpu_s = single_loop_rate(singles, args.seconds)
         bar.update(1)
     result = {
         "vector_env_steps_per_s": round(vec_per_s, 1),
         "single_env_loop_steps_per_s": round(single_per_s, 1),
         "ratio": round(vec_per_s / single_per_s, 2),
+        "vector_env_steps_per_cpu_s": round(vec_per_cpu_s, 1),
+        "single_env_loop_steps_per_cpu_s": round(single_per_cpu_s, 1),
+        "cpu_ratio": round(vec_per_cpu_s / single_per_cpu_s, 2),
         "n_envs": args.n_envs,
         "stage": args.stage,
         "observation_size": int(vec.single_observation_space.shape[0]),
