@@ -2,8 +2,8 @@
 
 Tolerances (stated per test): exact-formula descriptors (mel, MFCC, centroid, flatness, chroma)
 agree to float32 precision; rolloff within one FFT bin (FluCoMa interpolates, librosa does not);
-pitch within 20 cents of the true f0 and of librosa's YIN; loudness within 0.5 dB of pyloudnorm's
-integrated LUFS on stationary clips >= 0.5 s.
+pitch within 10 cents of the true f0 and 20 of librosa's YIN; loudness within 0.1 dB (frames) and
+0.2 dB (clip) of pyloudnorm's integrated LUFS on stationary clips of 0.8 s.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_pitch_within_20_cents_of_truth_and_librosa_yin(f0_hz: float) -> None:
     x = harmonic(f0_hz, 0.5, SR)
     d = _describe(x)[2:-1]
     cents = 1200 * np.abs(np.log2(d[:, INDEX["pitch_hz"]] / f0_hz))
-    assert np.max(cents) < 20
+    assert np.max(cents) < 10  # measured <= 6.4 cents (880 Hz), the issue asks for 20
     assert np.min(d[:, INDEX["pitch_confidence"]]) > 0.9
     ref = librosa.yin(
         x, fmin=S.pitch_fmin_hz, fmax=S.pitch_fmax_hz, sr=SR, frame_length=PLAN.window, hop_length=PLAN.hop
@@ -126,10 +126,10 @@ def test_clip_loudness_matches_pyloudnorm(kind: str) -> None:
     }[kind]
     ref = pyloudnorm.Meter(SR).integrated_loudness(x)
     ours = float(batch.clip_loudness_db(torch.tensor(x, dtype=torch.float32)[None], SR, S)[0])
-    assert ours == pytest.approx(ref, abs=0.5)
+    assert ours == pytest.approx(ref, abs=0.2)  # measured -0.09..-0.11 dB: frame 0 holds zero history
     # per-frame momentary-style loudness of a stationary signal sits at the same level
     frames = _describe(x)[1:-1, INDEX["loudness_db"]]
-    assert np.median(frames) == pytest.approx(ref, abs=0.5)
+    assert np.median(frames) == pytest.approx(ref, abs=0.1)  # measured within 0.03 dB
 
 
 def test_rms_and_peak_of_a_sine() -> None:

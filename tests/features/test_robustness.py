@@ -124,3 +124,17 @@ def test_row_chunks_give_the_values_of_one_pass(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(batch, "CHUNK_FRAMES", 30)  # two rows of 15 frames per chunk
     assert len(batch.row_chunks(5, 15)) == 3
     torch.testing.assert_close(batch.describe_batch(x, SR, S), whole)
+
+
+def test_gain_moves_only_the_levels() -> None:
+    x = harmonic(330.0, N / SR, SR, amp=0.5) + 0.05 * np.random.default_rng(1).standard_normal(N)  # bands above floor
+    loud = batch.describe_batch(torch.tensor(x, dtype=torch.float32)[None], SR, S)[0, 1:].numpy()
+    soft = batch.describe_batch(torch.tensor(0.1 * x, dtype=torch.float32)[None], SR, S)[0, 1:].numpy()
+    for name in ("loudness_db", "rms_db", "peak_db"):
+        np.testing.assert_allclose(soft[:, INDEX[name]] - loud[:, INDEX[name]], -20.0, atol=0.01)
+    np.testing.assert_allclose(soft[:, INDEX["mfcc_0"]] - loud[:, INDEX["mfcc_0"]], -20.0 * np.sqrt(S.n_mels), atol=0.5)
+    same = ["centroid", "spread", "rolloff", "crest", "pitch_hz", "pitch_confidence", "chroma_E"]
+    for name in same:
+        np.testing.assert_allclose(soft[:, INDEX[name]], loud[:, INDEX[name]], rtol=2e-3, atol=2e-3, err_msg=name)
+    # cepstral shape: only the quietest mel bands feel the -90 dB floor
+    np.testing.assert_allclose(soft[:, INDEX["mfcc_1"]], loud[:, INDEX["mfcc_1"]], atol=0.3)
