@@ -6,9 +6,9 @@ path on the unison-7 + filter mix: random patches, unison forced to 7 voices, cu
 `torchsynth_voice_sounds_per_s` (`torchsynth.synth.Voice`, SynthConfig(batch_size, rate, length,
 reproducible=False)), their `ratio`, the same for fully random patches (`*_realistic_*`), the
 differentiable torch path, and the streaming voice: `stream_block_us` p50/p99/max per 512-frame
-block at 48 kHz for a 7-voice unison patch. Both sides run interleaved, each on the same threads
-(torch and numba), and the medians are compared, because the machine is shared and noisy; the
-CPU seconds of each side (`cpu_ratio`) are reported too, as they suffer less from other load.
+block at 48 kHz for a 7-voice unison patch. Both sides run interleaved on the same threads (torch's
+setting, which the kernel follows too) and the medians are compared, because the machine is shared
+and noisy; the CPU seconds of each side (`cpu_ratio`) are reported too (less distorted by load).
 """
 
 from __future__ import annotations
@@ -94,10 +94,7 @@ def stream_block_us(sample_rate_hz: int, block_size: int, n_blocks: int) -> dict
 
 
 def run(args: argparse.Namespace, sample_rate_hz: int, duration_s: float) -> dict[str, object]:
-    import numba
-
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(args.threads)  # Serum-lite's kernel splits its batch over torch's thread count too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchsynth's deprecation warnings
         from torchsynth.config import SynthConfig
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="patches per render (default 128)")
     parser.add_argument("--sample-rate-hz", type=int, default=None, help="render rate (default synth.sample_rate_hz)")
     parser.add_argument("--duration-s", type=float, default=None, help="render length (default synth.probe_s)")
-    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads for both sides (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
     parser.add_argument("--repeats", type=int, default=12, help="timed renders per side (default 12)")
     parser.add_argument("--stream-blocks", type=int, default=3000, help="streaming blocks timed (default 3000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch mixes (default 0)")

@@ -427,11 +427,13 @@ def white_noise(seeds: np.ndarray, out: np.ndarray) -> None:
             out[b, i] = rng * (2.0 / 4294967296.0) - 1.0
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design, chunk, n_unison, out) -> None:
-    """Render each row of `params` [B, 24] at `notes` [B] into `out` [B, N] (float32), in parallel over B."""
+@numba.njit(cache=True, nogil=True)
+def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design, chunk, n_unison, out, first, step):
+    """Render rows first, first + step, ... of `params` [B, 24] at `notes` [B] into `out` [B, N] (float32).
+
+    Releases the GIL: callers run interleaved row sets in several Python threads."""
     n_samples = out.shape[1]
-    for b in numba.prange(params.shape[0]):
+    for b in range(first, params.shape[0], step):
         st = np.zeros(N_STATE)
         ctl = np.zeros(N_CONTROL)
         phases = np.zeros((2, n_unison))

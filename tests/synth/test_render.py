@@ -131,3 +131,31 @@ def test_release_after_note_off_decays_to_silence(backend: str) -> None:
     audio = render_batch(params, torch.tensor([60.0]), duration_s=0.5, note_off_s=0.2, backend=backend)[0]
     assert float(audio[: int(0.2 * RATE)].abs().max()) > 0.03
     assert float(audio[int(0.3 * RATE) :].abs().max()) < 1e-6
+
+
+def test_render_batch_from_several_threads_at_once() -> None:
+    """The parallel kernel is shared: concurrent callers must neither crash nor mix results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    params = torch.rand(16, N_PARAMS, generator=torch.Generator().manual_seed(5))
+    notes = torch.full((16,), 48.0)
+    want = render_batch(params, notes, duration_s=0.1)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: render_batch(params, notes, duration_s=0.1), range(8)))
+    assert all(torch.equal(r, want) for r in results)
+
+
+def _render_in_child(seed: int) -> float:
+    return float(
+        render_batch(torch.rand(4, N_PARAMS, generator=torch.Generator().manual_seed(seed)), torch.full((4,), 50.0))
+        .abs()
+        .sum()
+    )
+
+
+def test_a_forked_child_can_render_after_the_parent_did() -> None:
+    import multiprocessing
+
+    render_batch(torch.rand(4, N_PARAMS), torch.full((4,), 50.0))  # the parent's threads have run
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_render_in_child, [1]) == [_render_in_child(1)]
