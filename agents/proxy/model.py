@@ -25,13 +25,25 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from synth.params import N_PARAMS, PARAM_NAMES, PARAM_TABLE_VERSION
+from synth.params import N_PARAMS, PARAM_INDEX, PARAM_NAMES, PARAM_TABLE_VERSION
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "proxy.safetensors"
 META_FILE = "proxy.yaml"
 NOTE_CENTER = 60.0  # the note enters as (note - NOTE_CENTER) / NOTE_SCALE
 NOTE_SCALE = 24.0
+
+
+_OSC2_SEMIS = PARAM_INDEX["osc2_semitones"]
+_OSC2_FINE = PARAM_INDEX["osc2_fine"]
+N_INPUTS = N_PARAMS + 1 + 12 + 12
+
+
+def pitch_class(notes: Tensor) -> Tensor:
+    """[B] MIDI notes -> [B, 12] weights of the pitch classes C..B (1 at an integer note, linear between)."""
+    classes = torch.arange(12, dtype=notes.dtype, device=notes.device)
+    d = torch.remainder(notes.unsqueeze(1) - classes, 12.0)
+    return torch.relu(1.0 - torch.minimum(d, 12.0 - d))
 
 
 class ProxyError(ValueError):
@@ -52,7 +64,7 @@ class Proxy(nn.Module):
         self.descriptor_names: tuple[str, ...] = tuple(descriptor_names)
         self.hidden: tuple[int, ...] = tuple(int(h) for h in hidden)
         k = len(self.descriptor_names)
-        sizes = (N_PARAMS + 1, *self.hidden)
+        sizes = (N_INPUTS, *self.hidden)
         layers: list[nn.Module] = []
         for a, b in itertools.pairwise(sizes):
             layers += [nn.Linear(a, b), nn.SiLU()]
@@ -64,12 +76,20 @@ class Proxy(nn.Module):
 
     @staticmethod
     def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
+        """[B, 24], [B] -> [B, N_INPUTS]: params in [-1, 1], the note's register, and the pitch classes
+        of the note and of osc2 (soft one-hot on the circle of 12, exact at integer notes): chroma and
+        the other pitch-dependent descriptors are periodic in the note, which a plain MLP learns slowly."""
         if params_0to1.ndim != 2 or params_0to1.shape[1] != N_PARAMS:
             raise ValueError(f"Proxy: params_0to1 must be [B, {N_PARAMS}], got {tuple(params_0to1.shape)}")
         if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
             raise ValueError(f"Proxy: notes must be [B] with B={params_0to1.shape[0]}, got {tuple(notes.shape)}")
-        note = ((notes.to(params_0to1.dtype) - NOTE_CENTER) / NOTE_SCALE).unsqueeze(1)
-        return torch.cat([params_0to1 * 2.0 - 1.0, note], dim=1)
+        notes = notes.to(params_0to1.dtype)
+        register = ((notes - NOTE_CENTER) / NOTE_SCALE).unsqueeze(1)
+        semis = torch.round(params_0to1[:, _OSC2_SEMIS] * 48.0) - 24.0
+        fine = params_0to1[:, _OSC2_FINE] - 0.5  # +-50 cents
+        return torch.cat(
+            [params_0to1 * 2.0 - 1.0, register, pitch_class(notes), pitch_class(notes + semis + fine)], dim=1
+        )
 
     def predict_normalized(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24], [B] -> z-normalized descriptors [B, K] (what the network is trained on)."""
@@ -97,7 +117,7 @@ class Proxy(nn.Module):
                 "descriptor_names": list(self.descriptor_names),
                 "hidden": list(self.hidden),
                 "activation": "silu",
-                "input": f"params*2-1 (24) and (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}",
+                "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)",
                 "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std",
             }
         )

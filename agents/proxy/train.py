@@ -97,7 +97,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
         proxy.eval()
         with torch.no_grad():
             val_loss = float((proxy.predict_normalized(x[val_t], k[val_t]) - y[val_t]).abs().mean())
@@ -177,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "target": target,
         "training": facts | {"tables": [str(t) for t in args.table]},
-        "metrics": {k: v for k, v in metrics.items() if k not in ("l1_normalized", "l1_units")},
+        "metrics": {"random": {k: v for k, v in metrics.items() if k not in ("l1_normalized", "l1_units")}}
+        if metrics
+        else {},
     }
     proxy.save(args.out, meta)
     (args.out / "report").mkdir(exist_ok=True)
     (args.out / "report" / "eval.json").write_text(
-        json.dumps(metrics | {"heldout": str(args.heldout)}, indent=1) + "\n", encoding="utf-8"
+        json.dumps({"random": metrics | {"table": str(args.heldout)}}, indent=1) + "\n", encoding="utf-8"
     )
     print(
         f"{args.out}: best val L1 {facts['best_val_l1_normalized']} (epoch {facts['best_epoch']})"

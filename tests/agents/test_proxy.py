@@ -99,7 +99,10 @@ def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
     assert out.shape == (1, len(DESCRIPTOR_NAMES)) and torch.isfinite(out).all()
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
     assert size <= 5 * 2**20
-    assert 0.0 < proxy.meta["metrics"]["mrr"] <= 1.0 and proxy.meta["training"]["training_rows"] > 0
+    metrics = proxy.meta["metrics"]
+    assert 0.0 < metrics["random"]["mrr"] <= 1.0 and 0.0 < metrics["presets"]["mrr"] <= 1.0
+    assert proxy.meta["training"]["training_rows"] >= 1_000_000
+    assert proxy.meta["target"]["summary_frames"] == 2 and proxy.meta["target"]["probe_s"] == pytest.approx(0.1)
 
 
 def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path) -> None:
