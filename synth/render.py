@@ -12,7 +12,8 @@ Two paths, chosen by `backend`:
   closed form per 2 ms control chunk (`synth.dsp.filter`), per-sample LFO and pitch.
 - "kernel": the streaming voice's numba kernel (`synth.dsp.kernel`), parallel over the batch, CPU,
   no gradient, several times faster; the LFO is interpolated and the pitch stepped per control chunk.
-Both draw the same noise samples for the same seed.
+Both draw the same noise samples for the same seed: row b's noise depends only on (seed, b), not on
+the batch size or the other rows.
 - "auto" (default): "torch" when a gradient is wanted (params require grad and grad mode is on)
   or the params are not on the CPU, else "kernel".
 The two agree within the spectral tolerance stated in tests/synth/test_render_paths.py.

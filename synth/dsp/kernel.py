@@ -1,15 +1,18 @@
 """The Serum-lite voice as a per-sample numba kernel (shared by `synth.stream` and the fast batched path).
 
-Input: a voice's state arrays (`VoiceState`), target parameters [24] normalized, an output buffer.
-Output: the buffer filled with `n` samples; the state advanced (phases, envelope stages, filter).
+Input: a voice's state arrays (`synth.dsp.voice_state.VoiceState`), target parameters [24]
+normalized (kernel order), an output buffer. Output: the buffer filled with `n` samples; the state
+advanced (phases, envelope stages, filter, smoothed parameters).
 
-Same design as the torch blocks (`synth.dsp.constants`), with two differences stated in the tests:
-the filter is the IIR itself (a topology-preserving state-variable low-pass, stable under
-modulation) and the control signals (smoothed parameters, LFO, cutoff, pitch) are updated once per
-control chunk of `CONTROL_PERIOD_S`, gains ramping linearly across the chunk. Chunks are aligned
-to the voice's own sample count, so rendering in blocks of any size gives the one-shot result.
+Same design as the torch blocks (`synth.dsp.constants`; the torch path in `synth.render` is its
+closed-form twin): control signals (smoothed parameters, LFO, cutoff, pitch) are updated once per
+control chunk of `CONTROL_PERIOD_S`, gains ramping linearly across the chunk, the filter is a
+topology-preserving state-variable low-pass run per sample. Chunks are aligned to the voice's own
+sample count, so rendering in blocks of any size gives the one-shot result.
+
+Every jitted function lives in this one file on purpose: numba's on-disk cache only notices edits
+to the file a function is defined in, so a kernel split across files could run stale code.
 """
-
 from __future__ import annotations
 
 import math

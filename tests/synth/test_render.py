@@ -52,6 +52,15 @@ def test_deterministic_for_a_seed_and_noise_follows_the_seed(backend: str) -> No
     assert not torch.equal(a, render_batch(params, note, seed=4, backend=backend))
 
 
+@BACKENDS
+def test_noise_depends_on_seed_and_row_only(backend: str) -> None:
+    noisy = patch(noise_level=1.0, osc1_level=0.0)
+    small = render_batch(noisy.repeat(2, 1), torch.full((2,), 60.0), duration_s=0.05, backend=backend)
+    large = render_batch(noisy.repeat(5, 1), torch.full((5,), 60.0), duration_s=0.05, backend=backend)
+    assert torch.equal(small, large[:2])
+    assert not torch.equal(large[0], large[1])
+
+
 def test_bad_input_is_named() -> None:
     with pytest.raises(ValueError, match="params_0to1"):
         render_batch(torch.zeros(2, 23), torch.zeros(2))
