@@ -1,4 +1,4 @@
-"""YIN pitch (f0 + confidence) on batched analysis frames in torch (the streaming twin: `features.stream_kernels`).
+"""YIN pitch (f0 + confidence) on batched analysis frames in torch (loop twin: `features.stream_kernels.yin_pitch`).
 
 Input: raw frames `[..., window]` and the `AnalysisPlan`.
 Output: `pitch_hz` (0 when the frame, DC removed, is below the silence floor) and `pitch_confidence`
@@ -19,14 +19,20 @@ import torch.nn.functional as F
 from features.dsp import AnalysisPlan
 
 
-def yin_torch(frames: torch.Tensor, plan: AnalysisPlan) -> torch.Tensor:
-    """`[..., window]` frames -> `[..., 2]` (pitch_hz, pitch_confidence)."""
-    n, w, tmax, tmin = plan.window, plan.yin_width, plan.tau_max, plan.tau_min
+def yin_correlation(frames: torch.Tensor, plan: AnalysisPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[..., window]` frames -> (mean-removed frames x, corr[..., tau] = sum_{j<w} x[j] x[j+tau], tau <= tau_max)."""
+    n, w, tmax = plan.window, plan.yin_width, plan.tau_max
     x = frames - frames.mean(-1, keepdim=True)
-    # corr[tau] = sum_j x[j] x[j + tau], j < w: a convolution with the reversed head (no wrap for tau <= tmax)
+    # a convolution with the reversed head: no circular wrap for tau <= tau_max
     head = F.pad(x[..., :w].flip(-1), (0, n - w))  # explicit zero padding: rfft(n=...) pads more slowly
     spectrum = torch.fft.rfft(head) * torch.fft.rfft(x)
-    corr = torch.fft.irfft(spectrum, n=n)[..., w - 1 : w + tmax]
+    return x, torch.fft.irfft(spectrum, n=n)[..., w - 1 : w + tmax]
+
+
+def yin_torch(frames: torch.Tensor, plan: AnalysisPlan) -> torch.Tensor:
+    """`[..., window]` frames -> `[..., 2]` (pitch_hz, pitch_confidence)."""
+    w, tmax, tmin = plan.yin_width, plan.tau_max, plan.tau_min
+    x, corr = yin_correlation(frames, plan)
     sq = x.square()
     cs = sq.cumsum(-1)  # cs[j] = sum of sq[: j + 1]
     before = F.pad(cs[..., :tmax], (1, 0))  # energy before lag tau: sum of sq[:tau]

@@ -201,7 +201,28 @@ def finish(
     for c in range(12):
         out[base + c] /= top + floor_power
     # -- YIN
-    p_idx = base + 12
+    pitch, confidence = yin_pitch(
+        corr, yin_x, stats[2], floor_power, tau_min, tau_max, width, threshold, sample_rate_hz, cs, cmnd
+    )
+    out[base + 12] = pitch
+    out[base + 13] = confidence
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def yin_pitch(
+    corr: np.ndarray,
+    yin_x: np.ndarray,
+    centered_ms: float,
+    floor_power: float,
+    tau_min: int,
+    tau_max: int,
+    width: int,
+    threshold: float,
+    sample_rate_hz: float,
+    cs: np.ndarray,
+    cmnd: np.ndarray,
+) -> tuple[float, float]:
+    """(pitch_hz, confidence) of one mean-removed frame from its correlation `corr[tau]` (`features.pitch`)."""
     n = yin_x.shape[0]
     cs[0] = 0.0
     for j in range(n):
@@ -232,9 +253,39 @@ def finish(
     shift = 0.0
     if curve > 1e-12:
         shift = min(1.0, max(-1.0, 0.5 * (y0 - y2) / curve))
-    if stats[2] > floor_power:
-        out[p_idx] = sample_rate_hz / (best + shift)
-        out[p_idx + 1] = min(1.0, max(0.0, 1.0 - y1))
-    else:
-        out[p_idx] = 0.0
-        out[p_idx + 1] = 0.0
+    if centered_ms <= floor_power:
+        return 0.0, 0.0
+    return sample_rate_hz / (best + shift), min(1.0, max(0.0, 1.0 - y1))
+
+
+@numba.njit(cache=True, nogil=True)
+def yin_frames(
+    corr: np.ndarray,
+    yin_x: np.ndarray,
+    floor_power: float,
+    tau_min: int,
+    tau_max: int,
+    width: int,
+    threshold: float,
+    sample_rate_hz: float,
+    out: np.ndarray,
+) -> None:
+    """`yin_pitch` for every row of `[T, ...]` matrices (the offline face); `out` is `[T, 2]`."""
+    n = yin_x.shape[1]
+    cs = np.empty(n + 1)
+    cmnd = np.empty(tau_max + 1)
+    row = np.empty(n)
+    lags = np.empty(tau_max + 1)
+    for t in range(yin_x.shape[0]):
+        square = 0.0
+        for j in range(n):
+            v = float(yin_x[t, j])
+            row[j] = v
+            square += v * v
+        for j in range(tau_max + 1):
+            lags[j] = corr[t, j]
+        pitch, confidence = yin_pitch(
+            lags, row, square / n, floor_power, tau_min, tau_max, width, threshold, sample_rate_hz, cs, cmnd
+        )
+        out[t, 0] = pitch
+        out[t, 1] = confidence
