@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-envs", type=int, default=64, help="environments (default 64)")
     parser.add_argument("--stage", type=int, default=5, help="curriculum stage (default 5: all parameters)")
     parser.add_argument("--seconds", type=float, default=10.0, help="time budget per side (default 10)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--settings", type=Path, default=None, help="settings YAML (default: the repository's)")
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agents.match.curriculum import N_STAGES, active_mask, held_out_presets
 from agents.match.probe import Hearing, Renderer
@@ -178,6 +179,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model_meta = _model_match_settings(args.agent)
         if model_meta:
             settings = with_overrides(settings, model_meta)
+        torch.set_num_threads(max(1, settings.training.threads))  # the machine is shared
         stage = settings.match.stage if args.stage is None else args.stage
         budget = settings.match.max_steps if args.budget is None else args.budget
         targets, source = load_targets(args.presets, settings)
