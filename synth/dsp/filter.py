@@ -64,11 +64,14 @@ def svf_lowpass(audio: Tensor, cutoff_hz: Tensor, q: Tensor, chunk: int, sample_
     # what one chunk's input adds to the state at the next chunk start: sum_i A^(M-1-i) b x_i
     drive_basis = (pw[:, :, :chunk].flip(2) @ b_vec.unsqueeze(2).unsqueeze(-1)).squeeze(-1)  # [B, C, M, 2]
     drive = (drive_basis * x.unsqueeze(-1)).sum(2)  # [B, C, 2]
-    jump = pw[:, :, chunk]  # A^M
-    states = [x.new_zeros(batch, 2)]
-    for c in range(n_chunks - 1):
-        states.append((jump[:, c] @ states[-1].unsqueeze(-1)).squeeze(-1) + drive[:, c])
-    start_state = torch.stack(states, dim=1)  # [B, C, 2]
+    jump = pw[:, :, chunk]  # A^M, [B, C, 2, 2]
+    j11, j12, j21, j22 = jump[..., 0, 0], jump[..., 0, 1], jump[..., 1, 0], jump[..., 1, 1]
+    d1, d2 = drive[..., 0], drive[..., 1]
+    s1, s2 = [x.new_zeros(batch)], [x.new_zeros(batch)]
+    for c in range(n_chunks - 1):  # elementwise on [B]: far cheaper than tiny matrix products
+        s1.append(j11[:, c] * s1[-1] + j12[:, c] * s2[-1] + d1[:, c])
+        s2.append(j21[:, c] * s1[-2] + j22[:, c] * s2[-1] + d2[:, c])
+    start_state = torch.stack([torch.stack(s1, dim=1), torch.stack(s2, dim=1)], dim=-1)  # [B, C, 2]
     zero_input = (c_pw * start_state.unsqueeze(2)).sum(-1)  # [B, C, M]
     return (zero_state + zero_input).reshape(batch, -1)[:, :n_samples].to(audio.dtype)
 

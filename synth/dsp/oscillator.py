@@ -53,17 +53,19 @@ def unison_bank(
     batch = table.shape[0]
     n_samples = elapsed.shape[1]
     dtype = table.dtype
-    # the bulk of the phase (base frequency) in float64, the small per-voice detune part in float32
+    size = float(TABLE_SIZE)
+    # the bulk of the phase (base frequency) in float64, the small per-voice detune part in float32;
+    # everything in table samples, wrapped with remainder (gradient 1) to [0, TABLE_SIZE)
     bulk64 = base_hz.to(torch.float64).unsqueeze(1) * elapsed
-    bulk = (bulk64 - bulk64.detach().floor()).to(dtype)  # [B, N]
-    delta_hz = base_hz.unsqueeze(1) * (torch.exp2(offsets_cents / 1200.0) - 1.0)  # [B, U]
-    start = torch.tensor(unison_phases(offsets_cents.shape[1]), device=table.device, dtype=dtype)
-    phase = bulk.unsqueeze(1) + delta_hz.unsqueeze(2) * elapsed.to(dtype).unsqueeze(1) + start.view(1, -1, 1)
-    position = (phase - phase.detach().floor()) * TABLE_SIZE  # [B, U, N], in [0, TABLE_SIZE)
-    index = position.detach().floor().clamp(0, TABLE_SIZE - 1).long()
+    bulk = ((bulk64 - bulk64.detach().floor()) * size).to(dtype)  # [B, N]
+    delta = base_hz.unsqueeze(1) * (torch.exp2(offsets_cents / 1200.0) - 1.0) * size  # [B, U] table samples/s
+    start = torch.tensor(unison_phases(offsets_cents.shape[1]), device=table.device, dtype=dtype) * size
+    position = torch.addcmul(
+        bulk.unsqueeze(1) + start.view(1, -1, 1), delta.unsqueeze(2), elapsed.to(dtype).unsqueeze(1)
+    ).remainder_(size)  # [B, U, N]
+    index = position.detach().long().clamp_(0, TABLE_SIZE - 1)
     weight = position - index.to(dtype)
     flat = index.view(batch, -1)
-    lo = table.gather(1, flat).view_as(position)
-    hi = table.gather(1, flat + 1).view_as(position)
-    voices = lo + weight * (hi - lo)
-    return (voices * gains.unsqueeze(2)).sum(dim=1).view(batch, n_samples)
+    slope = table[:, 1:] - table[:, :-1]  # [B, TABLE_SIZE]: one gather for the value, one for the slope
+    voices = torch.addcmul(table.gather(1, flat).view_as(position), weight, slope.gather(1, flat).view_as(position))
+    return torch.bmm(gains.unsqueeze(1), voices).view(batch, n_samples)
