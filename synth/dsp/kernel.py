@@ -13,6 +13,7 @@ sample count, so rendering in blocks of any size gives the one-shot result.
 Every jitted function lives in this one file on purpose: numba's on-disk cache only notices edits
 to the file a function is defined in, so a kernel split across files could run stale code.
 """
+
 from __future__ import annotations
 
 import math
