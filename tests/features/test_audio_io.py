@@ -81,3 +81,18 @@ def test_resample_keeps_tones_and_length_with_either_backend(monkeypatch: pytest
         assert np.max(np.abs(mid)) == pytest.approx(0.5, rel=0.01)
         assert np.argmax(np.abs(np.fft.rfft(mid))) * 16000 / len(mid) == pytest.approx(1000.0, abs=2)
     np.testing.assert_allclose(outputs[0][2000:14000], outputs[1][2000:14000], atol=0.01)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "rate", "suffix"),
+    [("OGG", "VORBIS", 44100, "ogg"), ("MP3", "MPEG_LAYER_III", 44100, "mp3"), ("AIFF", "PCM_24", 32000, "aiff")],
+)
+def test_compressed_and_other_containers(tmp_path: Path, fmt: str, subtype: str, rate: int, suffix: str) -> None:
+    t = np.arange(rate) / rate
+    path = tmp_path / f"tone.{suffix}"
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 440.0 * t), rate, format=fmt, subtype=subtype)
+    audio, info = load_audio(path, 16000)
+    assert info.sample_rate_hz == rate and abs(info.duration_s - 1.0) < 0.1  # codecs may pad a little
+    mid = audio[2000:14000]
+    assert np.argmax(np.abs(np.fft.rfft(mid))) * 16000 / len(mid) == pytest.approx(440.0, abs=2)
+    assert np.max(np.abs(mid)) == pytest.approx(0.5, rel=0.1)
