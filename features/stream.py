@@ -63,12 +63,18 @@ class StreamingDescriptors:
         self._blocks = 0
         self._out = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
+        # warm up here, not on the first live block: numba loads (or, on a fresh checkout, compiles) its kernels
+        for dtype in (np.float32, np.float64):
+            self.process(np.zeros(self.block_size, dtype=dtype))
+        self.reset()
 
     def reset(self) -> None:
         """Forget the audio history (as after silence)."""
         self._ring.fill(0.0)
         self._pos = 0
         self._blocks = 0
+        self._out64.fill(0.0)
+        self._out.fill(0.0)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""

@@ -83,3 +83,14 @@ def test_delta_matches_batch_deltas() -> None:
     st.reset()
     st.process(x[:hop])
     assert np.all(st.delta() == 0)
+
+
+def test_first_block_is_not_slower_than_steady_state() -> None:
+    import time
+
+    st = StreamingDescriptors(S, 48000, 512)  # kernels are loaded in the constructor
+    block = np.zeros(512, dtype=np.float32)
+    start = time.perf_counter()
+    st.process(block)
+    first = time.perf_counter() - start
+    assert first < 0.05  # a compile or cache load would take 100s of ms; a block takes ~0.1 ms
