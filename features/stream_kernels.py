@@ -138,15 +138,20 @@ def finish(
     total = 0.0
     first = 0.0
     log_sum = 0.0
+    product = 1.0  # sum of logs as the log of products of 16 magnitudes (in [1e-9, 1e3]: no under/overflow)
     biggest = 0.0
     for k in range(n_band):
         m = math.sqrt(power[k] + band_floor2)
         mag[k] = m
         total += m
         first += m * freqs_khz[k]
-        log_sum += math.log(m)
+        product *= m
+        if (k & 15) == 15:
+            log_sum += math.log(product)
+            product = 1.0
         if m > biggest:
             biggest = m
+    log_sum += math.log(product)
     centroid = first / total
     m2 = 0.0
     m3 = 0.0
