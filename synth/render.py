@@ -1,7 +1,8 @@
 """Batched Serum-lite renderer: parameter vectors -> audio.
 
 Input: params_0to1 [B, 24] (wire order of `synth.params`), MIDI notes [B] (fractional allowed).
-Output: audio [B, N] float, N = round(duration_s * sample_rate_hz), in (-1, 1).
+Output: audio [B, N] in [-1, 1], N = round(duration_s * sample_rate_hz); float32 (on the torch path,
+the float dtype of the params).
 
 Signal flow per patch: two morphing wavetable oscillators (unison 1-7, osc2 transposed) + white
 noise -> resonant low-pass whose cutoff follows the mod envelope and the LFO, with a DC blocker ->
@@ -10,13 +11,14 @@ amp ADSR x LFO tremolo x master volume -> soft clip. Deterministic for a seed (i
 Two paths, chosen by `backend`:
 - "torch": differentiable in the continuous parameters, any device; the kernel's filter solved in
   closed form per 2 ms control chunk (`synth.dsp.filter`), per-sample LFO and pitch.
-- "kernel": the streaming voice's numba kernel (`synth.dsp.kernel`), parallel over the batch, CPU,
-  no gradient, several times faster; the LFO is interpolated and the pitch stepped per control chunk.
-Both draw the same noise samples for the same seed: row b's noise depends only on (seed, b), not on
-the batch size or the other rows.
+- "kernel": the streaming voice's numba kernel (`synth.dsp.kernel`), rows split over
+  torch.get_num_threads() threads, CPU, no gradient, ~25x faster; the LFO is interpolated and the
+  pitch stepped per control chunk.
 - "auto" (default): "torch" when a gradient is wanted (params require grad and grad mode is on)
   or the params are not on the CPU, else "kernel".
-The two agree within the spectral tolerance stated in tests/synth/test_render_paths.py.
+The two agree within the spectral tolerance stated in tests/synth/test_render_paths.py. Both draw
+the same noise samples for the same seed: row b's noise depends only on (seed, b), not on the batch
+size or the other rows.
 """
 
 from __future__ import annotations
