@@ -3,10 +3,10 @@
 Input: a proxy folder (default `models/proxy`), a batch size, a time budget per side.
 Output: one JSON object: `proxy_predictions_per_s`, `render_analyze_per_s` (synth.render.render_batch
 then features.batch.describe_batch and the frame mean, on the probe the proxy was trained for,
-`proxy.yaml` `target`: exactly what the proxy stands in for), their
-`ratio` (target >= 100), the batch size, threads, and the proxy's held-out metrics from proxy.yaml.
-Both sides run on the same random parameter batches, interleaved in one process, so the shared
-machine's noise hits both.
+`proxy.yaml` `target`: exactly what the proxy stands in for), their `ratio` (target >= 100), the
+same for `Proxy.predict_numpy` (`ratio_numpy`, no autograd), the batch size, threads, and the
+proxy's held-out metrics from proxy.yaml. Both sides run on the same random parameter batches,
+one after the other in one process, so the shared machine's noise hits both.
 """
 
 from __future__ import annotations
@@ -75,13 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     def fast() -> torch.Tensor:
         return proxy.predict(params, notes)
 
+    params_np, notes_np = params.numpy(), notes.numpy()
+
+    def fast_numpy() -> object:
+        return proxy.predict_numpy(params_np, notes_np)
+
     with torch.no_grad():
         real_per_s = rate(real, args.batch, args.seconds)
         proxy_per_s = rate(fast, args.batch, args.seconds)
+        numpy_per_s = rate(fast_numpy, args.batch, args.seconds)
     result = {
         "proxy_predictions_per_s": round(proxy_per_s, 1),
         "render_analyze_per_s": round(real_per_s, 1),
         "ratio": round(proxy_per_s / real_per_s, 1),
+        "proxy_numpy_predictions_per_s": round(numpy_per_s, 1),
+        "ratio_numpy": round(numpy_per_s / real_per_s, 1),
         "target_ratio": 100,
         "batch": args.batch,
         "threads": args.threads,
@@ -95,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"proxy {proxy_per_s:,.0f}/s vs render+analyze {real_per_s:,.0f}/s: {result['ratio']}x")
+        print(
+            f"proxy {proxy_per_s:,.0f}/s (numpy {numpy_per_s:,.0f}/s) vs render+analyze {real_per_s:,.0f}/s: "
+            f"{result['ratio']}x ({result['ratio_numpy']}x)"
+        )
     return 0
 
 

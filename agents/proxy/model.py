@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -44,6 +45,11 @@ def pitch_class(notes: Tensor) -> Tensor:
     classes = torch.arange(12, dtype=notes.dtype, device=notes.device)
     d = torch.remainder(notes.unsqueeze(1) - classes, 12.0)
     return torch.relu(1.0 - torch.minimum(d, 12.0 - d))
+
+
+def _pitch_class_np(notes: np.ndarray) -> np.ndarray:
+    d = np.remainder(notes[:, None] - np.arange(12, dtype=np.float32), 12.0)
+    return np.maximum(0.0, 1.0 - np.minimum(d, 12.0 - d)).astype(np.float32)
 
 
 class ProxyError(ValueError):
@@ -73,6 +79,8 @@ class Proxy(nn.Module):
         self.register_buffer("out_mean", torch.zeros(k) if out_mean is None else out_mean.float().clone())
         self.register_buffer("out_std", torch.ones(k) if out_std is None else out_std.float().clone())
         self.meta: dict[str, Any] = {}
+        self._np_layers: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._np_scale: tuple[np.ndarray, np.ndarray] = (np.ones(k, np.float32), np.zeros(k, np.float32))
 
     @staticmethod
     def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
@@ -101,6 +109,43 @@ class Proxy(nn.Module):
     def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units."""
         return self.forward(params_0to1, notes)
+
+    def predict_numpy(self, params_0to1: np.ndarray, notes: np.ndarray) -> np.ndarray:
+        """The same prediction in numpy, without autograd: [B, 24], [B] -> [B, K] float32.
+
+        For callers that need no gradient and call with tiny batches (an environment step), where
+        torch's per-op overhead dominates. The float32 weights are cached on first use; call
+        `refresh_numpy()` after changing the weights.
+        """
+        layers = self._np_layers if self._np_layers is not None else self.refresh_numpy()
+        params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
+        notes = np.atleast_1d(np.asarray(notes, dtype=np.float32))
+        if params.shape[1] != N_PARAMS or notes.shape != (params.shape[0],):
+            raise ValueError(f"Proxy: need params [B, {N_PARAMS}] and notes [B], got {params.shape}, {notes.shape}")
+        semis = np.round(params[:, _OSC2_SEMIS] * 48.0) - 24.0
+        osc2 = notes + semis + params[:, _OSC2_FINE] - 0.5
+        x = np.concatenate(
+            [
+                params * 2.0 - 1.0,
+                ((notes - NOTE_CENTER) / NOTE_SCALE)[:, None],
+                _pitch_class_np(notes),
+                _pitch_class_np(osc2),
+            ],
+            axis=1,
+            dtype=np.float32,
+        )
+        for w, b in layers[:-1]:
+            x = x @ w + b
+            x = x / (1.0 + np.exp(-x))  # SiLU
+        w, b = layers[-1]
+        return (x @ w + b) * self._np_scale[0] + self._np_scale[1]
+
+    def refresh_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Cache the weights as numpy arrays for `predict_numpy`; returns the (weight, bias) pairs."""
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        self._np_layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
+        self._np_scale = (self.out_std.numpy().copy(), self.out_mean.numpy().copy())
+        return self._np_layers
 
     def save(self, folder: Path, meta: dict[str, Any] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -147,4 +192,5 @@ class Proxy(nn.Module):
             raise ProxyError(f"{weights_path}: weights do not match {meta_path} ({str(exc).splitlines()[0]})") from exc
         proxy.meta = meta
         proxy.eval()
+        proxy.refresh_numpy()
         return proxy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,9 @@ def test_save_load_round_trip_is_pickle_free(tmp_path: Path) -> None:
     x, n = torch.rand(4, 24), torch.tensor([40.0, 50.0, 60.0, 70.0])
     torch.testing.assert_close(loaded.predict(x, n), proxy.predict(x, n))
     assert loaded.meta["metrics"]["mrr"] == 0.5 and loaded.hidden == (8, 8)
+    fast = loaded.predict_numpy(x.numpy(), np.array([40.0, 50.5, 60.0, 70.0], np.float32))
+    slow = loaded.predict(x, torch.tensor([40.0, 50.5, 60.0, 70.0])).detach().numpy()
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
     (tmp_path / "p" / "proxy.yaml").write_text("format_version: 99\n")
     with pytest.raises(ProxyError, match="proxy.yaml"):
         Proxy.load(tmp_path / "p")
@@ -145,3 +149,24 @@ def test_cli_evaluate_bad_input_is_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert train_bad.returncode == 2 and "Traceback" not in train_bad.stderr
+
+
+def test_benchmark_reports_both_rates_and_their_ratio(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "proxy.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--json", "--seconds", "0.2", "--batch", "8"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+
+    result = json.loads(out.stdout)
+    assert result["proxy_predictions_per_s"] > 0 and result["render_analyze_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["proxy_predictions_per_s"] / result["render_analyze_per_s"], rel=0.01
+    )
+    bad = subprocess.run(
+        [sys.executable, str(script), "--model", str(tmp_path / "none")], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "proxy.yaml" in bad.stderr
