@@ -81,15 +81,17 @@ def spectra(x_spec: np.ndarray, head_spec: np.ndarray, windowed_spec: np.ndarray
     """From the rffts of the mean-removed frame and of YIN's head: the Hann-windowed spectrum of the raw
     frame (periodic Hann = a 3-tap kernel in frequency: 0.5 X[k] - 0.25 (X[k-1] + X[k+1])) and, in
     place of the head's spectrum, YIN's cross spectrum conj(H) X."""
-    nb = x_spec.shape[0]
+    nb = x_spec.shape[0]  # >= 3 (window >= 4)
+    dc = n * mean  # the raw frame's spectrum is x_spec plus dc at bin 0
+    for k in range(1, nb - 1):
+        windowed_spec[k] = 0.5 * x_spec[k] - 0.25 * (x_spec[k - 1] + x_spec[k + 1])
+    windowed_spec[1] -= 0.25 * dc
+    windowed_spec[0] = 0.5 * (x_spec[0] + dc) - 0.5 * x_spec[1].real  # X[-1] = conj(X[1])
+    last = nb - 1  # its right neighbour X[last + 1] = conj(X[n - last - 1]) (Hermitian symmetry)
+    mirror = n - last - 1
+    right = x_spec[mirror].conjugate() + (dc if mirror == 0 else 0.0)
+    windowed_spec[last] = 0.5 * x_spec[last] - 0.25 * (x_spec[last - 1] + right)
     for k in range(nb):
-        centre = x_spec[k] + (n * mean if k == 0 else 0.0)
-        left = x_spec[1].conjugate() if k == 0 else x_spec[k - 1] + (n * mean if k == 1 else 0.0)
-        if k + 1 < nb:
-            right = x_spec[k + 1]
-        else:
-            right = x_spec[n - (k + 1)].conjugate() + (n * mean if n - (k + 1) == 0 else 0.0)
-        windowed_spec[k] = 0.5 * centre - 0.25 * (left + right)
         head_spec[k] = head_spec[k].conjugate() * x_spec[k]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -35,10 +36,11 @@ def _stream(x: np.ndarray, sr: int, block: int) -> np.ndarray:
     return np.stack([st.process(x[i * block : (i + 1) * block]).astype(np.float64) for i in range(len(x) // block)])
 
 
-def test_stream_reproduces_batch_frame_by_frame() -> None:
-    x = phrase(16000, 1.0)
-    b = _batch(x, 16000)
-    s = _stream(x, 16000, plan_for(16000, S).hop)
+@pytest.mark.parametrize("rate", [16000, 22050, 44100])  # 22050: an odd window (1411 frames)
+def test_stream_reproduces_batch_frame_by_frame(rate: int) -> None:
+    x = phrase(rate, 1.0)
+    b = _batch(x, rate)
+    s = _stream(x, rate, plan_for(rate, S).hop)
     assert b.shape == s.shape
     np.testing.assert_allclose(s, b, rtol=1e-3, atol=0.01)
 
