@@ -50,18 +50,19 @@ def prepare_frame(
     stats: np.ndarray,
 ) -> None:
     n = ring.shape[0]
+    older = n - pos  # the ring from pos on is the oldest audio
+    for i in range(older):
+        frame[i] = ring[pos + i]
+    for i in range(pos):
+        frame[older + i] = ring[i]
     total = 0.0
     square = 0.0
     peak = 0.0
     for i in range(n):
-        j = pos + i
-        v = ring[j - n] if j >= n else ring[j]
-        frame[i] = v
+        v = frame[i]
         total += v
         square += v * v
-        a = abs(v)
-        if a > peak:
-            peak = a
+        peak = max(peak, abs(v))
     mean = total / n
     stats[3] = mean
     centered = 0.0
