@@ -38,8 +38,7 @@ class AudioInfo:
 def probe_audio(path: str | Path) -> AudioInfo:
     """Read only the header of an audio file."""
     file = Path(path)
-    if not file.is_file():
-        raise AudioFileError(f"{file}: no such audio file")
+    _check_is_file(file)
     try:
         info = sf.info(str(file))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -50,8 +49,7 @@ def probe_audio(path: str | Path) -> AudioInfo:
 def load_audio(path: str | Path, target_sr_hz: int | None) -> tuple[np.ndarray, AudioInfo]:
     """Read `path` as mono float32 at `target_sr_hz` (None: keep the file's rate)."""
     file = Path(path)
-    if not file.is_file():
-        raise AudioFileError(f"{file}: no such audio file")
+    _check_is_file(file)
     try:
         data, rate = sf.read(str(file), dtype="float32", always_2d=True)
         info = sf.info(str(file))
@@ -86,6 +84,13 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
         ratio = Fraction(int(to_hz), int(from_hz))
         out = resample_poly(audio.astype(np.float32, copy=False), ratio.numerator, ratio.denominator)
     return np.ascontiguousarray(out[:expected], dtype=np.float32)
+
+
+def _check_is_file(file: Path) -> None:
+    if file.is_dir():
+        raise AudioFileError(f"{file}: is a directory, not an audio file")
+    if not file.is_file():
+        raise AudioFileError(f"{file}: no such audio file")
 
 
 def _info(file: Path, rate: int, channels: int, frames: int, fmt: str, subtype: str) -> AudioInfo:

@@ -43,6 +43,8 @@ def test_any_rate_depth_and_channels_to_mono_16k(
 
 
 def test_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioFileError, match="is a directory"):
+        load_audio(tmp_path, 16000)
     missing = tmp_path / "nope.wav"
     with pytest.raises(AudioFileError, match="nope.wav: no such audio file"):
         load_audio(missing, 16000)
