@@ -24,6 +24,7 @@ import numpy as np
 from synth.dsp import constants as K
 from synth.params import N_PARAMS, PARAM_INDEX, PARAMS
 
+Arr = np.ndarray
 CONTROL_PERIOD_S = 0.002  # control signals are recomputed every 2 ms (32 samples at 16 kHz)
 
 # Everything the kernel reads from other modules travels as arguments, because numba's on-disk
@@ -123,7 +124,9 @@ def _env_value(st: np.ndarray, e: int, sustain: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _env_tick(stage: float, x: float, start: float, da: float, dd: float, sustain: float, dr: float):
+def _env_tick(
+    stage: float, x: float, start: float, da: float, dd: float, sustain: float, dr: float
+) -> tuple[float, float, float]:
     """One sample of an envelope: (level output now, stage, progress) after advancing by one sample."""
     if stage == STAGE_ATTACK:
         level = start + (1.0 - start) * x
@@ -160,7 +163,7 @@ def gate(st: np.ndarray, ctl: np.ndarray, on: bool) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _morph_table(state_tables, morphed, key, osc, morph, level, fresh) -> bool:
+def _morph_table(state_tables: Arr, morphed: Arr, key: Arr, osc: int, morph: float, level: int, fresh: bool) -> bool:
     """Rebuild morphed[osc, 0] for (morph, level) if it changed, keeping the old one in morphed[osc, 1].
 
     Returns True when the chunk must crossfade from the old table (not on a fresh start)."""
@@ -190,7 +193,10 @@ def _changed(ctl: np.ndarray, at: int, values: tuple) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _control(st, ctl, smooth, target, incs, tables, morphed, key, spec, design, chunk: int, rate: float) -> None:
+def _control(
+    st: Arr, ctl: Arr, smooth: Arr, target: Arr, incs: Arr, tables: Arr, morphed: Arr, key: Arr, spec: Arr, design: Arr,
+    chunk: int, rate: float,
+) -> None:  # fmt: skip
     """Start of a control chunk: smooth the parameters and derive this chunk's control values.
 
     Transcendental functions only run for what changed (physical values, pitch, cutoff)."""
@@ -300,13 +306,11 @@ def softclip(x: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _unison(
-    table: np.ndarray, phases: np.ndarray, incs: np.ndarray, voices: int, acc: np.ndarray, m: int, advance: bool
-):
+def _unison(table: Arr, phases: Arr, incs: Arr, voices: int, acc: Arr, m: int, advance: bool) -> None:
     """acc[:m] = sum of `voices` linear-interpolated table lookups; phases advance by m samples if `advance`.
 
     Phases run in 32-bit fixed point (wrap-around for free, 3x faster than float phases): the top
-    TABLE_BITS bits index the table, the rest interpolate. The table repeats its first sample."""
+    log2(table size) bits index the table, the rest interpolate. The table repeats its first sample."""
     bits = np.uint64(32 - int(round(math.log2(table.shape[0] - 1))))
     frac_mask = (np.uint64(1) << bits) - np.uint64(1)
     frac_scale = 1.0 / float(np.uint64(1) << bits)
@@ -326,7 +330,10 @@ def _unison(
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, out, start, n, rate):
+def render(
+    st: Arr, ctl: Arr, phases: Arr, incs: Arr, smooth: Arr, target: Arr, tables: Arr, morphed: Arr, key: Arr,
+    scratch: Arr, spec: Arr, design: Arr, out: Arr, start: int, n: int, rate: float,
+) -> None:  # fmt: skip
     """Fill out[start:start + n] and advance the voice."""
     chunk = scratch.shape[1]
     mix, acc, old = scratch[0], scratch[1], scratch[2]
@@ -432,7 +439,10 @@ def white_noise(seeds: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def render_patches(params, notes, off_sample, rate, seeds, tables, spec, design, chunk, n_unison, out, first, step):
+def render_patches(
+    params: Arr, notes: Arr, off_sample: int, rate: float, seeds: Arr, tables: Arr, spec: Arr, design: Arr,
+    chunk: int, n_unison: int, out: Arr, first: int, step: int,
+) -> None:  # fmt: skip
     """Render rows first, first + step, ... of `params` [B, 24] at `notes` [B] into `out` [B, N] (float32).
 
     Releases the GIL: callers run interleaved row sets in several Python threads."""
