@@ -272,3 +272,23 @@ def test_real_components_file_fast_is_deterministic_and_follows_the_pitch(
     assert 69.0 in notes and max(gates) == 1.0  # A4 heard through the real extractor, the gate opened
     sounding = outs[0][int(0.6 * SR) : int(1.2 * SR)]
     assert np.sqrt(np.mean(sounding**2)) > 0.01
+
+
+def test_model_hot_swaps_cause_no_dropout(
+    doubles: SimpleNamespace, follow_model: Path, phrase: Path, tmp_path: Path
+) -> None:
+    """Swap models 10 times while the tone plays at real-time pace: the recorded synth never goes silent."""
+    models = [doubles.write_follow_model(tmp_path / f"m{i}", gain=10.0 + i) for i in range(2)]
+    server = make_server(doubles, settings_for(follow_model, tmp_path), phrase)
+    server.start()
+    try:
+        time.sleep(0.6)  # into the tone (0.3 s .. 1.3 s)
+        names = [server.load_model(str(models[i % 2])) for i in range(10)]
+        server.run()
+    finally:
+        stats = server.stop()
+    assert names[-1] == "m1" and stats["models_loaded"] == 10 and stats["model"] == "m1"
+    synth, _ = sf.read(str(tmp_path / "synth.wav"), dtype="float32")
+    sounding = np.abs(synth[int(0.45 * SR) : int(1.25 * SR)])
+    frames = sounding[: len(sounding) // 240 * 240].reshape(-1, 240).max(axis=1)  # 5 ms windows
+    assert frames.min() > 0.01, "a silent gap while models were swapped"
