@@ -144,10 +144,11 @@ def _render_torch(
         noise = torch.from_numpy(noise_np).to(device=device, dtype=dtype)
         mix = mix + col["noise_level"].unsqueeze(1) * noise
 
-    mod_env = adsr(t_s, col["mod_attack"], col["mod_decay"], col["mod_sustain"], col["mod_release"], note_off_s)
     chunk = control_chunk(rate)
     starts = chunk_starts(n_samples, chunk).to(device)
-    octaves = col["filter_env_amount"].unsqueeze(1) * mod_env[:, starts] + routing.filter_octaves[:, starts]
+    # the mod envelope only moves the cutoff, which is set per control chunk: evaluate it there only
+    mod_env = adsr(t_s[starts], col["mod_attack"], col["mod_decay"], col["mod_sustain"], col["mod_release"], note_off_s)
+    octaves = col["filter_env_amount"].unsqueeze(1) * mod_env + routing.filter_octaves[:, starts]
     cutoff = (col["filter_cutoff"].unsqueeze(1) * torch.exp2(octaves)).clamp(
         FILTER_MIN_HZ, FILTER_MAX_NYQUIST * 0.5 * rate
     )

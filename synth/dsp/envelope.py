@@ -5,8 +5,10 @@ Input: sample times [N] s, attack/decay/release [B] s, sustain [B] level, the no
 
 Shape: linear attack 0 -> 1, decay 1 -> sustain along (1 - x) ** ENV_CURVE, release from the level
 reached at note-off along the same curve. The streaming kernel runs the same curves as stages.
-(torchsynth's ADSR fixes the batch size and buffer length in its SynthConfig, caps attack at 2 s
-and uses one curve for all stages, so it does not fit the 1 ms..4 s table or the streaming twin.)
+torchsynth's ADSR was measured (0.85 ms per batch of 128 x 0.5 s, one thread, at its 441 Hz control
+rate) but does not fit: it fixes the batch size and length in its SynthConfig, caps the attack at
+2 s, uses one curve for all stages and has no per-sample streaming twin; this one costs ~9 ms at
+audio rate (the torch path only; the kernel runs the same curves per sample).
 """
 
 from __future__ import annotations

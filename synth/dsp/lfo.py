@@ -4,7 +4,8 @@ Input: sample times [N] s, rate [B] Hz, amount [B] 0..1, target [B] (0 pitch, 1 
 Output: `LfoRouting` with the pitch ratio [B, N] (None when no patch modulates pitch), the cutoff
 offset [B, N] in octaves and the amplitude gain [B, N]. The LFO is a sine starting at phase 0 at
 the note start. Depths: `constants.LFO_PITCH_SEMITONES`, `LFO_FILTER_OCTAVES`; amplitude gain
-1 - amount * (1 - lfo) / 2.
+1 - amount * (1 - lfo) / 2. (torchsynth's LFO, 0.78 ms per batch of 128 x 0.5 s at control rate,
+mixes five shapes in its own ranges and binds the batch size at construction: not used.)
 """
 
 from __future__ import annotations
