@@ -170,3 +170,21 @@ def test_bad_input_is_named() -> None:
         voice.process(np.zeros(256))
     with pytest.raises(ValueError, match="max_block_size"):
         voice.process(np.zeros(257, dtype=np.float32))
+
+
+def test_random_parameter_frames_and_gates_stay_finite_and_bounded() -> None:
+    """Corners and random frames every block, notes across the range, gates toggling: no NaN/Inf."""
+    rng = np.random.default_rng(4)
+    voice = StreamingVoice(48000, 256, param_smoothing_s=0.005)
+    block = np.empty(256, dtype=np.float32)
+    for i in range(300):
+        frame = rng.integers(0, 2, N_PARAMS).astype(np.float64) if i % 3 == 0 else rng.random(N_PARAMS)
+        voice.set_params(frame)
+        if i % 25 == 0:
+            voice.note_on(float(rng.integers(0, 128)))
+        elif i % 25 == 20:
+            voice.note_off()
+        elif i % 7 == 0:
+            voice.set_note(float(rng.uniform(0, 127)))
+        voice.process(block)
+        assert np.all(np.isfinite(block)) and np.abs(block).max() <= 1.0
