@@ -15,6 +15,8 @@ import math
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from features.audio_io import AudioFileError
 from features.names import DESCRIPTOR_NAMES, expand
 from features.offline import describe_file
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--window-length", type=int, default=None, help="window in frames (features.window_length)")
     d.add_argument("--hop-length", type=int, default=None, help="hop in frames (features.hop_length)")
     d.add_argument("--only", default=None, help="comma-separated descriptor names or groups (default: all)")
+    d.add_argument("--threads", type=int, default=1, help="torch threads (default 1: best on a shared machine)")
     return parser
 
 
@@ -41,6 +44,10 @@ def _number(x: float) -> float | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     try:
         settings = with_overrides(
             load_settings(args.settings),

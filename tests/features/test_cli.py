@@ -52,6 +52,8 @@ def test_bad_input_one_line_error_nonzero_exit(tmp_path: Path, wav: Path, capsys
     assert err.count("\n") == 0 and "missing.wav: no such audio file" in err
     assert main(["describe", str(wav), "--only", "brightness"]) == 2
     assert "brightness" in capsys.readouterr().err
+    assert main(["describe", str(wav), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("features:\n  hop_lenght: 3\n")
     assert main(["describe", str(wav), "--settings", str(bad)]) == 2
