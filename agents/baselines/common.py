@@ -31,7 +31,13 @@ class BaselineResult:
 
 
 class MatchProblem:
-    """Targets rendered and analysed once; candidates evaluated against them in batches."""
+    """Targets rendered and analysed once; candidates evaluated against them in batches.
+
+    `synth.render.render_batch` draws noise per batch position, so a candidate must render at the
+    position its target was rendered at. With P targets, each target is rendered (and cached) at
+    `copies` = CHUNK_ROWS // P positions (1 when P > CHUNK_ROWS), so up to `copies` candidates of
+    one target share a batch; further candidates go to the next batch.
+    """
 
     def __init__(
         self,
@@ -53,10 +59,12 @@ class MatchProblem:
         self.hearing = hearing
         self.epsilon = epsilon
         self.renders = 0
+        self.copies = max(1, CHUNK_ROWS // len(self.targets))
+        copies = np.repeat(self.targets, self.copies, axis=0)  # cache row q = target q // copies
         caches: list[TargetCache] = []
         with torch.no_grad():
-            for lo in range(0, len(self.targets), CHUNK_ROWS):
-                audio = renderer(torch.from_numpy(self.targets[lo : lo + CHUNK_ROWS]))
+            for lo in range(0, len(copies), CHUNK_ROWS):
+                audio = renderer(torch.from_numpy(copies[lo : lo + CHUNK_ROWS]))
                 caches.append(hearing.cache_targets(audio))
         self.cache: TargetCache = {k: torch.cat([c[k] for c in caches]) for k in caches[0]}
 
@@ -71,33 +79,29 @@ class MatchProblem:
         return out
 
     def evaluate(self, rows: np.ndarray, candidates_0to1: np.ndarray) -> np.ndarray:
-        """Losses [K] of candidates [K, 24] against the targets `rows` [K] (no gradient).
-
-        Each candidate renders at its target's batch position (`slot`), so both hear the same noise;
-        candidates of one target go to successive batches.
-        """
+        """Losses [K] of candidates [K, 24] against the targets `rows` [K] (no gradient)."""
         rows = np.asarray(rows, dtype=np.int64)
         candidates = snap_vector(np.asarray(candidates_0to1, dtype=np.float32))
-        slots = self.slot(rows)
-        rounds = np.zeros(len(rows), dtype=np.int64)
+        occurrence = np.zeros(len(rows), dtype=np.int64)
         seen: dict[int, int] = {}
-        for k, slot in enumerate(slots):
-            rounds[k] = seen.get(int(slot), 0)
-            seen[int(slot)] = rounds[k] + 1
+        for k, row in enumerate(rows):
+            occurrence[k] = seen.get(int(row), 0)
+            seen[int(row)] = occurrence[k] + 1
+        cache_rows = rows * self.copies + occurrence % self.copies
+        positions = cache_rows % CHUNK_ROWS
+        rounds = occurrence // self.copies
         out = np.empty(len(rows), dtype=np.float64)
         with torch.no_grad():
             for r in range(int(rounds.max()) + 1 if len(rows) else 0):
-                pick = np.flatnonzero(rounds == r)
-                audio = render_at(self.renderer, candidates[pick], slots[pick])
-                cache = take_rows(self.cache, torch.from_numpy(rows[pick]))
-                out[pick] = self.hearing.loss(audio, cache).double().numpy()
+                for lo in range(0, CHUNK_ROWS * (1 + int(cache_rows.max()) // CHUNK_ROWS), CHUNK_ROWS):
+                    pick = np.flatnonzero((rounds == r) & (cache_rows >= lo) & (cache_rows < lo + CHUNK_ROWS))
+                    if len(pick) == 0:
+                        continue
+                    audio = render_at(self.renderer, candidates[pick], positions[pick])
+                    cache = take_rows(self.cache, torch.from_numpy(cache_rows[pick]))
+                    out[pick] = self.hearing.loss(audio, cache).double().numpy()
         self.renders += len(rows)
         return out
-
-    @staticmethod
-    def slot(rows: np.ndarray) -> np.ndarray:
-        """The batch position each target was rendered at (targets render in chunks of CHUNK_ROWS)."""
-        return np.asarray(rows, dtype=np.int64) % CHUNK_ROWS
 
 
 class Tracker:

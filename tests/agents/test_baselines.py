@@ -59,3 +59,12 @@ def test_candidates_hear_their_targets_noise_whatever_the_batch_order() -> None:
     rows = np.array([5, 0, 3, 3, 1, 5, 2, 4])
     losses = problem.evaluate(rows, problem.targets[rows])
     np.testing.assert_allclose(losses, 0.0, atol=1e-6)
+
+
+def test_alignment_holds_with_more_targets_than_a_batch() -> None:
+    targets = held_out_presets(300, seed=5)
+    targets[:, 8] = 0.5
+    problem = MatchProblem(targets, 1, FakeRenderer(), FakeHearing(), 0.01)
+    assert problem.copies == 1
+    rows = np.array([299, 0, 256, 256, 43])
+    np.testing.assert_allclose(problem.evaluate(rows, problem.targets[rows]), 0.0, atol=1e-6)
