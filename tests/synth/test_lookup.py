@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ def tiny_plan(**kw: object) -> TablePlan:
         base_0to1=BASE,
         chunk_size=4,
         render_batch_size=4,
-        probe_s=0.25,
+        probe_s=0.1,
     )
     values.update(kw)
     return TablePlan(**values)  # type: ignore[arg-type]
@@ -112,26 +110,22 @@ def test_queries_both_ways_find_the_stored_rows(table_dir: Path) -> None:
     assert sub.shape == (1, 1, 24)
 
 
-def test_cli_build_and_query(tmp_path: Path, table_dir: Path) -> None:
-    run = [sys.executable, "-m", "synth.lookup"]
-    assert subprocess.run([*run, "--help"], capture_output=True, check=False).returncode == 0
-    bad = subprocess.run(
-        [*run, "build", str(tmp_path / "t"), "--params", "nope"], capture_output=True, text=True, check=False
-    )
-    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+def test_cli_build_and_query(tmp_path: Path, table_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from synth.lookup import main as lookup_main
+
+    with pytest.raises(SystemExit) as help_exit:
+        lookup_main(["--help"])
+    assert help_exit.value.code == 0 and "lookup" in capsys.readouterr().out
+    assert lookup_main(["build", str(tmp_path / "t"), "--params", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
     preset = tmp_path / "p.json"
     params = {name: float(v) for name, v in zip(PARAM_NAMES, BASE, strict=True)}
     preset.write_text(json.dumps({"name": "p", "version": "1.0", "parameters": params}))
-    out = subprocess.run(
-        [*run, "query", str(table_dir), "--preset", str(preset)], capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    reply = json.loads(out.stdout)
+    assert lookup_main(["query", str(table_dir), "--preset", str(preset)]) == 0
+    reply = json.loads(capsys.readouterr().out)
     assert set(reply["neighbours"][0]) == set(DESCRIPTOR_NAMES)
-    missing = subprocess.run(
-        [*run, "query", str(tmp_path / "none"), "--preset", str(preset)], capture_output=True, text=True, check=False
-    )
-    assert missing.returncode == 2 and "manifest" in missing.stderr
+    assert lookup_main(["query", str(tmp_path / "none"), "--preset", str(preset)]) == 2
+    assert "manifest" in capsys.readouterr().err
 
 
 def test_map_of_the_table_alone_and_under_a_corpus(table_dir: Path, tmp_path: Path) -> None:
