@@ -18,7 +18,6 @@ class SynthSettings:
     gate_on_db: float = -45.0  # loudness that opens the gate ...
     gate_off_db: float = -55.0  # ... and, lower (hysteresis), closes it
     param_smoothing_s: float = 0.02  # streaming: parameter changes are smoothed over this time
-    compile: bool = False  # torch.compile the batched renderer (slow first call, faster after)
     seed: int = 0
 
     def __post_init__(self) -> None:
