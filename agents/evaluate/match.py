@@ -92,6 +92,7 @@ def evaluate(
         problem = MatchProblem(targets_0to1, stage, renderer, hearing, epsilon)
         res = BASELINES[agent](problem, budget, seed=settings.match.seed, progress=progress)
         final_loss, steps, final_x, trajectories = res.best_loss, res.renders_to_eps, res.best_x, res.trajectories
+        best_loss = res.best_loss
         x_label = "generation" if agent == "cmaes" else "round" if agent == "random" else "Adam step"
         trajectories = [np.stack([problem.starts[i], *t]) for i, t in enumerate(trajectories[:keep])]
     else:
@@ -109,7 +110,7 @@ def evaluate(
             keep_trajectories=keep,
             progress=progress,
         )
-        final_loss, steps = res_r.final_loss, res_r.steps_to_eps
+        final_loss, steps, best_loss = res_r.final_loss, res_r.steps_to_eps, res_r.best_loss
         final_x, trajectories = res_r.final_x, res_r.trajectories
         x_label = "step"
     wall_s = time.perf_counter() - start
@@ -126,6 +127,7 @@ def evaluate(
         "wall_s": round(wall_s, 3),
         "epsilon": epsilon,
         "mean_loss": float(np.mean(final_loss)),
+        "median_best_loss": float(np.median(best_loss)),  # lowest loss seen in the episode / search
     }
     if out_dir is not None and keep > 0:
         from agents.match.artifacts import write_episode_artifacts

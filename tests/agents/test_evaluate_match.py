@@ -116,3 +116,53 @@ def test_bad_agent_and_budget_give_one_line_errors(doubles: None, tmp_path: Path
 def test_empty_preset_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(EvaluateError, match="no preset JSON"):
         load_targets(str(tmp_path), Settings())
+
+
+def test_model_directory_agent_runs_its_policy(tmp_path: Path) -> None:
+    from agents.match.engine import MatchEngine
+    from agents.policy import write_model_dir
+
+    settings = Settings()
+    engine = MatchEngine(1, settings, renderer=FakeRenderer(), hearing=FakeHearing())
+    rng = np.random.default_rng(0)
+    obs_size, act_size = engine.layout.size, engine.codec.size
+    weights = [
+        (rng.normal(0, 0.05, (16, obs_size)).astype(np.float32), np.zeros(16, np.float32)),
+        (rng.normal(0, 0.5, (act_size, 16)).astype(np.float32), np.zeros(act_size, np.float32)),
+    ]
+    meta = {
+        "task": "match",
+        "controlled_params": [],
+        "descriptor_names": [],
+        "start_preset": [0.5] * 24,
+        "observation": {"size": obs_size},
+        "action": {"kind": "selector", "delta_max": 0.1},
+    }
+    model_dir = write_model_dir(tmp_path / "model", meta, weights)
+    m = evaluate(
+        str(model_dir),
+        held_out_presets(3, seed=2),
+        settings,
+        stage=1,
+        budget=6,
+        renderer=FakeRenderer(),
+        hearing=FakeHearing(),
+        out_dir=tmp_path / "art",
+        keep=1,
+    )
+    assert set(m) >= SPEC_KEYS and m["budget"] == 6 and m["presets"] == 3
+    assert m["median_best_loss"] <= m["median_loss"] + 1e-9
+    assert (tmp_path / "art" / "episode0_trajectory.png").exists()
+    meta["task"] = "imitate"
+    write_model_dir(tmp_path / "other", meta, weights)
+    with pytest.raises(EvaluateError, match="not 'match'"):
+        evaluate(
+            str(tmp_path / "other"),
+            held_out_presets(1, seed=2),
+            settings,
+            stage=1,
+            budget=2,
+            renderer=FakeRenderer(),
+            hearing=FakeHearing(),
+            out_dir=None,
+        )
