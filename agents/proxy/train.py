@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from agents.proxy.evaluate import evaluate
-from agents.proxy.model import Proxy
+from agents.proxy.model import Proxy, ProxyError
 from features.names import DESCRIPTOR_NAMES
 from settings import SettingsError, load_settings
 from synth.lookup_store import TableError, load_table
@@ -64,8 +64,12 @@ def train(
     val_fraction: float,
     seed: int,
     progress: bool = True,
+    init: Proxy | None = None,
 ) -> tuple[Proxy, dict[str, Any]]:
-    """Fit a proxy; returns it (best validation epoch) and the training facts."""
+    """Fit a proxy; returns it (best validation epoch) and the training facts.
+
+    `init`: continue from this proxy (its layer sizes and output normalization are kept).
+    """
     torch.manual_seed(seed)
     n = params.shape[0]
     order = np.random.default_rng(seed).permutation(n)
@@ -73,12 +77,19 @@ def train(
     val, tr = order[:n_val], order[n_val:]
     if tr.size < batch_size:
         raise ValueError(f"{tr.size} training rows is fewer than one batch of {batch_size}")
-    mean = descriptors[tr].mean(axis=0)
-    std = descriptors[tr].std(axis=0) + 1e-6
+    if init is not None:
+        mean, std = init.out_mean.numpy().astype(np.float64), init.out_std.numpy().astype(np.float64)
+    else:
+        mean = descriptors[tr].mean(axis=0)
+        std = descriptors[tr].std(axis=0) + 1e-6
     x = torch.from_numpy(params.astype(np.float32))
     k = torch.from_numpy(notes.astype(np.float32))
     y = torch.from_numpy(((descriptors - mean) / std).astype(np.float32))
-    proxy = Proxy(DESCRIPTOR_NAMES, hidden, torch.from_numpy(mean), torch.from_numpy(std))
+    proxy = Proxy(
+        DESCRIPTOR_NAMES, hidden if init is None else init.hidden, torch.from_numpy(mean), torch.from_numpy(std)
+    )
+    if init is not None:
+        proxy.load_state_dict(init.state_dict())
     opt = torch.optim.AdamW(proxy.parameters(), lr=lr, weight_decay=1e-5)
     steps_per_epoch = tr.size // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.05)
@@ -139,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-minutes", type=float, default=60.0, help="stop after the epoch that passes this")
     parser.add_argument("--val-fraction", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=None, help="default: training.seed")
+    parser.add_argument("--init", type=Path, default=None, help="continue training this proxy folder")
     parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
     )
@@ -158,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             notes,
             descriptors,
             hidden=tuple(args.hidden),
+            init=Proxy.load(args.init) if args.init is not None else None,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
@@ -171,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             if table_target(manifest) != target:
                 raise TableError(f"{args.heldout}: held-out table renders another target than the training tables")
             metrics = evaluate(proxy, hp, hn, hd.astype(np.float64))
-    except (SettingsError, TableError, ValueError) as exc:
+    except (SettingsError, TableError, ProxyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     meta = {
         "target": target,
-        "training": facts | {"tables": [str(t) for t in args.table]},
+        "training": facts | {"tables": [str(t) for t in args.table], "init": str(args.init) if args.init else None},
         "metrics": {"random": {k: v for k, v in metrics.items() if k not in ("l1_normalized", "l1_units")}}
         if metrics
         else {},

@@ -94,6 +94,23 @@ def test_training_learns_a_smooth_map() -> None:
     hp, hn, hd = synthetic_table(1000, seed=1)
     metrics = evaluate(proxy, hp, hn, hd, candidates=1000)
     assert metrics["mrr"] > 0.5 and set(metrics["l1_units"]) == set(DESCRIPTOR_NAMES)
+    more, facts2 = train(
+        params,
+        notes,
+        descriptors,
+        hidden=(8,),
+        epochs=1,
+        batch_size=256,
+        lr=1e-4,
+        max_minutes=1.0,
+        val_fraction=0.05,
+        seed=0,
+        progress=False,
+        init=proxy,
+    )
+    assert more.hidden == (64, 64)  # the init's layers, not the hidden argument
+    torch.testing.assert_close(more.out_mean, proxy.out_mean)
+    assert facts2["history"][0]["val_l1"] < 1.1 * facts["best_val_l1_normalized"]  # continues, not from scratch
 
 
 def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
