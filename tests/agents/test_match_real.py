@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import agents  # noqa: F401  (registers the ids)
 from agents.match.curriculum import start_vectors
@@ -23,12 +22,12 @@ from settings.loader import Settings, with_overrides
 pytest.importorskip("features.loss", reason="features.loss.PerceptualLoss has not landed yet")
 
 
-def test_registered_env_passes_both_checkers() -> None:
+def test_registered_env_passes_the_gymnasium_checker() -> None:
+    """(Both checkers run on every action mode with the fast doubles in test_match_env.py.)"""
     env = gym.make(ENV_ID, max_episode_steps=3)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*render modes.*")
         gym_check_env(env.unwrapped)
-    sb3_check_env(env.unwrapped)
     obs, info = env.reset(seed=0)
     assert np.isfinite(obs).all() and info["stage"] == 1 and info["loss"] > 0
     truncated = False
