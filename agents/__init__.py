@@ -15,6 +15,14 @@ ENV_IDS = {
     "SoundGym/Imitate-v0": "agents.imitate.env:ImitateEnv",
 }
 
-for _env_id, _entry_point in ENV_IDS.items():
-    if _env_id not in registry:
-        register(id=_env_id, entry_point=_entry_point)
+# default time limits (TimeLimit wrappers): match.max_steps and imitate.episode_steps of the shipped
+# settings; `gymnasium.make(id, max_episode_steps=...)` overrides them.
+if "SoundGym/PresetMatch-v0" not in registry:
+    register(
+        id="SoundGym/PresetMatch-v0",
+        entry_point=ENV_IDS["SoundGym/PresetMatch-v0"],
+        vector_entry_point="agents.match.vector:PresetMatchVectorEnv",
+        max_episode_steps=50,
+    )
+if "SoundGym/Imitate-v0" not in registry:
+    register(id="SoundGym/Imitate-v0", entry_point=ENV_IDS["SoundGym/Imitate-v0"], max_episode_steps=200)

@@ -31,10 +31,13 @@ def _engine(
     stage: int | None,
     renderer: Renderer | None,
     hearing: Hearing | None,
+    max_episode_steps: int | None = None,
 ) -> MatchEngine:
     settings = settings if settings is not None else load_settings()
     if stage is not None:
         settings = with_overrides(settings, {"match.stage": stage})
+    if max_episode_steps is not None:  # gymnasium.make_vec passes the registered time limit
+        settings = with_overrides(settings, {"match.max_steps": max_episode_steps})
     n = settings.match.n_envs if num_envs is None else num_envs
     return MatchEngine(n, settings, renderer=renderer, hearing=hearing, time_limit=settings.match.max_steps)
 
@@ -57,8 +60,9 @@ class PresetMatchVectorEnv(VectorEnv):
         stage: int | None = None,
         renderer: Renderer | None = None,
         hearing: Hearing | None = None,
+        max_episode_steps: int | None = None,
     ) -> None:
-        self.engine = _engine(num_envs, settings, stage, renderer, hearing)
+        self.engine = _engine(num_envs, settings, stage, renderer, hearing, max_episode_steps)
         self.num_envs = self.engine.n
         self.single_observation_space = self.engine.layout.space
         self.single_action_space = self.engine.codec.space
