@@ -27,13 +27,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.imitate.env import ImitateEnv, make_env
 from agents.imitate.sound import SoundDescriber, make_describer
 from agents.imitate.targets import TargetCorpus, corpus_scale, load_corpus
-from agents.training.algorithms import load_algorithm, make_algorithm, wrap_for_algorithm
+from agents.training.algorithms import make_algorithm, wrap_for_algorithm
 from agents.training.callbacks import (
     LearningCurve,
     TrainingCallback,
     evaluate_episodes,
-    latest_checkpoint,
-    load_curve,
+    resume_latest,
     save_checkpoint,
 )
 from agents.training.export import export_model
@@ -101,18 +100,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     checkpoint_dir = out / "checkpoints"
     curve = LearningCurve()
     if args.resume:
-        found = latest_checkpoint(checkpoint_dir)
-        if found is None:
-            print(f"error: --resume: no checkpoint in {checkpoint_dir}", file=sys.stderr)
-            return 2
-        step, path = found
         try:
-            model = load_algorithm(tr.algorithm, path, train_env, tr)
-            replay = path.with_name(f"step_{step}_replay.pkl")
-            if hasattr(model, "load_replay_buffer") and replay.exists():
-                model.load_replay_buffer(str(replay))
-            curve = load_curve(checkpoint_dir, step)
-        except (ValueError, OSError, EOFError) as exc:
+            model, step, path, curve = resume_latest(checkpoint_dir, tr.algorithm, train_env, tr)
+        except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         model.tensorboard_log = str(out / "tensorboard")

@@ -34,8 +34,8 @@ from agents.match.curriculum import Curriculum, validation_presets
 from agents.match.observer import policy_kwargs
 from agents.match.rollout import rollout
 from agents.match.vector import PresetMatchVecEnv
-from agents.training.algorithms import algorithm_class, load_algorithm
-from agents.training.callbacks import LearningCurve, TrainingCallback, latest_checkpoint, load_curve, save_checkpoint
+from agents.training.algorithms import algorithm_class
+from agents.training.callbacks import LearningCurve, TrainingCallback, resume_latest, save_checkpoint
 from agents.training.export import export_model
 from agents.training.report import settings_snapshot, write_report
 from settings.loader import Settings, SettingsError, with_overrides
@@ -178,20 +178,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     vec.seed(tr.seed)
     curve, stage = LearningCurve(), ms.stage
     if getattr(args, "resume", False):
-        found = latest_checkpoint(checkpoint_dir)
-        if found is None:
-            print(f"error: --resume: no checkpoint in {checkpoint_dir}", file=sys.stderr)
-            return 2
-        step, path = found
         try:
-            model = load_algorithm(tr.algorithm, path, venv, tr)
-            replay = path.with_name(f"step_{step}_replay.pkl")
-            if hasattr(model, "load_replay_buffer") and replay.exists():
-                model.load_replay_buffer(str(replay))
-            curve = load_curve(checkpoint_dir, step)
+            model, step, path, curve = resume_latest(checkpoint_dir, tr.algorithm, venv, tr)
             if state_path.exists():
                 stage = int(json.loads(state_path.read_text(encoding="utf-8"))["stage"])
-        except (ValueError, OSError, EOFError, KeyError) as exc:
+        except (ValueError, OSError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         model.tensorboard_log = str(out / "tensorboard")

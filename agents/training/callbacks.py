@@ -192,3 +192,28 @@ def load_curve(checkpoint_dir: Path, step: int) -> LearningCurve:
         return LearningCurve.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"{path}: corrupt learning-curve file ({exc})") from exc
+
+
+def resume_latest(
+    checkpoint_dir: Path, algorithm: str, env: Any, training: Any
+) -> tuple[BaseAlgorithm, int, Path, LearningCurve]:
+    """Load the newest checkpoint (model, its replay buffer when kept, its curve) for `--resume`.
+
+    Returns `(model, step, zip path, curve)`; raises ValueError (one line, the file named) when there
+    is no checkpoint or it cannot be read.
+    """
+    from agents.training.algorithms import load_algorithm  # algorithms imports this module's neighbours
+
+    found = latest_checkpoint(checkpoint_dir)
+    if found is None:
+        raise ValueError(f"--resume: no checkpoint in {checkpoint_dir}")
+    step, path = found
+    try:
+        model = load_algorithm(algorithm, path, env, training)
+        replay = path.with_name(f"step_{step}_replay.pkl")
+        if hasattr(model, "load_replay_buffer") and replay.exists():
+            model.load_replay_buffer(str(replay))
+        curve = load_curve(checkpoint_dir, step)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot resume from this checkpoint ({exc})") from exc
+    return model, step, path, curve
