@@ -22,20 +22,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from features.names import DESCRIPTOR_NAMES, N_DESCRIPTORS
+from server.worker import Voice  # the live worker's voice interface: evaluation plays the same way
 from settings import Settings
 from synth.note_gate import NoteGateFollower
 
 _IDX_PITCH = DESCRIPTOR_NAMES.index("pitch_hz")
 _IDX_CONF = DESCRIPTOR_NAMES.index("pitch_confidence")
 _IDX_LOUD = DESCRIPTOR_NAMES.index("loudness_db")
-
-
-class Voice(Protocol):
-    def set_params(self, x_0to1: np.ndarray) -> None: ...
-    def note_on(self, midi_note: float) -> None: ...
-    def set_note(self, midi_note: float) -> None: ...
-    def note_off(self) -> None: ...
-    def process(self, out: np.ndarray) -> None: ...
 
 
 class Controller(Protocol):
