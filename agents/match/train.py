@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor
 
@@ -34,7 +33,7 @@ from agents.match.curriculum import Curriculum, validation_presets
 from agents.match.observer import policy_kwargs
 from agents.match.rollout import rollout
 from agents.match.vector import PresetMatchVecEnv
-from agents.training.algorithms import algorithm_class
+from agents.training.algorithms import make_algorithm
 from agents.training.callbacks import LearningCurve, TrainingCallback, resume_latest, save_checkpoint
 from agents.training.export import export_model
 from agents.training.report import settings_snapshot, write_report
@@ -70,31 +69,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_model(settings: Settings, venv: PresetMatchVecEnv | VecMonitor, tensorboard: Path | None) -> BaseAlgorithm:
     """SAC / PPO / TD3 with the shared hyper-parameters and the chosen observer."""
-    tr, name = settings.training, settings.training.algorithm
+    tr = settings.training
     layout = venv.get_attr("engine")[0].layout
-    kwargs: dict[str, Any] = {
-        "learning_rate": tr.learning_rate,
-        "gamma": tr.gamma,
-        "seed": tr.seed,
-        "device": tr.device,
-        "verbose": 0,
-        "tensorboard_log": str(tensorboard) if tensorboard is not None else None,
-        "policy_kwargs": policy_kwargs(settings.match.observer, layout, tr.net_arch),
-    }
-    if name in ("sac", "td3"):
-        kwargs |= {
-            "batch_size": tr.batch_size,
-            "buffer_size": tr.buffer_size,
-            "learning_starts": tr.learning_starts,
-            "train_freq": tr.train_freq,
-            "gradient_steps": tr.gradient_steps,
-        }
-    if name == "td3":
-        n_act = int(venv.action_space.shape[0])  # type: ignore[index]
-        kwargs["action_noise"] = NormalActionNoise(mean=np.zeros(n_act), sigma=np.full(n_act, 0.2))
-    if name == "ppo":
-        kwargs |= {"n_steps": tr.n_steps, "batch_size": min(tr.batch_size, tr.n_steps * venv.num_envs)}
-    return algorithm_class(name)("MlpPolicy", venv, **kwargs)
+    return make_algorithm(
+        tr.algorithm,
+        venv,
+        tr,
+        tensorboard_log=tensorboard,
+        seed=tr.seed,
+        policy_kwargs=policy_kwargs(settings.match.observer, layout, tr.net_arch),
+    )
 
 
 class CurriculumCallback(BaseCallback):

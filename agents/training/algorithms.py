@@ -65,14 +65,18 @@ def make_algorithm(
     tensorboard_log: Path | None,
     seed: int,
     verbose: int = 0,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> BaseAlgorithm:
-    """A fresh SB3 model for `env` with the hyper-parameters of `training`."""
+    """A fresh SB3 model for `env` with the hyper-parameters of `training`.
+
+    `policy_kwargs` replaces the default MLP (`training.net_arch`, ReLU), e.g. for another observer.
+    """
     name = name.lower()
     cls = algorithm_class(name)
     if name in CONTINUOUS_ONLY:
         check_action_space(name, env.action_space)
-    net_arch = list(training.net_arch)
-    policy_kwargs: dict[str, Any] = {"net_arch": net_arch, "activation_fn": torch.nn.ReLU}
+    if policy_kwargs is None:
+        policy_kwargs = {"net_arch": list(training.net_arch), "activation_fn": torch.nn.ReLU}
     kwargs: dict[str, Any] = {
         "learning_rate": training.learning_rate,
         "gamma": training.gamma,
@@ -95,7 +99,8 @@ def make_algorithm(
     if name == "dqn":
         kwargs |= {"exploration_fraction": 0.3, "target_update_interval": 500}
     if name == "ppo":
-        kwargs |= {"n_steps": training.n_steps, "batch_size": min(training.batch_size, training.n_steps)}
+        rollout = training.n_steps * int(getattr(env, "num_envs", 1))
+        kwargs |= {"n_steps": training.n_steps, "batch_size": min(training.batch_size, rollout)}
     if name == "a2c":
         kwargs["n_steps"] = max(1, min(training.n_steps, 32))
     policy: str | type = FactoredDQNPolicy if name == "dqn" else "MlpPolicy"
