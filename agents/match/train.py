@@ -30,6 +30,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor
 
 from agents.match.curriculum import Curriculum, validation_presets
+from agents.match.engine import MatchEngine
 from agents.match.observer import policy_kwargs
 from agents.match.rollout import rollout
 from agents.match.vector import PresetMatchVecEnv
@@ -215,7 +216,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     final = cur_cb.validate(advance=False)
     metrics = {**final, "train_wall_s": round(wall_s, 1), **bc_info}
     if ms.observer == "mlp":
-        export_model(model, out, model_meta(vec, settings, int(model.num_timesteps), metrics, curriculum.stage))
+        export_model(model, out, model_meta(vec.engine, settings, int(model.num_timesteps), metrics, curriculum.stage))
     else:
         print("note: CNN observer policies stay as SB3 checkpoints (no numpy export)", file=sys.stderr)
     write_report(out / "report", curve, metrics, title=f"match / {tr.algorithm} (RMSE panel: validation loss)")
@@ -226,8 +227,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def model_meta(vec: PresetMatchVecEnv, settings: Settings, steps: int, metrics: dict, stage: int) -> dict[str, Any]:
-    engine = vec.engine
+def model_meta(engine: MatchEngine, settings: Settings, steps: int, metrics: dict, stage: int) -> dict[str, Any]:
+    """The task-specific keys of model.yaml (the policy/format keys are added by `write_model_dir`)."""
     return {
         "task": "match",
         "algorithm": settings.training.algorithm,
