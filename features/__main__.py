@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--window-length", type=int, default=None, help="window in frames (features.window_length)")
     d.add_argument("--hop-length", type=int, default=None, help="hop in frames (features.hop_length)")
     d.add_argument("--only", default=None, help="comma-separated descriptor names or groups (default: all)")
-    d.add_argument("--threads", type=int, default=1, help="torch threads (default 1: best on a shared machine)")
+    d.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads decoding and analyzing the file (default: the cores available; 1: serial)",
+    )
     return parser
 
 
@@ -44,10 +49,10 @@ def _number(x: float) -> float | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)  # parallelism comes from --threads workers, one torch thread each
     try:
         settings = with_overrides(
             load_settings(args.settings),
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             DESCRIPTOR_NAMES if args.only is None else expand([n.strip() for n in args.only.split(",") if n.strip()])
         )
         fs = settings.features
-        times, values, info = describe_file(args.file, fs, progress=True)
+        times, values, info = describe_file(args.file, fs, progress=True, threads=args.threads)
     except (SettingsError, AudioFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -60,6 +60,19 @@ def test_bad_input_one_line_error_nonzero_exit(tmp_path: Path, wav: Path, capsys
     assert "hop_lenght" in capsys.readouterr().err
 
 
+def test_threads_flag_gives_the_serial_output(
+    wav: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features import offline
+
+    monkeypatch.setattr(offline, "PARALLEL_CHUNK_FRAMES", 4)  # several chunks from 0.6 s
+    outputs = []
+    for threads in ("1", "2"):
+        assert main(["describe", str(wav), "--json", "--threads", threads]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1]
+
+
 def test_module_entry_point_help() -> None:
     out = subprocess.run([sys.executable, "-m", "features", "describe", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--json" in out.stdout and "--settings" in out.stdout
