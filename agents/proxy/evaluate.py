@@ -7,7 +7,10 @@ Output (printed as JSON with `--json`, also returned by `evaluate`): L1 error pe
 (in z-normalized units of the proxy's training set, and in the descriptor's own units), the mean
 normalized L1, and MRR: for each held-out sound, the rank of its true descriptor vector among
 `candidates` (1,000) true vectors, ranked by L1 distance to the proxy's prediction; MRR is the mean
-of 1/rank (1.0 = always first).
+of 1/rank (1.0 = always first). Two distances: plain L1 on z-scored descriptors (`mrr`, synth-proxy's
+protocol) and L1 with each descriptor divided by the proxy's own error scale (`mrr_weighted`, the
+maximum-likelihood ranking under a Laplace error model; scales fitted on renders outside the
+held-out sets, `proxy.yaml` `error_scale_z`, see `agents.proxy.calibrate`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ from settings import SettingsError, load_settings
 from synth.lookup_store import TableError, load_table
 
 
-def mean_reciprocal_rank(predicted: np.ndarray, true: np.ndarray, candidates: int = 1000) -> float:
-    """predicted, true [N, K] (same normalized space): MRR over groups of `candidates` sounds."""
+def mean_reciprocal_rank(
+    predicted: np.ndarray, true: np.ndarray, candidates: int = 1000, scale: np.ndarray | None = None
+) -> float:
+    """predicted, true [N, K] (same normalized space): MRR over groups of `candidates` sounds.
+
+    `scale` [K]: rank by sum_k |predicted_k - true_k| / scale_k (Laplace log-likelihood) instead of plain L1."""
+    if scale is not None:
+        scale = np.asarray(scale, dtype=np.float64)
+        if scale.shape != (predicted.shape[1],) or not np.all(scale > 0):
+            raise ValueError(f"MRR scale must be [{predicted.shape[1]}] positive values, got shape {scale.shape}")
+        predicted, true = predicted / scale, true / scale
     n = predicted.shape[0]
     if n < 2:
         raise ValueError(f"MRR needs at least 2 held-out sounds, got {n}")
@@ -56,17 +68,34 @@ def predict_table(proxy: Proxy, params: np.ndarray, notes: np.ndarray, batch_siz
     return np.concatenate(out)
 
 
+def laplace_scales(proxy: Proxy, params: np.ndarray, notes: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood Laplace scale of the proxy's error per descriptor [K] (z-units): mean |error|.
+
+    Fit it on renders the proxy was neither trained nor will be judged on (a validation split or a
+    calibration table from the training distribution), never on a held-out set."""
+    std = proxy.out_std.numpy().astype(np.float64)
+    error = (predict_table(proxy, params, notes) - descriptors) / std
+    return np.maximum(np.abs(error).mean(axis=0), 1e-6)
+
+
 KEEP_GROUPS = ("loudness", "specshape", "pitch")  # the imitation environment's default features_keep
 
 
 def evaluate(
-    proxy: Proxy, params: np.ndarray, notes: np.ndarray, descriptors: np.ndarray, candidates: int = 1000
+    proxy: Proxy,
+    params: np.ndarray,
+    notes: np.ndarray,
+    descriptors: np.ndarray,
+    candidates: int = 1000,
+    scale: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics of a proxy against true descriptors [N, K] of held-out renders.
 
     `mrr` ranks on every descriptor the proxy predicts; `mrr_keep` on the loudness, specshape and
     pitch groups only (what the imitation environment observes by default; chroma and high MFCCs of
-    noisy patches change with the noise realization, which no proxy can predict).
+    noisy patches change with the noise realization, which no proxy can predict). With error scales
+    (`scale`, default the proxy's `error_scale_z`) also `mrr_weighted` and `mrr_keep_weighted`: the
+    same rankings with each descriptor divided by its scale.
     """
     predicted = predict_table(proxy, params, notes)
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
@@ -76,7 +105,16 @@ def evaluate(
     l1_units = np.abs(predicted - descriptors).mean(axis=0)
     names = proxy.descriptor_names
     keep = [names.index(n) for n in expand(KEEP_GROUPS) if n in names]
-    return {
+    scale = proxy.error_scale_z if scale is None else scale
+    weighted = {}
+    if scale is not None:
+        weighted = {
+            "mrr_weighted": round(mean_reciprocal_rank(pred_z, true_z, candidates, scale), 4),
+            "mrr_keep_weighted": round(
+                mean_reciprocal_rank(pred_z[:, keep], true_z[:, keep], candidates, scale[keep]), 4
+            ),
+        }
+    return weighted | {
         "held_out": int(params.shape[0]),
         "candidates": int(min(candidates, params.shape[0])),
         "mrr": round(mean_reciprocal_rank(pred_z, true_z, candidates), 4),
@@ -130,8 +168,11 @@ def rerender_ceiling(proxy: Proxy, first: np.ndarray, second: np.ndarray, candid
     """MRR and mean normalized L1 of a second render (another noise seed) taken as the prediction."""
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
     a, b = (first - mean) / std, (second - mean) / std
+    scale = proxy.error_scale_z
+    weighted = {} if scale is None else {"mrr_weighted": round(mean_reciprocal_rank(b, a, candidates, scale), 4)}
     return {
         "mrr": round(mean_reciprocal_rank(b, a, candidates), 4),
+        **weighted,
         "l1_normalized_mean": round(float(np.abs(a - b).mean()), 4),
     }
 
@@ -188,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{key}: {r['held_out']} held-out sounds, MRR {r['mrr']} (loudness/specshape/pitch only: "
                     f"{r['mrr_keep']}) among {r['candidates']}, mean normalized L1 {r['l1_normalized_mean']}"
+                    + (f"; error-scale weighted MRR {r['mrr_weighted']}" if "mrr_weighted" in r else "")
                 )
                 if "rerender_ceiling" in r:
                     print(f"  the same patches rendered again with another noise seed: {r['rerender_ceiling']}")

@@ -110,6 +110,25 @@ class Proxy(nn.Module):
         """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units."""
         return self.forward(params_0to1, notes)
 
+    @property
+    def error_scale_z(self) -> np.ndarray | None:
+        """Per-descriptor scale of the proxy's own error [K] (z-units; `proxy.yaml` `error_scale_z`), or None.
+
+        The maximum-likelihood Laplace scale (mean |prediction - truth|) on renders the proxy was not
+        trained on (`agents.proxy.calibrate`). Dividing z-scored descriptors by it before an L1
+        distance ranks candidates by likelihood under that error model: the descriptors the proxy
+        cannot predict (chroma of noisy patches) weigh less than the ones it predicts well.
+        """
+        scales = self.meta.get("error_scale_z")
+        if not isinstance(scales, dict):
+            return None
+        if set(scales) != set(self.descriptor_names):
+            raise ProxyError(f"{META_FILE}: error_scale_z must name every descriptor the proxy predicts")
+        out = np.array([float(scales[n]) for n in self.descriptor_names], dtype=np.float64)
+        if not np.all(np.isfinite(out) & (out > 0)):
+            raise ProxyError(f"{META_FILE}: error_scale_z values must be finite and positive")
+        return out
+
     def predict_numpy(self, params_0to1: np.ndarray, notes: np.ndarray) -> np.ndarray:
         """The same prediction in numpy, without autograd: [B, 24], [B] -> [B, K] float32.
 
@@ -191,6 +210,7 @@ class Proxy(nn.Module):
         except RuntimeError as exc:
             raise ProxyError(f"{weights_path}: weights do not match {meta_path} ({str(exc).splitlines()[0]})") from exc
         proxy.meta = meta
+        proxy.error_scale_z  # noqa: B018 -- validates the scales now, with the file's name
         proxy.eval()
         proxy.refresh_numpy()
         return proxy

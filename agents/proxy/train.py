@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.proxy.evaluate import evaluate
+from agents.proxy.evaluate import evaluate, laplace_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import DESCRIPTOR_NAMES
 from settings import SettingsError, load_settings
@@ -69,6 +69,8 @@ def train(
     """Fit a proxy; returns it (best validation epoch) and the training facts.
 
     `init`: continue from this proxy (its layer sizes and output normalization are kept).
+    The proxy's `meta["error_scale_z"]` is fitted on the validation split (`agents.proxy.calibrate`
+    refits it on a separate table, e.g. when an `init` was trained with another split).
     """
     torch.manual_seed(seed)
     n = params.shape[0]
@@ -123,6 +125,9 @@ def train(
             break
     proxy.load_state_dict(best[2])
     proxy.eval()
+    scales = laplace_scales(proxy, params[val], notes[val], descriptors[val].astype(np.float64))
+    proxy.meta["error_scale_z"] = {n: round(float(v), 5) for n, v in zip(proxy.descriptor_names, scales, strict=True)}
+    proxy.meta["calibration"] = {"table": "validation split", "rows": int(n_val)}
     facts = {
         "training_rows": int(tr.size),
         "validation_rows": int(n_val),

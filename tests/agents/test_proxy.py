@@ -17,7 +17,7 @@ from agents.proxy.train import train
 from features.config import FeatureSettings
 from features.names import DESCRIPTOR_NAMES
 from synth.lookup_store import TablePlan, build_table, load_table
-from synth.params import default_vector
+from synth.params import PARAM_NAMES, default_vector
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "proxy"
 
@@ -75,6 +75,59 @@ def test_mrr_counts_ranks() -> None:
     assert random_guess < 0.05  # chance level ~ ln(1000)/1000
 
 
+def test_weighted_mrr_discounts_unpredictable_descriptors() -> None:
+    """One descriptor the predictor cannot follow (noise 10x its spread) swamps plain L1; dividing by the
+    error scales (Laplace maximum likelihood) ranks on the predictable ones."""
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(1000, 4))
+    predicted = true + rng.normal(size=(1000, 4)) * np.array([10.0, 0.05, 0.05, 0.05])
+    plain = mean_reciprocal_rank(predicted, true)
+    weighted = mean_reciprocal_rank(predicted, true, scale=np.abs(predicted - true).mean(axis=0))
+    assert plain < 0.3 and weighted > 0.9
+    assert mean_reciprocal_rank(predicted, true, scale=np.ones(4)) == pytest.approx(plain)
+    with pytest.raises(ValueError, match="scale"):
+        mean_reciprocal_rank(predicted, true, scale=np.array([1.0, 0.0, 1.0, 1.0]))
+
+
+def test_calibrate_stores_error_scales(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.proxy.calibrate import main as calibrate_main
+
+    plan = TablePlan(
+        n=128,
+        param_names=tuple(PARAM_NAMES),
+        base_0to1=tuple(map(float, default_vector())),
+        sampler="uniform",
+        seed=5,
+        note_low=36,
+        note_high=84,
+        chunk_size=128,
+        render_batch_size=128,
+        probe_s=0.1,
+        summary_frames=2,
+    )
+    build_table(tmp_path / "calib", plan, FeatureSettings(), progress=False)
+    _, params, notes, descriptors = load_table(tmp_path / "calib")
+    mean, std = torch.from_numpy(descriptors.mean(0)), torch.from_numpy(descriptors.std(0) + 1e-6)
+    Proxy(DESCRIPTOR_NAMES, hidden=(4,), out_mean=mean, out_std=std).save(tmp_path / "p")
+    assert Proxy.load(tmp_path / "p").error_scale_z is None
+    assert calibrate_main(["--model", str(tmp_path / "p"), "--table", str(tmp_path / "calib")]) == 0
+    proxy = Proxy.load(tmp_path / "p")
+    scales = proxy.error_scale_z
+    assert scales is not None and np.all(scales > 0) and proxy.meta["calibration"]["rows"] == 128
+    pred_z = (
+        proxy.predict(torch.from_numpy(params), torch.from_numpy(notes)).detach().numpy() - mean.numpy()
+    ) / std.numpy()
+    np.testing.assert_allclose(scales, np.abs(pred_z - (descriptors - mean.numpy()) / std.numpy()).mean(0), rtol=1e-3)
+    metrics = evaluate(proxy, params, notes, descriptors.astype(np.float64), candidates=128)
+    assert 0.0 < metrics["mrr_weighted"] <= 1.0
+    meta_path = tmp_path / "p" / "proxy.yaml"
+    meta_path.write_text(meta_path.read_text().replace("chroma_A:", "chroma_Z:"))
+    with pytest.raises(ProxyError, match="error_scale_z"):
+        Proxy.load(tmp_path / "p")
+    assert calibrate_main(["--model", str(tmp_path / "p"), "--table", str(tmp_path / "missing")]) == 2
+    assert "error" in capsys.readouterr().err
+
+
 def test_training_learns_a_smooth_map() -> None:
     params, notes, descriptors = synthetic_table(4096)
     proxy, facts = train(
@@ -94,6 +147,10 @@ def test_training_learns_a_smooth_map() -> None:
     hp, hn, hd = synthetic_table(1000, seed=1)
     metrics = evaluate(proxy, hp, hn, hd, candidates=1000)
     assert metrics["mrr"] > 0.5 and set(metrics["l1_units"]) == set(DESCRIPTOR_NAMES)
+    scales = proxy.error_scale_z  # fitted on the validation split
+    assert scales is not None and scales.shape == (len(DESCRIPTOR_NAMES),) and np.all(scales > 0)
+    assert proxy.meta["calibration"]["rows"] == facts["validation_rows"]
+    assert 0.5 < metrics["mrr_weighted"] <= 1.0 and "mrr_keep_weighted" in metrics
     more, facts2 = train(
         params,
         notes,
