@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,7 @@ class StampingInput(InputCallback):
     """The server's own input callback, plus a perf_counter stamp per block (preallocated)."""
 
     def __init__(self, inner: InputCallback, max_blocks: int) -> None:
-        super().__init__(inner.ring, inner.counters, inner.channel)
+        super().__init__(inner.ring, inner.counters, inner.channel, wake=inner.wake)
         self.stamps_ns = np.zeros(max_blocks, dtype=np.int64)
         self.n = 0
 
@@ -157,12 +156,58 @@ class StampingInput(InputCallback):
         super().__call__(indata, frames, time_info, status)
 
 
+class Stamps:
+    """perf_counter_ns each time `fn` is entered (preallocated; the calls beyond `n` are not stamped)."""
+
+    def __init__(self, fn: Any, n: int) -> None:
+        self.fn = fn
+        self.ns = np.zeros(n, dtype=np.int64)
+        self.count = 0
+
+    def __call__(self, *args: Any) -> Any:
+        if self.count < len(self.ns):
+            self.ns[self.count] = time.perf_counter_ns()
+            self.count += 1
+        return self.fn(*args)
+
+
+# The loopback receiver runs in its own process: in the server's process it would wait for the GIL
+# (up to the switch interval) while the worker finishes the block after the send, and that wait
+# would be counted as latency. perf_counter is CLOCK_MONOTONIC, the same clock in every process.
+LISTENER = """
+import gc, json, socket, sys, time
+gc.disable()
+n, prefix = int(sys.argv[1]), b"/serumlite/params\\x00"
+stamps = [0] * n
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 0))
+sock.settimeout(120.0)
+print(sock.getsockname()[1], flush=True)
+count = 0
+buf = bytearray(65535)
+try:
+    while count < n:
+        size = sock.recv_into(buf)
+        t = time.perf_counter_ns()
+        if buf[: len(prefix)] == prefix:
+            stamps[count] = t
+            count += 1
+            sock.settimeout(3.0)
+except TimeoutError:
+    pass
+print(json.dumps(stamps[:count]), flush=True)
+"""
+
+
 def latency(settings: Settings, audio: Path, block_size: int, seconds: float) -> dict[str, Any]:
-    """Block's first sample -> `/serumlite/params` received, one tick per block, real-time pace."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.settimeout(0.5)
+    """Block's arrival -> `/serumlite/params` received in another process, one tick per block, real-time pace."""
     block_s = block_size / SR
+    n_blocks = int(seconds / block_s)
+    listener = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, str(n_blocks)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert listener.stdout is not None
+    port = int(listener.stdout.readline())
     s = with_overrides(
         settings,
         {
@@ -172,48 +217,40 @@ def latency(settings: Settings, audio: Path, block_size: int, seconds: float) ->
             "server.output": "osc",
             "server.control_tick_s": block_s,
             "osc.listen_port": 0,
-            "osc.send_port": listener.getsockname()[1],
+            "osc.send_port": port,
         },
     )
     server = LiveServer(s, InputSpec("file", path=audio))
     source = server.file_source
-    if source is None:
-        raise RuntimeError("latency: the server has no file source")
-    n_blocks = min(source.n_blocks, int(seconds / block_s))
-    source.n_blocks = n_blocks
+    if source is None or server.osc_out is None:
+        listener.kill()
+        raise RuntimeError("latency: the server has no file source or no OSC output")
+    n_blocks = source.n_blocks = min(source.n_blocks, n_blocks)
     stamping = StampingInput(source.input_cb, n_blocks)
     source.input_cb = stamping
-    received = np.zeros(n_blocks, dtype=np.int64)
-    count = [0]
-    params_prefix = b"/serumlite/params\x00"
-
-    def listen() -> None:
-        while count[0] < n_blocks:
-            try:
-                data = listener.recv(65535)
-            except TimeoutError:
-                if not server.worker.alive:
-                    return
-                continue
-            if data.startswith(params_prefix):
-                received[count[0]] = time.perf_counter_ns()
-                count[0] += 1
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
+    picked = Stamps(server.worker.process_block, n_blocks)
+    server.worker.process_block = picked  # type: ignore[method-assign]
+    sent = Stamps(server.osc_out.send_params, n_blocks)
+    server.osc_out.send_params = sent  # type: ignore[method-assign]
     server.start()
     server.run()
-    thread.join(5.0)
     server.stop()
-    listener.close()
-    n = min(count[0], stamping.n)
-    after_ms = (received[:n] - stamping.stamps_ns[:n]) / 1e6
+    out, _ = listener.communicate(timeout=30.0)
+    received = np.array(json.loads(out.strip().splitlines()[-1]), dtype=np.int64)
+    n = min(len(received), stamping.n, picked.count, sent.count)
+    arrival = stamping.stamps_ns[:n]
+    after_ms = (received[:n] - arrival) / 1e6
     total_ms = after_ms + block_s * 1000.0
     return {
         "block_size": block_size,
         "blocks": int(n),
         "latency_ms": _pcts(total_ms),
         "latency_after_block_ms": _pcts(after_ms),
+        "latency_parts_ms": {
+            "wake": _pcts((picked.ns[:n] - arrival) / 1e6),
+            "process_to_send": _pcts((sent.ns[:n] - picked.ns[:n]) / 1e6),
+            "delivery": _pcts((received[:n] - sent.ns[:n]) / 1e6),
+        },
         "target_ms": round(block_s * 1000.0 + 1.0, 3),
     }
 
@@ -403,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = latency(settings, audio, 512, args.latency_s)
     result["latency_ms"] = lat["latency_ms"]
     result["latency_after_block_ms"] = lat["latency_after_block_ms"]
+    result["latency_parts_ms"] = lat["latency_parts_ms"]
     result["latency_blocks"] = lat["blocks"]
     run_s = args.soak_s or args.realtime_s
     if run_s > 0:

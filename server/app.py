@@ -127,6 +127,7 @@ class LiveServer:
             osc=self.osc_out,
             feature_echo=settings.osc.feature_echo,
             trace=self.trace,
+            ring_signals=self.ring is not None,
         )
         self.record_ring: RingBuffer | None = None
         self.recorder: Recorder | None = None
@@ -143,7 +144,11 @@ class LiveServer:
                 self.block_size,
                 record=self.record_ring,
             )
-        self.input_cb = InputCallback(self.ring, self.stats_.input, audio.input_channel) if self.ring else None
+        self.input_cb = (
+            InputCallback(self.ring, self.stats_.input, audio.input_channel, wake=self.worker.waker)
+            if self.ring
+            else None
+        )
         self.file_source: FileSource | None = None
         self.device: DeviceAudio | None = None
         fast = audio.fast

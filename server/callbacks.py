@@ -10,7 +10,9 @@ sounddevice OutputStream, or from the file driver. It reads the latest frame fro
 channel) and copies the mono block into the recorder's ring.
 
 Rules (tests enforce them): no allocation of buffers (only preallocated arrays and views), no lock,
-no logging, no torch, no file or socket I/O. Timing of each call goes into a preallocated histogram.
+no logging, no torch, no file or socket I/O. The one system call: the input callback's wake-up, a
+`write` of one preallocated byte to a non-blocking pipe (it cannot block; a full pipe is counted,
+never raised). Timing of each call goes into a preallocated histogram.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ONSETS_INDEX, FrameExchange
-from server.ring_buffer import RingBuffer
+from server.ring_buffer import RingBuffer, WakePipe
 from server.stats import StreamCounters
 from synth.params import N_PARAMS
 
@@ -39,12 +41,16 @@ NO_STATUS = NoStatus()
 
 
 class InputCallback:
-    """Copies channel `channel` of each input block into the ring buffer."""
+    """Copies channel `channel` of each input block into the ring buffer, then wakes the consumer
+    (`wake`, the worker's `WakePipe`: one non-blocking byte into a pipe, see `server.ring_buffer`)."""
 
-    def __init__(self, ring: RingBuffer, counters: StreamCounters, channel: int = 0) -> None:
+    def __init__(
+        self, ring: RingBuffer, counters: StreamCounters, channel: int = 0, wake: WakePipe | None = None
+    ) -> None:
         self.ring = ring
         self.counters = counters
         self.channel = int(channel)
+        self.wake = wake
         self.last_call_ns = 0  # perf_counter_ns of the newest block (the device supervisor watches it)
 
     def __call__(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -55,6 +61,8 @@ class InputCallback:
         self.ring.write(indata[:frames, self.channel])
         counters.callbacks += 1
         self.last_call_ns = t0
+        if self.wake is not None:
+            self.wake.wake()
         counters.callback_us.record((time.perf_counter_ns() - t0) * 1e-3)
 
 

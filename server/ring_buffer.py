@@ -6,12 +6,14 @@ Output: fixed-size blocks read by the worker or the recorder thread (`read_into`
 Real-time rules for the producer side (`write`): the storage is allocated once; `write` copies
 into it with numpy slice assignment (no new arrays), takes no lock (the read and write positions
 are each written by one thread only, and a Python attribute store is atomic under the GIL) and
-makes no system call: signalling the consumer through a pipe would release the GIL inside the
-callback, which then waits to take it back from the worker. So consumers poll (the worker every
-~0.5 ms, see `server.worker`). When the consumer falls behind and the buffer is full, the incoming
-block is dropped and counted (`overruns`) rather than overwriting frames the consumer may read.
+makes no system call. When the consumer falls behind and the buffer is full, the incoming block
+is dropped and counted (`overruns`) rather than overwriting frames the consumer may read.
 
-`WakePipe` wakes a sleeping thread from a non-audio thread (OSC commands, stop requests).
+`WakePipe` wakes a sleeping thread: the input callback after each block (so the worker starts on a
+block as soon as it is written, instead of polling for it), OSC commands and stop requests. `wake`
+is one `write` of a preallocated byte to a non-blocking pipe: it allocates nothing, takes no lock
+and cannot block, so it is allowed in the audio callback; a full pipe (the consumer has 64 KiB of
+wake-ups pending) is counted in `full`, never raised.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ class WakePipe:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
+        self._drain = bytearray(4096)
+        self.full = 0  # wake-ups not written because the pipe was full (the consumer has plenty pending)
 
     def wake(self) -> None:
+        if self._w < 0:  # closed (teardown): the number may belong to another file by now
+            return
         try:
             os.write(self._w, _WAKE_BYTE)
-        except BlockingIOError:  # the pipe is full: the consumer has plenty of wake-ups pending
-            return
+        except BlockingIOError:  # EAGAIN: the pipe is full, the consumer will wake anyway
+            self.full += 1
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep until woken (or `timeout_s` passes); drains pending wake-ups. True if woken."""
@@ -46,7 +52,7 @@ class WakePipe:
         if not ready:
             return False
         try:
-            os.read(self._r, 4096)
+            os.readv(self._r, [self._drain])  # into a preallocated buffer
         except BlockingIOError:  # another reader drained it first
             return True
         return True

@@ -14,12 +14,15 @@ descriptors, as in training's render + analyze). The policy runs once per contro
 Scheduling: the input and self audio are accumulated block by block and analysed once per tick
 (the extractors keep their own analysis window, so this gives the same descriptors as analysing
 every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
-The self analysis runs one block before the tick (or, when every block ticks, right after the tick)
-and the input analysis on the tick block, so no block carries both and only the input analysis
-and the policy stand between a block's arrival and its OSC message. The input callback makes no
-system call to wake the worker (see `server.ring_buffer`): the worker sleeps until ~3/4 of a
-block after the last one, then polls the ring every `FINE_POLL_S`. OSC commands and stop wake it
-through a pipe.
+On the tick block the worker analyses the input, runs the policy and sends the parameters first;
+only then does the self voice render that block (with the parameters just chosen, as training
+renders after each action) and, when every block ticks, the self audio is analysed for the next
+tick; otherwise the self analysis runs one block before the tick. So no block carries both
+analyses and only the input analysis and the policy stand between a block's arrival and its OSC
+message. Wake-up: with `ring_signals` (the input callback writes a byte to `waker` after each
+block, see `server.ring_buffer`) the worker sleeps in `select` until a block or a command comes;
+without it, it sleeps until ~3/4 of a block after the last one, then polls the ring every
+`FINE_POLL_S`. OSC commands and stop wake it through the same pipe.
 Everything here preallocates; nothing blocks but the waits.
 """
 
@@ -126,6 +129,7 @@ class Worker:
         osc: OscSink | None = None,
         feature_echo: bool = False,
         trace: Trace | None = None,
+        ring_signals: bool = False,
     ) -> None:
         if tick_s <= 0:
             raise ValueError(f"control tick must be > 0 s, got {tick_s}")
@@ -146,6 +150,7 @@ class Worker:
         self.feature_echo = feature_echo
         self.trace = trace
         self.waker = WakePipe()
+        self.ring_signals = ring_signals  # the ring's producer wakes `waker` after each block
         self._last_block_s = 0.0  # perf_counter when the last block was picked up
         capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
         self._in_acc = Accumulator(capacity)
@@ -242,7 +247,7 @@ class Worker:
                 self._processed.notify_all()
 
     def _idle_wait_s(self) -> float:
-        if self.ring is None:
+        if self.ring is None or self.ring_signals:
             return IDLE_WAIT_S
         early = self._last_block_s + EARLY_WAKE_BLOCKS * self.block_s - time.perf_counter()
         return min(early, IDLE_WAIT_S) if early > FINE_POLL_S else FINE_POLL_S
@@ -255,18 +260,20 @@ class Worker:
         if not self._in_acc.room(n):
             self._analyse_input()
         self._in_acc.append(block)
-        self._render_self(n)
         self.time_s += self.block_s
         self._since_tick_s += self.block_s
         if self._since_tick_s + 1e-9 >= self.tick_s:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
             self._analyse_input()
-            self._tick(self._target, model_order=False)
+            self._tick(self._target, model_order=False)  # the OSC message leaves here
+            self._render_self(n)
             if not self._self_fresh:
                 self._analyse_self()  # every block ticks: after the tick (serves the next one)
             self._self_fresh = False
-        elif self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
-            self._analyse_self()  # the next block ticks: do this half of the work now
+        else:
+            self._render_self(n)
+            if self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
+                self._analyse_self()  # the next block ticks: do this half of the work now
         self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
         with self._processed:
             self.stats.blocks += 1
@@ -318,8 +325,8 @@ class Worker:
             action = agent.act(self._self_desc, target, ctl.params_0to1, target_is_model_order=model_order)
             ctl.apply_action(action, agent.controlled, agent.delta_max)
         ctl.update_output()
-        self._publish()
         self._send_params()
+        self._publish()
         if self.feature_echo and self.osc is not None:
             self.osc.send_features(target if model_order else target[agent.descriptor_index])
         self.stats.control_ticks += 1

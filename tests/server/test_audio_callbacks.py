@@ -102,6 +102,24 @@ def test_input_callback_copies_the_chosen_channel() -> None:
     assert ring.read_into(out) and np.array_equal(out, np.arange(256))
 
 
+def test_input_callback_wakes_the_worker_and_counts_a_full_pipe() -> None:
+    ring, pipe = RingBuffer(1024), WakePipe()
+    cb = InputCallback(ring, StreamCounters(), wake=pipe)
+    assert not pipe.wait(0.0)
+    cb(np.zeros((256, 1), dtype=np.float32), 256, None, NO_STATUS)
+    assert pipe.wait(0.0)  # the byte is there: a worker sleeping in select wakes at once
+    assert not pipe.wait(0.0)  # and was drained
+    for _ in range(200_000):  # fill the pipe (64 KiB on Linux): EAGAIN is counted, never raised
+        pipe.wake()
+        if pipe.full:
+            break
+    assert pipe.full == 1
+    cb(np.zeros((256, 1), dtype=np.float32), 256, None, NO_STATUS)
+    assert pipe.full == 2
+    pipe.close()
+    cb(np.zeros((256, 1), dtype=np.float32), 256, None, NO_STATUS)  # closed (teardown): a no-op
+
+
 def _output_setup(doubles: SimpleNamespace) -> tuple[OutputCallback, FrameExchange, RingBuffer, object]:
     voice = doubles.FakeVoice(48000, BLOCK)
     ex = FrameExchange()
@@ -150,15 +168,16 @@ def _measure_allocations(call: Callable[[], None], repeats: int = 200) -> tuple[
     return end - start, peak - start
 
 
-def test_input_callback_allocates_no_buffers() -> None:
-    ring = RingBuffer(8 * BLOCK)
-    cb = InputCallback(ring, StreamCounters())
+@pytest.mark.parametrize("wakes", [False, True])
+def test_input_callback_allocates_no_buffers(wakes: bool) -> None:
+    ring, pipe = RingBuffer(8 * BLOCK), WakePipe()
+    cb = InputCallback(ring, StreamCounters(), wake=pipe if wakes else None)
     block = np.random.default_rng(0).normal(size=(BLOCK, 2)).astype(np.float32)
     sink = np.zeros(BLOCK, dtype=np.float32)
 
     def one() -> None:
         cb(block, BLOCK, None, NO_STATUS)
-        ring.read_into(sink)  # keep the ring from filling up (the worker's side)
+        ring.read_into(sink)  # keep the ring from filling up (the worker's side; the pipe holds 64 KiB)
 
     kept, peak = _measure_allocations(one)
     assert kept < 1024 and peak < 2048, (kept, peak)  # one block alone would be 16 KB
@@ -207,7 +226,7 @@ def _calls_made(call: Callable[[], None]) -> set[str]:
 def test_callbacks_take_no_lock_and_never_log_or_touch_torch(which: str, doubles: SimpleNamespace) -> None:
     stats = LiveStats(48000, BLOCK)
     if which == "input":
-        cb = InputCallback(RingBuffer(8 * BLOCK), stats.input)
+        cb = InputCallback(RingBuffer(8 * BLOCK), stats.input, wake=WakePipe())
         data = np.zeros((BLOCK, 1), dtype=np.float32)
     else:
         cb, ex, _record, _voice = _output_setup(doubles)
@@ -217,6 +236,9 @@ def test_callbacks_take_no_lock_and_never_log_or_touch_torch(which: str, doubles
     seen = _calls_made(lambda: cb(data, BLOCK, None, Flags(input_overflow=True, output_underflow=True)))
     assert seen, "the profiler saw nothing"
     assert any("__call__" in name for name in seen)
+    if which == "input":  # its one system call: the non-blocking wake-up byte (server.ring_buffer)
+        assert "posix.write" in seen
+        seen.discard("posix.write")
     forbidden = [
         n
         for n in seen

@@ -15,7 +15,7 @@ from server.control import GATE_INDEX, NOTE_INDEX, ControlState, FrameExchange, 
 from server.ring_buffer import RingBuffer
 from server.stats import LiveStats
 from server.trace import Trace
-from server.worker import Worker
+from server.worker import IDLE_WAIT_S, Worker
 from synth.config import SynthSettings
 from synth.note_gate import NoteGateFollower
 from synth.params import PARAM_INDEX
@@ -161,6 +161,37 @@ def test_worker_thread_reads_the_ring_and_external_features(doubles: SimpleNames
     finally:
         worker.stop()
     assert not worker.alive and worker.error is None
+
+
+def test_a_signalling_ring_lets_the_worker_sleep_until_woken(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, _w = make_worker(doubles, follow_model, ring=RingBuffer(64 * BLOCK))
+    assert worker._idle_wait_s() <= 0.75 * BLOCK / SR  # no signal: it polls near the next block
+    worker.ring_signals = True  # the app's input callback writes to worker.waker after each block
+    assert worker._idle_wait_s() == IDLE_WAIT_S
+
+
+def test_the_tick_sends_before_the_self_voice_renders(doubles: SimpleNamespace, follow_model: Path) -> None:
+    """Latency: on the tick block only the input analysis and the policy precede the OSC message;
+    the self voice then renders that block with the parameters just sent (as training renders after acting)."""
+    for tick_blocks in (1, 3):
+        worker, w = make_worker(doubles, follow_model, tick_s=tick_blocks * BLOCK / SR)
+        events: list[str] = []
+
+        def send(frame: np.ndarray, log: list[str] = events, inner: object = w.osc.send_params) -> None:
+            log.append("send")
+            inner(frame)  # type: ignore[operator]
+
+        def render(out: np.ndarray, log: list[str] = events, voice: object = w.voice) -> None:
+            log.append(f"render {voice.params[VOL]:.6f}")  # type: ignore[attr-defined]
+            type(voice).process(voice, out)
+
+        w.osc.send_params, w.voice.process = send, render
+        feed(worker, doubles.sine(440.0, 6 * BLOCK / SR, SR, amplitude=0.9))
+        assert events[0] == "send" and events[1].startswith("render")
+        sends = [i for i, e in enumerate(events) if e == "send"]
+        assert len(sends) == (6 if tick_blocks == 1 else 3)  # blocks 0, 2, 5 (the first block ticks)
+        for i in sends:  # the render right after a send uses the parameters sent
+            assert events[i + 1] == f"render {w.osc.params[sends.index(i)][VOL]:.6f}"
 
 
 def test_external_features_drive_the_policy(doubles: SimpleNamespace, follow_model: Path) -> None:
