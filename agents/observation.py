@@ -91,10 +91,19 @@ class ObservationBuilder:
         self.history = int(history)
         self.block_size = 2 * self.n_descriptors + self.n_controlled
         self.size = self.block_size * (1 + self.history)
-        self._inv_span = (1.0 / scale.span).astype(np.float32)
+        k = self.n_descriptors
+        inv_span = (1.0 / scale.span).astype(np.float32)
         self._low = scale.low.astype(np.float32)
+        # the whole block in three steps: (x - low) * scale - 1, with params' low 0 and scale 2, and
+        # descriptors' scale 2 / span (x * (2 s) == (x * s) * 2 exactly in binary floating point)
+        self._low_all = np.concatenate([self._low, self._low, np.zeros(self.n_controlled, np.float32)])
+        self._scale_all = np.concatenate([inv_span, inv_span, np.ones(self.n_controlled, np.float32)]) * np.float32(2)
         self._out = np.zeros(self.size, dtype=np.float32)
-        self._block = np.zeros(self.block_size, dtype=np.float32)
+        self._block = self._out[: self.block_size]  # the newest block is written in place
+        self._agent = self._block[:k]
+        self._target = self._block[k : 2 * k]
+        self._params = self._block[2 * k :]
+        self._nan = np.zeros(self.block_size, dtype=bool)
         self._filled = False
 
     def layout(self) -> dict[str, object]:
@@ -117,22 +126,51 @@ class ObservationBuilder:
 
     def build(self, agent: np.ndarray, target: np.ndarray, params_0to1: np.ndarray) -> np.ndarray:
         """One observation (the internal buffer, overwritten by the next call)."""
-        k = self.n_descriptors
+        self._shift()
+        np.subtract(agent, self._low, out=self._agent, casting="unsafe")  # in the inputs' precision
+        np.subtract(target, self._low, out=self._target, casting="unsafe")
+        self._params[:] = params_0to1
         block = self._block
-        np.subtract(agent, self._low, out=block[:k], casting="unsafe")
-        np.subtract(target, self._low, out=block[k : 2 * k], casting="unsafe")
-        block[: 2 * k].reshape(2, k).__imul__(self._inv_span)
-        block[2 * k :] = params_0to1
-        block *= 2.0
-        block -= 1.0
+        np.multiply(block, self._scale_all, out=block)
+        return self._finish()
+
+    def build_indexed(
+        self,
+        agent_all: np.ndarray,
+        agent_index: np.ndarray,
+        target: np.ndarray,
+        target_index: np.ndarray | None,
+        params_all: np.ndarray,
+        params_index: np.ndarray,
+    ) -> np.ndarray:
+        """`build(agent_all[agent_index], target[target_index] (or target itself when None),
+        params_all[params_index])` without the intermediate arrays (the live server's path).
+        The picked values are rounded to float32 before scaling."""
+        self._shift()
+        np.take(agent_all, agent_index, out=self._agent)
+        if target_index is None:
+            self._target[:] = target
+        else:
+            np.take(target, target_index, out=self._target)
+        np.take(params_all, params_index, out=self._params)
+        block = self._block
+        np.subtract(block, self._low_all, out=block)
+        np.multiply(block, self._scale_all, out=block)
+        return self._finish()
+
+    def _shift(self) -> None:
+        """Make room for the newest block (history slots move one block back)."""
+        if self.history and self._filled:
+            out = self._out
+            out[self.block_size :] = out[: -self.block_size]  # numpy handles the overlap
+
+    def _finish(self) -> np.ndarray:
+        block, out = self._block, self._out
+        np.subtract(block, 1.0, out=block)
         np.clip(block, -OBS_CLIP, OBS_CLIP, out=block)
-        np.nan_to_num(block, copy=False, nan=0.0)
-        out = self._out
-        if self.history:
-            if self._filled:
-                out[self.block_size :] = out[: -self.block_size]  # numpy handles the overlap
-            else:
-                out[self.block_size :] = np.tile(block, self.history)
-        out[: self.block_size] = block
+        np.isnan(block, out=self._nan)  # NaN -> 0 (the centre); +-inf were clipped
+        np.copyto(block, 0.0, where=self._nan)
+        if self.history and not self._filled:
+            out[self.block_size :] = np.tile(block, self.history)
         self._filled = True
         return out

@@ -77,8 +77,11 @@ class NumpyPolicy:
         self.output = output
         self.obs_size = self._w[0].shape[0]
         self.action_size = self._w[-1].shape[1] // 3 if output == "updown" else self._w[-1].shape[1]
-        self._in = np.zeros((1, self.obs_size), dtype=np.float32)
-        self._bufs = [np.zeros((1, w.shape[1]), dtype=np.float32) for w in self._w]
+        self._bufs = [np.zeros(w.shape[1], dtype=np.float32) for w in self._w]
+        layers = list(zip(self._w, self._b, self._bufs, strict=True))
+        self._hidden = tuple(layers[:-1])  # (weight [in, out], bias, output buffer): vector @ matrix, in place
+        self._last = layers[-1]
+        self._relu = activation == "relu"
         self._action = np.zeros(self.action_size, dtype=np.float32)
 
     @property
@@ -89,19 +92,19 @@ class NumpyPolicy:
         """Deterministic action for one observation. Returns a buffer overwritten by the next call."""
         if obs.shape != (self.obs_size,):
             raise ValueError(f"observation shape {obs.shape} != ({self.obs_size},)")
-        self._in[0] = obs
-        x = self._in
-        last = len(self._w) - 1
-        for i, (w, b, buf) in enumerate(zip(self._w, self._b, self._bufs, strict=True)):
+        x = obs
+        relu = self._relu
+        for w, b, buf in self._hidden:
             np.matmul(x, w, out=buf)
-            buf += b
-            if i < last:
-                if self.activation == "relu":
-                    np.maximum(buf, 0.0, out=buf)
-                else:
-                    np.tanh(buf, out=buf)
+            np.add(buf, b, out=buf)
+            if relu:
+                np.maximum(buf, 0.0, out=buf)
+            else:
+                np.tanh(buf, out=buf)
             x = buf
-        out = self._bufs[-1][0]
+        w, b, out = self._last
+        np.matmul(x, w, out=out)
+        np.add(out, b, out=out)
         if self.output == "tanh":
             np.tanh(out, out=self._action)
         elif self.output == "clip":

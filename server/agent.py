@@ -60,10 +60,6 @@ class LiveAgent:
         self.start_preset = model.start_preset
         tick = meta.get("tick_s")
         self.tick_s: float | None = _positive(tick, f"{where}: tick_s") if tick is not None else None
-        k = len(self.descriptor_names)
-        self._agent = np.zeros(k, dtype=np.float32)
-        self._target = np.zeros(k, dtype=np.float32)
-        self._controlled_params = np.zeros(len(self.controlled), dtype=np.float32)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, extractor_names: Sequence[str]) -> LiveAgent:
@@ -81,13 +77,14 @@ class LiveAgent:
         self, agent_all: np.ndarray, target: np.ndarray, params_0to1: np.ndarray, *, target_is_model_order: bool = False
     ) -> np.ndarray:
         """One policy step. `target` holds every extractor descriptor, or (external features) the model's K."""
-        np.take(agent_all, self.descriptor_index, out=self._agent)
-        if target_is_model_order:
-            self._target[:] = target
-        else:
-            np.take(target, self.descriptor_index, out=self._target)
-        np.take(params_0to1, self.controlled, out=self._controlled_params)
-        obs = self.builder.build(self._agent, self._target, self._controlled_params)
+        obs = self.builder.build_indexed(
+            agent_all,
+            self.descriptor_index,
+            target,
+            None if target_is_model_order else self.descriptor_index,
+            params_0to1,
+            self.controlled,
+        )
         return self.model.policy.act(obs)
 
     def describe(self) -> dict[str, Any]:
