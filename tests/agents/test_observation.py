@@ -63,3 +63,20 @@ def test_scale_dict_round_trip_subset_and_errors() -> None:
         SCALE.subset(["rolloff"])
     with pytest.raises(ValueError, match="history"):
         ObservationBuilder(SCALE, 1, history=-1)
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_build_indexed_equals_build_of_the_picked_values(history: int) -> None:
+    rng = np.random.default_rng(5)
+    a, b, c = (ObservationBuilder(SCALE, n_controlled=2, history=history) for _ in range(3))
+    agent_index, params_index = np.array([3, 1]), np.array([0, 4])
+    for step in range(4):
+        agent_all = (rng.normal(0, 800, 6) + 500).astype(np.float32)
+        target_all = (rng.normal(0, 800, 6) + 500).astype(np.float32)
+        target_all[1] = np.nan if step == 2 else target_all[1]
+        params = rng.random(5).astype(np.float32)
+        expected = a.build(agent_all[agent_index], target_all[agent_index], params[params_index])
+        got = b.build_indexed(agent_all, agent_index, target_all, agent_index, params, params_index)
+        np.testing.assert_array_equal(got, expected)  # bit for bit: the same float32 steps
+        model_order = c.build_indexed(agent_all, agent_index, target_all[agent_index], None, params, params_index)
+        np.testing.assert_array_equal(model_order, expected)
