@@ -14,7 +14,13 @@ Output: `LossTerms`, each a `Tensor[B]` (differentiable in the render):
 With `normalize_loudness`, the render is gain-matched to the target's LUFS before the spectral terms.
 
 `prepare_target` computes a target's features once (per episode); `compare` scores a batch of renders
-against them. `BestSoFar` turns per-step losses into episodic improvement bonuses.
+against them (optionally reusing the renders' `features.batch.Frames`, e.g. those an observation was
+computed from). `BestSoFar` turns per-step losses into episodic improvement bonuses.
+
+Two paths, same values: when no gradient is wanted (grad mode off, or nothing requires grad) on
+float32 CPU tensors, the STFT terms and the penalties run through the one-pass numba kernels of
+`features.loss_kernels` (~2x faster); otherwise everything is torch and differentiable. They agree to
+float32 rounding (only the per-row sums are accumulated differently); see tests/features/test_loss.py.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from features import batch
+from features import batch, loss_kernels
 from features.config import FeatureSettings, LossSettings
 from features.dsp import plan_for
 
@@ -54,7 +60,7 @@ class TargetFeatures:
     """A target's features, computed once by `PerceptualLoss.prepare_target` (leading dim 1 or B)."""
 
     n_samples: int
-    stft_mag: tuple[torch.Tensor, ...]  # per resolution [b, bins, frames]
+    stft_mag: tuple[torch.Tensor, ...]  # per resolution [b, frames, bins]
     stft_logpower: tuple[torch.Tensor, ...]  # ln(power + floor)
     stft_energy: tuple[torch.Tensor, ...]  # per resolution [b]: sum of squared magnitudes
     mfcc: torch.Tensor  # [b, T, n_mfcc]
@@ -92,8 +98,23 @@ class PerceptualLoss(nn.Module):
     def _constants(self) -> batch.Constants:
         return batch.Constants(**{f.name: getattr(self, f"an_{f.name}") for f in fields(batch.Constants)})
 
+    def _stft(self, audio: torch.Tensor, size: int) -> torch.Tensor:
+        """Complex STFT `[B, frames, bins]` (contiguous) of sanitized audio; hop size / 4, centred frames."""
+        spec = torch.stft(
+            audio,
+            n_fft=size,
+            hop_length=size // 4,
+            window=getattr(self, f"window_{size}"),
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        return spec.transpose(-1, -2).contiguous()  # torch lays it out frames-major already: no copy
+
     def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
-        return batch.stft_power(audio, size, window=getattr(self, f"window_{size}"))
+        """`[B, frames, bins]` power: the same values as `features.batch.stft_power`, transposed."""
+        spec = self._stft(audio, size)
+        return spec.real.square() + spec.imag.square()
 
     def _frames(self, audio: torch.Tensor) -> batch.Frames:
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
@@ -128,10 +149,14 @@ class PerceptualLoss(nn.Module):
     def _target_features(self, target: torch.Tensor) -> TargetFeatures:
         powers = tuple(self._stft_power(target, n) for n in self.settings.fft_sizes)
         fr = self._frames(target)
-        dc, clip_fraction, overshoot = self._penalty_stats(target, self.settings.clip_threshold)
+        fast = self._fast_path(target, None)
+        if fast:  # the renders' own path: identical audio gives identical stats
+            dc, clip_fraction, overshoot = _penalty_stats_fast(target, self.settings.clip_threshold)
+        else:
+            dc, clip_fraction, overshoot = self._penalty_stats(target, self.settings.clip_threshold)
         return TargetFeatures(
             n_samples=target.shape[-1],
-            stft_mag=tuple((p + _SQRT_EPS).sqrt() for p in powers),
+            stft_mag=tuple(_magnitude(p, fast) for p in powers),
             stft_logpower=tuple(torch.log(p + _LOG_FLOOR_POWER) for p in powers),
             stft_energy=tuple(p.sum((-1, -2)) for p in powers),
             mfcc=self._mfcc(fr),
@@ -143,11 +168,13 @@ class PerceptualLoss(nn.Module):
         )
 
     # -- comparison -----------------------------------------------------------------------------------------
-    def compare(self, render: torch.Tensor, target: TargetFeatures) -> LossTerms:
+    def compare(self, render: torch.Tensor, target: TargetFeatures, *, frames: batch.Frames | None = None) -> LossTerms:
         """Score renders `[B, N]` against prepared target features (broadcast over B when the target has 1).
 
         Runs in row chunks of about `features.batch.CHUNK_FRAMES` analysis frames (cache-friendly: ~1.7x
-        faster at B = 64 than one pass; same values, gradients included).
+        faster at B = 64 than one pass; same values, gradients included). `frames`: the renders'
+        `features.batch.analyze_frames` at this loss's rate and feature settings, if already computed
+        (the same values as computing them here, which is then skipped).
         """
         render = batch.sanitize(self._as_batch(render, "render"))
         if render.shape[-1] != target.n_samples:
@@ -155,15 +182,38 @@ class PerceptualLoss(nn.Module):
         b_target = target.mfcc.shape[0]
         if b_target not in (1, render.shape[0]):
             raise ValueError(f"target features have batch {b_target}, renders {render.shape[0]} (need 1 or equal)")
+        if frames is not None and tuple(frames.power.shape[:2]) != (render.shape[0], target.mfcc.shape[1]):
+            raise ValueError(f"frames {tuple(frames.power.shape[:2])} do not belong to these renders and target")
+        fast = self._fast_path(render, target)
         chunks = batch.row_chunks(render.shape[0], target.mfcc.shape[1])
         if len(chunks) == 1:
-            return self._compare(render, target)
-        parts = [self._compare(render[rows], target if b_target == 1 else _rows(target, rows)) for rows in chunks]
+            return self._compare(render, target, frames, fast)
+        parts = [
+            self._compare(
+                render[rows],
+                target if b_target == 1 else _rows(target, rows),
+                None if frames is None else _frame_rows(frames, rows),
+                fast,
+            )
+            for rows in chunks
+        ]
         return LossTerms(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(LossTerms)})
 
-    def _compare(self, render: torch.Tensor, target: TargetFeatures) -> LossTerms:
+    @staticmethod
+    def _fast_path(render: torch.Tensor, target: TargetFeatures | None) -> bool:
+        """The numba path: float32 CPU tensors and no gradient wanted of the render or the target."""
+        tensors = [render]
+        if target is not None:
+            tensors += [*target.stft_mag, *target.stft_logpower, *target.stft_energy, target.mfcc]
+        if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+            return False
+        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+    def _compare(
+        self, render: torch.Tensor, target: TargetFeatures, frames: batch.Frames | None, fast: bool
+    ) -> LossTerms:
         s = self.settings
-        fr = self._frames(render)
+        fr = self._frames(render) if frames is None else frames
         loud = batch.clip_loudness_frames(fr)
         loudness = (loud - target.loudness_lufs).abs()
         gain2 = None
@@ -171,24 +221,59 @@ class PerceptualLoss(nn.Module):
             gain2 = torch.pow(10.0, ((target.loudness_lufs - loud) / 10.0).clamp(-60.0, 60.0))
         mr = torch.zeros_like(loud)
         for i, size in enumerate(s.fft_sizes):
-            power = self._stft_power(render, size)
-            if gain2 is not None:
-                power = power * gain2[:, None, None]
-            floor = power.shape[-1] * power.shape[-2] * _LOG_FLOOR_POWER
-            distance = torch.sqrt(((power + _SQRT_EPS).sqrt() - target.stft_mag[i]).square().sum((-1, -2)) + 1e-20)
-            sc = distance / torch.sqrt(target.stft_energy[i] + floor)
-            log_l1 = (torch.log(power + _LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
+            if fast:
+                sc, log_l1 = self._stft_terms_fast(render, size, gain2, target, i)
+            else:
+                sc, log_l1 = self._stft_terms(render, size, gain2, target, i)
             mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
         mr = mr / len(s.fft_sizes)
         mfcc = (self._mfcc(fr, gain2) - target.mfcc).abs().mean((-1, -2))
         centroid = torch.log2(self._clip_centroid_hz(fr, gain2) / target.centroid_hz).abs()
-        dc_r, clip_r, over_r = self._penalty_stats(render, s.clip_threshold)
+        if fast:
+            dc_r, clip_r, over_r = _penalty_stats_fast(render, s.clip_threshold)
+        else:
+            dc_r, clip_r, over_r = self._penalty_stats(render, s.clip_threshold)
         dc = torch.relu(dc_r - target.dc)
         clip = torch.relu(clip_r - target.clip_fraction) + torch.relu(over_r - target.overshoot)
         total = (
             s.w_mr * mr + s.w_mfcc * mfcc + s.w_cent * centroid + s.w_loud * loudness + s.w_dc * dc + s.w_clip * clip
         )
         return LossTerms(total=total, mr_stft=mr, mfcc=mfcc, centroid=centroid, loudness=loudness, dc=dc, clip=clip)
+
+    def _stft_terms(
+        self, render: torch.Tensor, size: int, gain2: torch.Tensor | None, target: TargetFeatures, i: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spectral convergence and mean |d ln power| at one resolution (torch, differentiable)."""
+        power = self._stft_power(render, size)
+        if gain2 is not None:
+            power = power * gain2[:, None, None]
+        floor = power.shape[-1] * power.shape[-2] * _LOG_FLOOR_POWER
+        distance = torch.sqrt(((power + _SQRT_EPS).sqrt() - target.stft_mag[i]).square().sum((-1, -2)) + 1e-20)
+        sc = distance / torch.sqrt(target.stft_energy[i] + floor)
+        log_l1 = (torch.log(power + _LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
+        return sc, log_l1
+
+    def _stft_terms_fast(
+        self, render: torch.Tensor, size: int, gain2: torch.Tensor | None, target: TargetFeatures, i: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_stft_terms` without gradient: one numba pass, torch's in-place log, one more numba pass."""
+        spec = torch.view_as_real(self._stft(render, size))  # [B, frames, bins, 2]
+        n_rows, n_values = spec.shape[0], spec.shape[1] * spec.shape[2]
+        gain = torch.ones(n_rows) if gain2 is None else gain2.detach().contiguous()
+        log_arg = torch.empty(n_rows, n_values)
+        squares = loss_kernels.magnitude_distance(
+            spec.reshape(n_rows, n_values, 2).numpy(),
+            gain.numpy(),
+            _flat(target.stft_mag[i]),
+            _SQRT_EPS,
+            _LOG_FLOOR_POWER,
+            log_arg.numpy(),
+        )
+        log_arg.log_()
+        abs_sum = loss_kernels.abs_difference_sum(log_arg.numpy(), _flat(target.stft_logpower[i]))
+        distance = torch.sqrt(torch.from_numpy(squares).float() + 1e-20)
+        sc = distance / torch.sqrt(target.stft_energy[i] + n_values * _LOG_FLOOR_POWER)
+        return sc, torch.from_numpy(abs_sum / n_values).float()
 
     def forward(self, render: torch.Tensor, target: torch.Tensor) -> LossTerms:
         """Loss of renders `[B, N]` against target audio (gradient flows into the target too if it requires it)."""
@@ -204,6 +289,30 @@ class PerceptualLoss(nn.Module):
         if audio.dim() != 2 or audio.shape[-1] == 0:
             raise ValueError(f"{what} must have shape [B, N] or [N] with N > 0, got {tuple(audio.shape)}")
         return audio
+
+
+def _flat(values: torch.Tensor) -> np.ndarray:
+    """`[b, frames, bins]` -> contiguous float32 `[b, frames * bins]` numpy view (a copy only if strided)."""
+    return values.detach().reshape(values.shape[0], -1).contiguous().numpy()
+
+
+def _magnitude(power: torch.Tensor, fast: bool) -> torch.Tensor:
+    """sqrt(power + eps); on the fast path correctly rounded, as the numba kernel takes it (torch's
+    vectorized sqrt is off by an ulp now and then), so identical audio gives a distance of exactly 0."""
+    if not fast:
+        return (power + _SQRT_EPS).sqrt()
+    return torch.from_numpy(np.sqrt((power + _SQRT_EPS).numpy()))
+
+
+def _penalty_stats_fast(audio: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`PerceptualLoss._penalty_stats` in one numba pass (no gradient)."""
+    sums = torch.from_numpy(loss_kernels.penalty_sums(audio.detach().contiguous().numpy(), threshold))
+    means = (sums / audio.shape[-1]).float()
+    return means[:, 0].abs(), means[:, 1], means[:, 2]
+
+
+def _frame_rows(fr: batch.Frames, rows: slice) -> batch.Frames:
+    return batch.Frames(plan=fr.plan, const=fr.const, frames=fr.frames[rows], power=fr.power[rows])
 
 
 def _rows(target: TargetFeatures, rows: slice) -> TargetFeatures:

@@ -132,3 +132,47 @@ def test_chunked_compare_equals_one_pass(loss: PerceptualLoss, monkeypatch: pyte
             torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="batch 6"):
         loss.compare(renders[:4], loss.prepare_target(targets))
+
+
+def _mixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders covering the corner cases (identical, silent, DC, clipped, over full scale, noise) and targets."""
+    tone = harmonic(220.0, 0.5, SR, amp=0.5)
+    renders = np.stack(
+        [tone, np.zeros(8000), tone + 0.3, np.clip(4 * tone, -1, 1), 3 * tone, noise(0.5, SR), harmonic(300.0, 0.5, SR)]
+    )
+    targets = np.stack([tone, tone, tone, tone, np.clip(4 * tone, -1, 1), harmonic(110.0, 0.5, SR), noise(0.5, SR)])
+    return _t(renders), _t(targets)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_gradient_free_path_matches_the_differentiable_one(normalize: bool) -> None:
+    loss = PerceptualLoss(LossSettings(normalize_loudness=normalize), FeatureSettings(), SR)
+    renders, targets = _mixed_batch()
+    for target in (targets, targets[:1]):
+        with torch.no_grad():  # numba path
+            fast = loss.compare(renders, loss.prepare_target(target))
+        with torch.enable_grad():  # torch path (a render that wants a gradient)
+            slow = loss(renders.clone().requires_grad_(True), target)
+        assert loss._fast_path(renders, loss.prepare_target(target))
+        for name in fast.as_dict():
+            torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(), rtol=2e-5, atol=1e-6)
+    with torch.no_grad():
+        same = loss.compare(renders[:1], loss.prepare_target(renders[:1]))
+    assert all(float(v[0]) < 1e-7 for v in same.as_dict().values()), same  # identical audio: ~0 on both paths
+
+
+def test_given_frames_give_the_same_loss(loss: PerceptualLoss) -> None:
+    from features import batch
+
+    renders, targets = _mixed_batch()
+    target = loss.prepare_target(targets)
+    frames = batch.analyze_frames(renders, SR, FeatureSettings())
+    for grad in (False, True):  # the numba path, then the torch path
+        r = renders.clone().requires_grad_(grad)
+        assert loss._fast_path(r, target) != grad
+        own = loss.compare(r, target)
+        given = loss.compare(r, target, frames=frames)
+        for name in own.as_dict():
+            assert torch.equal(getattr(own, name), getattr(given, name)), name
+    with pytest.raises(ValueError, match="frames"):
+        loss.compare(renders[:3], loss.prepare_target(targets[:3]), frames=frames)
