@@ -8,13 +8,14 @@ analyser and overwritten on every call (copy it to keep it).
 Each call analyses the last `window` frames heard (the window of `features.dsp.plan_for`, i.e. the
 settings' window duration at this rate), with the same constants and formulas as `features.batch`;
 fed blocks of `plan.hop` frames it reproduces `describe_batch` frame by frame. Per block: three
-numpy FFTs (`out=` buffers) and four numba kernels (`features.stream_kernels`) on buffers allocated
-once, in float64 (timing: benchmarks/features.py).
+numpy FFTs (`out=` buffers) and three numba kernels (`features.stream_kernels`) on buffers allocated
+once, in float64, with their arguments packed once (timing: benchmarks/features.py, benchmarks/live.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.fft import irfft, rfft
 
 from features import stream_kernels as kern
 from features.config import FeatureSettings
@@ -63,6 +64,39 @@ class StreamingDescriptors:
         self._blocks = 0
         self._out = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
+        self._yin_width = int(plan.yin_width)
+        self._window = int(plan.window)
+        # every argument of `finish` is a constant or a buffer allocated once: pack them once
+        self._finish_args = (
+            self._spec,
+            float(plan.spectrum_scale**2),
+            self._kweight,
+            self._stats,
+            int(plan.n_band),
+            float(plan.band_floor_amp**2),
+            self._freqs_khz,
+            float(plan.rolloff_0to1),
+            self._mel,
+            self._mel_bounds,
+            self._dct,
+            self._chroma,
+            float(plan.floor_power),
+            float(plan.floor_amp),
+            _LOUDNESS_GAIN,
+            self._corr,
+            self._yin_x,
+            int(plan.tau_min),
+            int(plan.tau_max),
+            self._yin_width,
+            float(plan.pitch_threshold),
+            float(plan.sample_rate_hz),
+            self._power,
+            self._mag,
+            self._mel_db,
+            self._cs,
+            self._cmnd,
+            self._out64,
+        )
         # warm up here, not on the first live block: numba loads (or, on a fresh checkout, compiles) its kernels
         for dtype in (np.float32, np.float64):
             self.process(np.zeros(self.block_size, dtype=dtype))
@@ -80,47 +114,19 @@ class StreamingDescriptors:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""
         if not isinstance(block, np.ndarray) or block.ndim != 1:
             raise ValueError(f"block must be a 1-D mono numpy array, got {getattr(block, 'shape', type(block))}")
-        p = self.plan
         np.copyto(self._prev64, self._out64)
         self._blocks += 1
         if block.dtype != np.float32 and block.dtype != np.float64:
             block = block.astype(np.float64)  # rare (integer input): allocates
-        self._pos = kern.push_block(self._ring, self._pos, block, MAX_ABS_SAMPLE)
-        kern.prepare_frame(self._ring, self._pos, self._frame, self._yin_x, self._yin_head, p.yin_width, self._stats)
-        np.fft.rfft(self._yin_x, out=self._spec_x)
-        np.fft.rfft(self._yin_head, out=self._spec_h)
-        kern.spectra(self._spec_x, self._spec_h, self._spec, float(self._stats[3]), p.window)
-        np.fft.irfft(self._spec_h, n=p.window, out=self._corr)
-        kern.finish(
-            self._spec,
-            p.spectrum_scale**2,
-            self._kweight,
+        self._pos = kern.push_and_prepare(
+            self._ring, self._pos, block, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head, self._yin_width,
             self._stats,
-            p.n_band,
-            p.band_floor_amp**2,
-            self._freqs_khz,
-            p.rolloff_0to1,
-            self._mel,
-            self._mel_bounds,
-            self._dct,
-            self._chroma,
-            p.floor_power,
-            p.floor_amp,
-            _LOUDNESS_GAIN,
-            self._corr,
-            self._yin_x,
-            p.tau_min,
-            p.tau_max,
-            p.yin_width,
-            p.pitch_threshold,
-            float(p.sample_rate_hz),
-            self._power,
-            self._mag,
-            self._mel_db,
-            self._cs,
-            self._cmnd,
-            self._out64,
-        )
+        )  # fmt: skip
+        rfft(self._yin_x, out=self._spec_x)
+        rfft(self._yin_head, out=self._spec_h)
+        kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
+        irfft(self._spec_h, n=self._window, out=self._corr)
+        kern.finish(*self._finish_args)
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
 

@@ -4,6 +4,7 @@ Input / output: numpy arrays owned by `features.stream.StreamingDescriptors` (no
 The math is `features.batch` / `features.pitch` (torch) written out as loops, in float64:
 - `push_block`: copy a block into the ring (NaN -> 0, +-Inf -> +-1, clamp), return the new position;
 - `prepare_frame`: unroll the ring into the frame, make YIN's mean-removed frame and head, frame stats;
+- `push_and_prepare`: the two above in one call (the streaming face's per-block entry);
 - `spectra`: the Hann-windowed spectrum (from the plain one) and YIN's cross spectrum (before the irfft);
 - `finish`: power spectrum, loudness group, spectral shape, MFCC, chroma and YIN -> the descriptor vector.
 Every constant travels as an argument (numba's on-disk cache cannot hold module-level arrays).
@@ -75,6 +76,24 @@ def prepare_frame(
     stats[0] = square / n
     stats[1] = peak
     stats[2] = centered / n
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def push_and_prepare(
+    ring: np.ndarray,
+    pos: int,
+    block: np.ndarray,
+    max_abs: float,
+    frame: np.ndarray,
+    yin_x: np.ndarray,
+    yin_head: np.ndarray,
+    width: int,
+    stats: np.ndarray,
+) -> int:
+    """`push_block` then `prepare_frame` (one dispatch instead of two); returns the new position."""
+    pos = push_block(ring, pos, block, max_abs)
+    prepare_frame(ring, pos, frame, yin_x, yin_head, width, stats)
+    return pos
 
 
 @numba.njit(cache=True, nogil=True)
