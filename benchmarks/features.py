@@ -7,7 +7,8 @@
    of wall time, and of thread CPU time (the cost without preemption by other processes on a shared
    machine). Reference: a bare numpy block pipeline (rfft + 64-band mel + centroid + RMS), same window.
 3. file analysis: `describe_file` on a WAV vs librosa loading it and computing the same descriptors
-   (STFT, mel, MFCC, centroid, bandwidth, rolloff, flatness, chroma, RMS, YIN); wall and CPU time.
+   (STFT, mel, MFCC, centroid, bandwidth, rolloff, flatness, chroma, RMS, YIN); wall and CPU time
+   (CPU time sums all threads), the threads each side used, and ours on one thread for reference.
 
 Output: one JSON object (`--json`) or a short report. Ratios > 1 mean we are faster than the reference.
 """
@@ -33,7 +34,7 @@ from features import batch
 from features.config import FeatureSettings
 from features.dsp import plan_for
 from features.loss import PerceptualLoss
-from features.offline import describe_file
+from features.offline import available_cores, describe_file
 from features.stream import StreamingDescriptors
 from settings import SettingsError, load_settings
 
@@ -177,16 +178,31 @@ def bench_streaming(fs: FeatureSettings, blocks: int) -> dict[str, float]:
     }
 
 
-def bench_file(fs: FeatureSettings, seconds: float, file_rate: int, repeats: int) -> dict[str, float]:
+def _librosa_threads() -> dict[str, int]:
+    """The native thread pools librosa's numpy / scipy calls may use (BLAS, OpenMP), by library."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    return {f"{p['internal_api']}:{Path(p['filepath']).name}": int(p["num_threads"]) for p in threadpool_info()}
+
+
+def bench_file(
+    fs: FeatureSettings, seconds: float, file_rate: int, repeats: int, threads: int | None = None
+) -> dict[str, object]:
     import librosa
 
+    threads = available_cores() if threads is None else threads
     plan = plan_for(fs.sample_rate_hz, fs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.wav"
         sf.write(path, _signal(seconds, file_rate), file_rate, subtype="PCM_16")
 
         def ours() -> None:
-            describe_file(path, fs)
+            describe_file(path, fs, threads=threads)
+
+        def ours_serial() -> None:
+            describe_file(path, fs, threads=1)
 
         def reference() -> None:
             y, sr = librosa.load(path, sr=fs.sample_rate_hz, mono=True)
@@ -206,9 +222,13 @@ def bench_file(fs: FeatureSettings, seconds: float, file_rate: int, repeats: int
 
         ours_s, ours_cpu_s = (t / 1000.0 for t in _best_wall_and_cpu_ms(ours, repeats))
         ref_s, ref_cpu_s = (t / 1000.0 for t in _best_wall_and_cpu_ms(reference, max(1, repeats // 2)))
+        serial_s, serial_cpu_s = (t / 1000.0 for t in _best_wall_and_cpu_ms(ours_serial, max(1, repeats // 2)))
     return {
         "audio_s": seconds,
         "file_sample_rate": file_rate,
+        "ours_threads": threads,
+        "ours_torch_threads_per_worker": 1 if threads > 1 else torch.get_num_threads(),
+        "librosa_threads": _librosa_threads(),
         "ours_s": round(ours_s, 4),
         "librosa_s": round(ref_s, 4),
         "ratio_vs_librosa": round(ref_s / ours_s, 1),
@@ -217,6 +237,9 @@ def bench_file(fs: FeatureSettings, seconds: float, file_rate: int, repeats: int
         "librosa_cpu_s": round(ref_cpu_s, 4),
         "ratio_vs_librosa_cpu": round(ref_cpu_s / ours_cpu_s, 1),
         "realtime_factor_cpu": round(seconds / ours_cpu_s, 0),
+        "ours_one_thread_s": round(serial_s, 4),
+        "ours_one_thread_cpu_s": round(serial_cpu_s, 4),
+        "ratio_one_thread_vs_librosa": round(ref_s / serial_s, 1),
         "targets": {"ratio_vs_librosa": 5.0, "realtime_factor": 1000.0},
     }
 
@@ -229,9 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=3000, help="streaming blocks to time")
     parser.add_argument("--file-seconds", type=float, default=60.0, help="length of the analysed file")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable with librosa)")
+    parser.add_argument(
+        "--file-threads", type=int, default=None, help="describe_file threads (default: the cores available)"
+    )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.blocks < 100 or args.file_seconds <= 1 or args.threads < 1:
-        print("error: need --repeats >= 1, --blocks >= 100, --file-seconds > 1, --threads >= 1", file=sys.stderr)
+    file_threads_ok = args.file_threads is None or args.file_threads >= 1
+    if args.repeats < 1 or args.blocks < 100 or args.file_seconds <= 1 or args.threads < 1 or not file_threads_ok:
+        print(
+            "error: need --repeats >= 1, --blocks >= 100, --file-seconds > 1, --threads >= 1, --file-threads >= 1",
+            file=sys.stderr,
+        )
         return 2
     try:
         fs = load_settings(args.settings).features
@@ -243,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     stages = [
         ("batched", lambda: bench_batched(fs, args.repeats)),
         ("streaming", lambda: bench_streaming(fs, args.blocks)),
-        ("file_16k", lambda: bench_file(fs, args.file_seconds, 16000, args.repeats)),
-        ("file_44k", lambda: bench_file(fs, args.file_seconds, 44100, args.repeats)),
+        ("file_16k", lambda: bench_file(fs, args.file_seconds, 16000, args.repeats, args.file_threads)),
+        ("file_44k", lambda: bench_file(fs, args.file_seconds, 44100, args.repeats, args.file_threads)),
     ]
     for name, run in tqdm(stages, desc="features benchmark", file=sys.stderr, disable=None):
         result[name] = run()

@@ -53,17 +53,31 @@ def load_audio(path: str | Path, target_sr_hz: int | None) -> tuple[np.ndarray, 
     file = Path(path)
     _check_is_file(file)
     try:
-        data, rate = sf.read(str(file), dtype="float32", always_2d=True)
-        info = sf.info(str(file))
+        with sf.SoundFile(str(file)) as f:
+            data = read_float32(f, -1)
+            meta = _info(file, f.samplerate, f.channels, data.shape[0], f.format, f.subtype)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioFileError(f"{file}: not a readable audio file ({_reason(exc)})") from exc
-    meta = _info(file, rate, data.shape[1], data.shape[0], info.format, info.subtype)
     if data.shape[0] == 0:
         raise AudioFileError(f"{file}: contains no audio frames")
     mono = _mono(data)
-    if target_sr_hz is not None and target_sr_hz != rate:
-        mono = resample(mono, rate, target_sr_hz)
+    if target_sr_hz is not None and target_sr_hz != meta.sample_rate_hz:
+        mono = resample(mono, meta.sample_rate_hz, target_sr_hz)
     return np.ascontiguousarray(mono, dtype=np.float32), meta
+
+
+# integer PCM read as integers and scaled by a power of two: the very floats libsndfile's own conversion
+# gives (int -> float, then an exact scaling), ~3x faster
+_INTEGER_READS = {"PCM_16": ("int16", 2.0**-15), "PCM_24": ("int32", 2.0**-31), "PCM_32": ("int32", 2.0**-31)}
+
+
+def read_float32(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to `frames` frames (-1: the rest) of an open file as float32 `[frames, channels]` in [-1, 1)."""
+    integer = _INTEGER_READS.get(f.subtype)
+    if integer is None:
+        return f.read(frames, dtype="float32", always_2d=True)
+    dtype, scale = integer
+    return np.multiply(f.read(frames, dtype=dtype, always_2d=True), np.float32(scale), dtype=np.float32)
 
 
 def _mono(data: np.ndarray) -> np.ndarray:
@@ -134,7 +148,7 @@ class BlockDecoder:
         try:
             with self._sf as f:
                 while True:
-                    data = f.read(self.block_frames, dtype="float32", always_2d=True)
+                    data = read_float32(f, self.block_frames)
                     last = data.shape[0] < self.block_frames
                     self.frames_read += data.shape[0]
                     mono = np.ascontiguousarray(_mono(data), dtype=np.float32)

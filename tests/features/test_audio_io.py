@@ -98,3 +98,22 @@ def test_compressed_and_other_containers(tmp_path: Path, fmt: str, subtype: str,
     mid = audio[2000:14000]
     assert np.argmax(np.abs(np.fft.rfft(mid))) * 16000 / len(mid) == pytest.approx(440.0, abs=2)
     assert np.max(np.abs(mid)) == pytest.approx(0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF", "FLAC"])
+def test_fast_integer_reads_are_libsndfiles_floats(tmp_path: Path, subtype: str, fmt: str) -> None:
+    from features.audio_io import read_float32
+
+    if not sf.check_format(fmt, subtype):
+        pytest.skip(f"{fmt} cannot hold {subtype}")
+    data = np.random.default_rng(0).uniform(-1.0, 1.0, (20000, 2))
+    data[:2] = [[-1.0, 1.0], [0.0, -0.5]]  # the extremes
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, data, 44100, subtype=subtype, format=fmt)
+    reference = sf.read(path, dtype="float32", always_2d=True)[0]
+    with sf.SoundFile(path) as f:
+        head = read_float32(f, 7000)
+        rest = read_float32(f, -1)
+    assert head.dtype == rest.dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate([head, rest]), reference)
