@@ -82,7 +82,11 @@ def read_float32(f: sf.SoundFile, frames: int) -> np.ndarray:
 
 def _mono(data: np.ndarray) -> np.ndarray:
     """`[frames, channels]` -> the channel mean, NaN -> 0 and +-Inf -> +-1 (row by row: blocks give the same)."""
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if data.shape[1] == 2:  # the common case, ~5x faster than mean(axis=1) and the same floats: (a + b) / 2
+        mono = np.add(data[:, 0], data[:, 1])
+        mono *= np.float32(0.5)
+    else:
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(np.dot(mono, mono)):  # one cheap pass; the repair (several passes) only when needed
         mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
     return mono

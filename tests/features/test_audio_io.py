@@ -117,3 +117,14 @@ def test_fast_integer_reads_are_libsndfiles_floats(tmp_path: Path, subtype: str,
         rest = read_float32(f, -1)
     assert head.dtype == rest.dtype == np.float32
     np.testing.assert_array_equal(np.concatenate([head, rest]), reference)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_channel_mean_is_numpys_mean(channels: int) -> None:
+    from features.audio_io import _mono
+
+    data = np.random.default_rng(channels).uniform(-1.0, 1.0, (5000, channels)).astype(np.float32)
+    data[:100] = np.float32(1.0) - np.float32(2.0**-24) * np.arange(100, dtype=np.float32)[:, None]  # rounding
+    mono = _mono(data)
+    assert mono.dtype == np.float32
+    np.testing.assert_array_equal(mono, data.mean(axis=1))
