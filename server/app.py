@@ -11,6 +11,7 @@ touch the audio threads directly (see `server.control`).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -189,6 +190,10 @@ class LiveServer:
         """Open OSC, start the worker, the recorder, then the audio clock (device or file)."""
         sys.setswitchinterval(0.0005)  # the audio threads wait at most ~0.5 ms for the GIL
         self._warm_up()
+        # Everything loaded so far (modules, models, numba dispatchers) lives for the whole run: move it
+        # out of the collector's reach, so that a full collection never walks it while the loop runs.
+        gc.collect()
+        gc.freeze()
         self.osc_server.start()
         for host, port in self.osc_server.addresses:
             log.info("OSC control on %s:%d", host, port)
