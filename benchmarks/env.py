@@ -5,7 +5,8 @@ a time budget per side. Output: one JSON object: `vector_env_steps_per_s` (one
 `PresetMatchVectorEnv` of N environments: one batched render + analysis per step, full
 observation), `single_env_loop_steps_per_s` (N `PresetMatchEnv`s stepped one after another in the
 same run), their `ratio`, the render and hearing milliseconds per batched step, the observation size,
-torch threads, and the target (>= 2,000 env-steps/s on 2 cores). Random actions; episodes reset
+torch threads, the vector env's worker threads (`--worker-threads`, default min(2, cores)), and the
+target (>= 2,000 env-steps/s on 2 cores). Random actions; episodes reset
 themselves (auto-reset), as in training. Process CPU time per side is reported too (`*_per_cpu_s`,
 `cpu_ratio`): other people's load distorts it less than wall time.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.match.env import make_env
+from agents.match.probe import hear_and_loss
 from agents.match.vector import PresetMatchVectorEnv
 from settings import SettingsError, load_settings, with_overrides
 from synth.params import snap_vector
@@ -58,7 +61,7 @@ def single_loop_rate(envs: list, budget_s: float) -> tuple[float, float]:
 
 
 def stage_ms(env: PresetMatchVectorEnv, repeats: int = 3) -> tuple[float, float]:
-    """Milliseconds per batched render and per batched hearing (features + loss) of N patches."""
+    """Milliseconds per batched render and per batched hearing (features + loss) of N patches, as in a step."""
     engine = env.engine
     x = torch.from_numpy(snap_vector(engine.x))
     with torch.no_grad():
@@ -68,8 +71,7 @@ def stage_ms(env: PresetMatchVectorEnv, repeats: int = 3) -> tuple[float, float]
         render_ms = (time.perf_counter() - start) / repeats * 1000
         start = time.perf_counter()
         for _ in range(repeats):
-            engine.hearing.hear(audio)
-            engine.hearing.loss(audio, engine.targets)
+            hear_and_loss(engine.hearing, audio, engine.targets, threads=engine.worker_threads)
         hear_ms = (time.perf_counter() - start) / repeats * 1000
     return render_ms, hear_ms
 
@@ -80,9 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", type=int, default=5, help="curriculum stage (default 5: all parameters)")
     parser.add_argument("--seconds", type=float, default=10.0, help="time budget per side (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's default)")
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="vector env worker threads (default min(2, cores))"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--settings", type=Path, default=None, help="settings YAML (default: the repository's)")
     args = parser.parse_args(argv)
+    if args.worker_threads is not None and args.worker_threads < 1:
+        print(f"error: --worker-threads must be >= 1, got {args.worker_threads}", file=sys.stderr)
+        return 2
     if args.n_envs <= 0 or args.seconds <= 0:
         print(f"error: --n-envs and --seconds must be > 0, got {args.n_envs}, {args.seconds}", file=sys.stderr)
         return 2
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     with tqdm(total=3, desc="benchmark env", disable=args.json) as bar:
-        vec = PresetMatchVectorEnv(args.n_envs, settings)
+        vec = PresetMatchVectorEnv(args.n_envs, settings, worker_threads=args.worker_threads)
         vec_per_s, vec_per_cpu_s = vector_rate(vec, args.seconds)
         render_ms, hear_ms = stage_ms(vec)
         bar.update(1)
@@ -115,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "render_ms_per_batch": round(render_ms, 2),
         "hearing_ms_per_batch": round(hear_ms, 2),
         "torch_threads": torch.get_num_threads(),
+        "worker_threads": vec.engine.worker_threads,
+        "cores": len(os.sched_getaffinity(0)),
         "target_steps_per_s": TARGET_STEPS_PER_S,
         "meets_target": bool(vec_per_s >= TARGET_STEPS_PER_S),
         "seconds_per_side": args.seconds,

@@ -11,6 +11,9 @@ patch on the stage's parameters (the target's values on the others), or with pro
 `match.warm_start_prob` a noisy start near the target; terminate when the loss < epsilon; truncate
 after `time_limit` steps when a limit is given (the vector faces; the single env uses TimeLimit).
 
+Threads: `worker_threads` (default min(2, cores)) Python threads render the batch (the default
+renderer) and hear it (row blocks of `agents.match.hearing`); the results do not depend on the count.
+
 Reward: -L_t + beta * max(0, best_prev - L_t) - lambda * ||delta||^2 - w_bound * (delta pushed
 past 0 or 1) - w_silence * [render silent while the target is audible]. The loss's own anti-cheat
 terms (DC, clipping) are inside L_t.
@@ -26,7 +29,17 @@ import torch
 from agents.match.actions import ActionCodec
 from agents.match.curriculum import TargetSampler, active_mask, check_stage, factory_vectors, start_vectors
 from agents.match.layout import ObservationLayout, assemble, delta_features, logmel_image
-from agents.match.probe import Heard, Hearing, ProbeRenderer, Renderer, TargetCache, render_at, replace_rows
+from agents.match.probe import (
+    Heard,
+    Hearing,
+    ProbeRenderer,
+    Renderer,
+    TargetCache,
+    hear_and_loss,
+    render_at,
+    replace_rows,
+)
+from agents.match.threads import check_threads, default_threads
 from settings.loader import Settings
 from synth.params import N_PARAMS, snap_vector
 
@@ -54,7 +67,9 @@ class MatchEngine:
         hearing: Hearing | None = None,
         time_limit: int | None = None,
         seed: int | None = None,
+        worker_threads: int | None = None,
     ) -> None:
+        self.worker_threads = default_threads() if worker_threads is None else check_threads(worker_threads)
         if n_envs <= 0:
             raise ValueError(f"need at least one environment, got n_envs={n_envs}")
         ms = settings.match
@@ -64,7 +79,9 @@ class MatchEngine:
         self.settings = settings
         self.stage = check_stage(ms.stage)
         self.codec = ActionCodec(ms.action_mode, ms.delta_max)
-        self.renderer: Renderer = renderer if renderer is not None else ProbeRenderer(settings)
+        self.renderer: Renderer = (
+            renderer if renderer is not None else ProbeRenderer(settings, threads=self.worker_threads)
+        )
         if hearing is None:
             from agents.match.hearing import FeaturesHearing
 
@@ -168,8 +185,8 @@ class MatchEngine:
         pushed = np.abs(proposed - self.x).sum(axis=1)
         with torch.no_grad():
             audio = self.renderer(torch.from_numpy(snap_vector(self.x)))
-            heard = self.hearing.hear(audio)
-            loss = self.hearing.loss(audio, self.targets).float().numpy()
+            heard, loss_t = hear_and_loss(self.hearing, audio, self.targets, threads=self.worker_threads)
+            loss = loss_t.float().numpy()
         rows = np.arange(self.n)
         self._store_current(rows, heard, loss)
         ms = self.settings.match

@@ -4,6 +4,11 @@ Input: probe renders `[B, N]` (torch). Output: `Heard` (64-band log-mel in dB, M
 centroid in Hz per frame, clip loudness in LUFS), target caches (the `features.loss.TargetFeatures`
 of `PerceptualLoss.prepare_target`, flattened to batch-first tensors so rows can be replaced per
 episode), and the per-row perceptual loss `[B]` (`PerceptualLoss.compare(...).total`).
+
+`hear_and_loss` does both in one pass: the batch is cut into the loss's row blocks
+(`features.batch.row_chunks`), each block's analysis frames serve the observation and the loss, and
+the blocks can run on several Python threads. The values are exactly those of `hear` and `loss`
+(which run the same blocks), whatever the thread count.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import dataclasses
 import torch
 
 from agents.match.probe import Heard, TargetCache
+from agents.match.threads import map_blocks
 from features.batch import (
     Frames,
     analyze_frames,
@@ -20,7 +26,10 @@ from features.batch import (
     clip_loudness_frames,
     log_mel_frames,
     mfcc_from_log_mel,
+    n_frames,
+    row_chunks,
 )
+from features.dsp import plan_for
 from features.loss import PerceptualLoss, TargetFeatures
 from settings.loader import Settings
 
@@ -71,18 +80,53 @@ class FeaturesHearing:
         self.features = settings.features
         self.loss_module = PerceptualLoss(settings.loss, settings.features, sample_rate_hz=self.sample_rate_hz)
 
-    def hear(self, audio: torch.Tensor) -> Heard:
-        frames = analyze_frames(audio, self.sample_rate_hz, self.features)
-        logmel = log_mel_frames(frames)
-        return Heard(
-            logmel_db=logmel,
-            mfcc=mfcc_from_log_mel(logmel, frames.const, self.features.n_mfcc),
-            centroid_hz=centroid_hz(frames),
-            loudness_db=clip_loudness_frames(frames),
-        )
+    def hear(self, audio: torch.Tensor, *, threads: int = 1) -> Heard:
+        return self._run(audio, None, threads)[0]
 
     def cache_targets(self, audio: torch.Tensor) -> TargetCache:
         return flatten_target(self.loss_module.prepare_target(audio))
 
     def loss(self, audio: torch.Tensor, targets: TargetCache) -> torch.Tensor:
         return self.loss_module.compare(audio, unflatten_target(targets)).total
+
+    def hear_and_loss(
+        self, audio: torch.Tensor, targets: TargetCache, *, threads: int = 1
+    ) -> tuple[Heard, torch.Tensor]:
+        """(`hear(audio)`, `loss(audio, targets)`), sharing each row block's analysis frames."""
+        heard, loss = self._run(audio, targets, threads)
+        assert loss is not None  # a target was given
+        return heard, loss
+
+    def _run(self, audio: torch.Tensor, targets: TargetCache | None, threads: int) -> tuple[Heard, torch.Tensor | None]:
+        if audio.dim() == 1:
+            audio = audio.unsqueeze(0)
+        if audio.dim() != 2:
+            raise ValueError(f"audio must have shape [B, N] or [N], got {tuple(audio.shape)}")
+        frames_per_row = n_frames(audio.shape[-1], plan_for(self.sample_rate_hz, self.features))
+        blocks = row_chunks(audio.shape[0], frames_per_row)  # the loss's own chunks: same values
+        broadcast = targets is not None and int(targets[_N_SAMPLES].shape[0]) == 1
+
+        def block(rows: slice) -> tuple[Heard, torch.Tensor | None]:
+            fr = analyze_frames(audio[rows], self.sample_rate_hz, self.features)
+            logmel = log_mel_frames(fr)
+            heard = Heard(
+                logmel_db=logmel,
+                mfcc=mfcc_from_log_mel(logmel, fr.const, self.features.n_mfcc),
+                centroid_hz=centroid_hz(fr),
+                loudness_db=clip_loudness_frames(fr),
+            )
+            if targets is None:
+                return heard, None
+            target = unflatten_target(targets if broadcast else {k: v[rows] for k, v in targets.items()})
+            return heard, self.loss_module.compare(audio[rows], target, frames=fr).total
+
+        parts = map_blocks(block, blocks, threads)
+        if len(parts) == 1:
+            return parts[0]
+        heard = Heard(*(torch.cat(column) for column in zip(*(_fields(h) for h, _ in parts), strict=True)))
+        loss = None if targets is None else torch.cat([part for _, part in parts])  # type: ignore[misc]
+        return heard, loss
+
+
+def _fields(heard: Heard) -> tuple[torch.Tensor, ...]:
+    return (heard.logmel_db, heard.mfcc, heard.centroid_hz, heard.loudness_db)

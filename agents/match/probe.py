@@ -4,7 +4,9 @@ Input: normalized parameter vectors `[B, 24]` (torch, snapped where discrete).
 Output: audio `[B, N]` (`ProbeRenderer`, through `synth.render.render_batch`, differentiable), and
 `Heard` features of that audio plus the perceptual loss against cached target features
 (`Hearing`). Every consumer (environment, baselines, evaluation) goes through these two objects,
-so they all render and listen alike; tests may hand in doubles with the same shape.
+so they all render and listen alike; tests may hand in doubles with the same shape. A `Hearing`
+may also offer `hear_and_loss` (both in one pass, on worker threads); `hear_and_loss` below uses it
+when there, else calls the two.
 """
 
 from __future__ import annotations
@@ -44,10 +46,28 @@ class Hearing(Protocol):
 Renderer = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ProbeRenderer:
-    """`synth.render.render_batch` with the probe's note, length and seed fixed from settings."""
+def hear_and_loss(
+    hearing: Hearing, audio: torch.Tensor, targets: TargetCache, *, threads: int = 1
+) -> tuple[Heard, torch.Tensor]:
+    """(`hearing.hear(audio)`, `hearing.loss(audio, targets)`), in one pass where the hearing offers it."""
+    both = getattr(hearing, "hear_and_loss", None)
+    if both is not None:
+        return both(audio, targets, threads=threads)
+    return hearing.hear(audio), hearing.loss(audio, targets)
 
-    def __init__(self, settings: Settings) -> None:
+
+class ProbeRenderer:
+    """`synth.render.render_batch` with the probe's note, length and seed fixed from settings.
+
+    `threads`: rows rendered on this many threads (None: torch's thread count, render_batch's own
+    choice). The kernel path takes its thread count from `torch.get_num_threads()`, so it is raised
+    to `threads` for the duration of the call only (the rows and their noise do not depend on it).
+    """
+
+    def __init__(self, settings: Settings, *, threads: int | None = None) -> None:
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"ProbeRenderer: threads must be an int >= 1 or None, got {threads!r}")
+        self.threads = threads
         from synth.render import render_batch
 
         self._render_batch = render_batch
@@ -60,6 +80,16 @@ class ProbeRenderer:
 
     def __call__(self, params_0to1: torch.Tensor) -> torch.Tensor:
         notes = torch.full((params_0to1.shape[0],), self.midi_note, dtype=params_0to1.dtype)
+        previous = torch.get_num_threads()
+        if self.threads is None or self.threads == previous:
+            return self._render(params_0to1, notes)
+        torch.set_num_threads(self.threads)
+        try:
+            return self._render(params_0to1, notes)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _render(self, params_0to1: torch.Tensor, notes: torch.Tensor) -> torch.Tensor:
         return self._render_batch(
             params_0to1,
             notes,

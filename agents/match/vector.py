@@ -6,6 +6,8 @@ target features are cached per episode. Both reset finished environments in the 
 (Gymnasium's `SAME_STEP` autoreset: the last observation of an episode is in
 `infos["final_obs"]`; SB3: in `infos[i]["terminal_observation"]`). Truncation at
 T = `match.max_steps` happens inside the engine (a vector env has no per-env TimeLimit wrapper).
+`worker_threads` (default min(2, cores)): Python threads that render and hear the batch; observations,
+rewards and infos are identical for any count.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def _engine(
     renderer: Renderer | None,
     hearing: Hearing | None,
     max_episode_steps: int | None = None,
+    worker_threads: int | None = None,
 ) -> MatchEngine:
     settings = settings if settings is not None else load_settings()
     if stage is not None:
@@ -39,7 +42,14 @@ def _engine(
     if max_episode_steps is not None:  # gymnasium.make_vec passes the registered time limit
         settings = with_overrides(settings, {"match.max_steps": max_episode_steps})
     n = settings.match.n_envs if num_envs is None else num_envs
-    return MatchEngine(n, settings, renderer=renderer, hearing=hearing, time_limit=settings.match.max_steps)
+    return MatchEngine(
+        n,
+        settings,
+        renderer=renderer,
+        hearing=hearing,
+        time_limit=settings.match.max_steps,
+        worker_threads=worker_threads,
+    )
 
 
 def _reseed(engine: MatchEngine, seed: int) -> None:
@@ -61,8 +71,9 @@ class PresetMatchVectorEnv(VectorEnv):
         renderer: Renderer | None = None,
         hearing: Hearing | None = None,
         max_episode_steps: int | None = None,
+        worker_threads: int | None = None,
     ) -> None:
-        self.engine = _engine(num_envs, settings, stage, renderer, hearing, max_episode_steps)
+        self.engine = _engine(num_envs, settings, stage, renderer, hearing, max_episode_steps, worker_threads)
         self.num_envs = self.engine.n
         self.single_observation_space = self.engine.layout.space
         self.single_action_space = self.engine.codec.space
@@ -128,8 +139,9 @@ class PresetMatchVecEnv(VecEnv):
         stage: int | None = None,
         renderer: Renderer | None = None,
         hearing: Hearing | None = None,
+        worker_threads: int | None = None,
     ) -> None:
-        self.engine = _engine(num_envs, settings, stage, renderer, hearing)
+        self.engine = _engine(num_envs, settings, stage, renderer, hearing, worker_threads=worker_threads)
         self._actions: np.ndarray | None = None
         super().__init__(self.engine.n, self.engine.layout.space, self.engine.codec.space)
 
