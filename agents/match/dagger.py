@@ -57,6 +57,7 @@ class DaggerConfig:
     lr: float = 1e-3
     batch_size: int = 512
     max_pairs: int = 400_000  # aggregate cap (oldest pairs dropped first)
+    label_clip: float = 1.0  # labels: the remaining difference / delta_max, clipped to +-label_clip
     seed: int = 0
 
     def check(self) -> None:
@@ -71,6 +72,8 @@ class DaggerConfig:
             raise ValueError(f"beta0 and beta_decay must be in [0, 1], got {self.beta0}, {self.beta_decay}")
         if not 0.0 <= self.warm_prob <= 1.0 or self.warm_noise < 0 or self.act_noise < 0:
             raise ValueError("warm_prob must be in [0, 1], warm_noise and act_noise >= 0")
+        if self.label_clip < 1.0:
+            raise ValueError(f"dagger label_clip must be >= 1 (the action range), got {self.label_clip}")
         if not self.hidden or min(self.hidden) <= 0:
             raise ValueError(f"dagger hidden sizes must be > 0, got {self.hidden}")
 
@@ -109,9 +112,11 @@ class ActorMLP(torch.nn.Module):
         return out
 
 
-def oracle_actions(engine: MatchEngine) -> np.ndarray:
-    """The privileged flat action [N, 24]: toward the target, at most delta_max, active parameters only."""
-    wanted = np.clip((engine.target_x - engine.x) / engine.codec.delta_max, -1.0, 1.0)
+def oracle_actions(engine: MatchEngine, label_clip: float = 1.0) -> np.ndarray:
+    """The privileged flat action [N, 24]: the remaining difference on the active parameters in units
+    of delta_max, clipped to +-label_clip (1: the action itself, at most delta_max per step; larger:
+    a regression label that keeps the full remaining difference, clipped to the action when acting)."""
+    wanted = np.clip((engine.target_x - engine.x) / engine.codec.delta_max, -label_clip, label_clip)
     return (wanted * engine.active).astype(np.float32)
 
 
@@ -123,6 +128,7 @@ def collect(
     learner: Callable[[np.ndarray], np.ndarray] | None,
     rng: np.random.Generator,
     act_noise: float = 0.0,
+    label_clip: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
     """One batch of episodes: (observations [steps*N, D] float16, oracle labels [steps*N, 24], final
     median loss per stage). Rows are spread over `stages`; each step a row follows the oracle with
@@ -136,8 +142,9 @@ def collect(
     labels = np.zeros((steps, n, engine.codec.size), np.float32)
     for t in range(steps):
         obs = engine.observe()
-        oracle = oracle_actions(engine)
-        observations[t], labels[t] = obs, oracle
+        label = oracle_actions(engine, label_clip)
+        observations[t], labels[t] = obs, label
+        oracle = np.clip(label, -1.0, 1.0)
         action = oracle
         if learner is not None and beta < 1.0:
             learned = learner(obs)
@@ -242,7 +249,9 @@ def train_dagger(
         learner = None if net is None else net.act
         finals: list[dict[int, float]] = []
         for _ in range(batches):
-            obs, labels, final = collect(engine, config.stages, config.steps, beta, learner, rng, config.act_noise)
+            obs, labels, final = collect(
+                engine, config.stages, config.steps, beta, learner, rng, config.act_noise, config.label_clip
+            )
             obs_parts.append(obs)
             label_parts.append(labels)
             finals.append(final)
@@ -309,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--max-pairs", type=int, default=d.max_pairs)
+    p.add_argument("--label-clip", type=float, default=d.label_clip, help="label range in delta_max units")
     p.add_argument("--seed", type=int, default=None, help="random seed (training.seed)")
     return p
 
@@ -330,6 +340,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> DaggerConfig:
         lr=args.lr,
         batch_size=args.batch_size,
         max_pairs=args.max_pairs,
+        label_clip=args.label_clip,
         seed=seed,
     )
 

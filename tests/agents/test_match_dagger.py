@@ -30,8 +30,8 @@ TINY_ARGS = ["--rounds", "2", "--episodes", "8", "--steps", "4", "--n-envs", "8"
 
 @pytest.fixture
 def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "ProbeRenderer", lambda settings: FakeRenderer())
-    monkeypatch.setattr(probe_module, "ProbeRenderer", lambda settings: FakeRenderer())
+    monkeypatch.setattr(engine_module, "ProbeRenderer", lambda settings, **kwargs: FakeRenderer())
+    monkeypatch.setattr(probe_module, "ProbeRenderer", lambda settings, **kwargs: FakeRenderer())
     monkeypatch.setattr(hearing_module, "FeaturesHearing", lambda settings: FakeHearing())
 
 
@@ -46,6 +46,9 @@ def test_oracle_moves_active_parameters_toward_the_target_at_most_delta_max() ->
     action = oracle_actions(engine)
     assert action.shape == (3, 24) and np.abs(action).max() <= 1.0
     assert np.all(action[:, active_mask(1) == 0] == 0)
+    full = oracle_actions(engine, label_clip=10.0)  # the whole remaining difference in delta_max units
+    np.testing.assert_allclose(full, (engine.target_x - engine.x) / 0.1 * active_mask(1), atol=1e-5)
+    np.testing.assert_array_equal(np.clip(full, -1, 1), action)
     for _ in range(12):  # every gap is < 1, so 10 steps of delta_max = 0.1 close it
         engine.step(oracle_actions(engine))
     np.testing.assert_allclose(engine.x, engine.target_x, atol=1e-5)
@@ -109,7 +112,9 @@ def test_cli_writes_a_model_that_evaluate_runs(doubles: None, tmp_path: Path, ca
     assert metrics["presets"] == 2 and metrics["stage"] == 2
 
 
-@pytest.mark.parametrize("bad", [["--rounds", "0"], ["--stages", "7"], ["--beta0", "1.5"], ["--hidden", "0"]])
+@pytest.mark.parametrize(
+    "bad", [["--rounds", "0"], ["--stages", "7"], ["--beta0", "1.5"], ["--hidden", "0"], ["--label-clip", "0.5"]]
+)
 def test_cli_rejects_bad_config(bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--out", str(tmp_path / "x"), *bad]) == 2
     assert capsys.readouterr().err.startswith("error:")
