@@ -162,7 +162,8 @@ class BlockDecoder:
                     elif stream is None:
                         whole.append(mono)
                     else:
-                        pending = np.concatenate([pending, stream.resample_chunk(mono, last=last)])
+                        fresh = stream.resample_chunk(mono, last=last)
+                        pending = np.concatenate([pending, fresh]) if pending.size else fresh
                         limit = _resampled_length(self.frames_read, rate, target)
                         out, pending = pending[: limit - sent], pending[limit - sent :]
                         sent += out.size

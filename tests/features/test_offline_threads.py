@@ -34,7 +34,7 @@ def _write(path: Path, rate: int, seconds: float, channels: int = 1, subtype: st
     return path
 
 
-@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2)])
+@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (44100, 1), (8000, 1)])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threaded_file_analysis_equals_the_serial_one(
     tmp_path: Path, small_chunks: None, rate: int, channels: int, threads: int
@@ -74,13 +74,22 @@ def test_torch_threads_are_one_per_worker_and_restored(tmp_path: Path, monkeypat
 
 
 @pytest.mark.parametrize(
-    ("rate", "channels", "subtype"),
-    [(44100, 2, "PCM_16"), (48000, 3, "FLOAT"), (16000, 1, "PCM_24"), (22050, 1, "FLOAT")],
+    ("rate", "channels", "subtype", "block_frames"),
+    [
+        (44100, 2, "PCM_16", 3000),
+        (44100, 1, "PCM_16", 257),
+        (48000, 3, "FLOAT", 3000),
+        (16000, 1, "PCM_24", 3000),
+        (22050, 1, "FLOAT", 3000),
+        (8000, 2, "PCM_16", 1001),
+    ],
 )
-def test_decoder_blocks_are_the_samples_of_load_audio(tmp_path: Path, rate: int, channels: int, subtype: str) -> None:
+def test_decoder_blocks_are_the_samples_of_load_audio(
+    tmp_path: Path, rate: int, channels: int, subtype: str, block_frames: int
+) -> None:
     path = _write(tmp_path / "x.wav", rate, 1.7, channels, subtype)
     audio, info = load_audio(path, 16000)
-    decoder = BlockDecoder(path, 16000, block_frames=3000)
+    decoder = BlockDecoder(path, 16000, block_frames=block_frames)
     blocks = list(decoder)
     assert len(blocks) > 5 and all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
     np.testing.assert_array_equal(np.concatenate(blocks), audio)
