@@ -54,11 +54,17 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes() -> No
     slow = proxy.predict(params, notes).detach()
     with torch.inference_mode():
         fast = proxy.predict(params, notes)
+        one = proxy.predict(params[:1], notes[:1])  # tiny batches: the numpy path
+        with pytest.raises(ValueError, match="notes"):
+            proxy.predict(params[:2], notes[:3])
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(one, slow[:1], rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         proxy.net[0].weight.mul_(0.5)  # an in-place update (an optimizer step) must not leave a stale cache
         proxy.out_mean.add_(1.0)
         torch.testing.assert_close(proxy.predict(params, notes), proxy.predict_normalized(params, notes) * 2.0 + 6.0)
+        expected = proxy.predict_normalized(params[:3], notes[:3]) * 2.0 + 6.0
+        torch.testing.assert_close(proxy.predict(params[:3], notes[:3]), expected, rtol=1e-4, atol=1e-4)
     other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32))
     other.load_state_dict(proxy.state_dict())
     with torch.no_grad():
