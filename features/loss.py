@@ -262,7 +262,7 @@ class PerceptualLoss(nn.Module):
         gain = torch.ones(n_rows) if gain2 is None else gain2.detach().contiguous()
         log_arg = torch.empty(n_rows, n_values)
         squares = loss_kernels.magnitude_distance(
-            spec.reshape(n_rows, n_values, 2).numpy(),
+            spec.reshape(n_rows, 2 * n_values).numpy(),
             gain.numpy(),
             _flat(target.stft_mag[i]),
             _SQRT_EPS,

@@ -29,25 +29,28 @@ def magnitude_distance(
 ) -> np.ndarray:
     """Per row: sum over bins of (sqrt(power + sqrt_eps) - target_mag)^2, float64 `[B]`.
 
-    spec_ri `[B, F, 2]` (real, imaginary of F = frames * bins values), gain2 `[B]` (power gain, 1.0
-    for none), target_mag `[B or 1, F]`. Writes power + log_floor into log_arg `[B, F]` (the argument of
-    the log-magnitude term, which torch's vectorized log then takes in place).
+    spec_ri `[B, 2F]` (real, imaginary, real, ... of F = frames * bins values), gain2 `[B]` (power
+    gain, 1.0 for none), target_mag `[B or 1, F]`. Writes power + log_floor into log_arg `[B, F]` (the
+    argument of the log-magnitude term, which torch's vectorized log then takes in place).
+    Row views and flat indices: ~3x faster than indexing `[row, i, 0]` (LLVM vectorizes these loops).
     """
     n_rows, n_values = log_arg.shape
     eps = np.float32(sqrt_eps)
     floor = np.float32(log_floor)
     out = np.zeros(n_rows)
     for row in range(n_rows):
-        t_row = row if target_mag.shape[0] > 1 else 0
+        spec = spec_ri[row]
+        target = target_mag[row if target_mag.shape[0] > 1 else 0]
+        arg = log_arg[row]
         gain = gain2[row]
         acc = 0.0
         for i in range(n_values):
-            re = spec_ri[row, i, 0]
-            im = spec_ri[row, i, 1]
+            re = spec[2 * i]
+            im = spec[2 * i + 1]
             power = (re * re + im * im) * gain
-            diff = np.float32(np.sqrt(power + eps)) - target_mag[t_row, i]  # float32, as torch rounds it
+            diff = np.float32(np.sqrt(power + eps)) - target[i]  # float32, as torch rounds it
             acc += diff * diff
-            log_arg[row, i] = power + floor
+            arg[i] = power + floor
         out[row] = acc
     return out
 
@@ -58,10 +61,11 @@ def abs_difference_sum(values: np.ndarray, target: np.ndarray) -> np.ndarray:
     n_rows, n_values = values.shape
     out = np.zeros(n_rows)
     for row in range(n_rows):
-        t_row = row if target.shape[0] > 1 else 0
+        v = values[row]
+        t = target[row if target.shape[0] > 1 else 0]
         acc = 0.0
         for i in range(n_values):
-            acc += abs(values[row, i] - target[t_row, i])
+            acc += abs(v[i] - t[i])
         out[row] = acc
     return out
 
@@ -72,17 +76,18 @@ def penalty_sums(audio: np.ndarray, threshold: float) -> np.ndarray:
     n_rows, n_samples = audio.shape
     limit = np.float32(threshold)
     one = np.float32(1.0)
+    zero = np.float32(0.0)
     out = np.zeros((n_rows, 3))
     for row in range(n_rows):
+        x = audio[row]
         total = 0.0
         clipped = 0.0
         over = 0.0
         for i in range(n_samples):
-            x = audio[row, i]
-            mag = abs(x)
-            total += x
+            mag = abs(x[i])
+            total += x[i]
             clipped += 1.0 if mag >= limit else 0.0
-            over += max(mag - one, np.float32(0.0))
+            over += max(mag - one, zero)
         out[row, 0] = total
         out[row, 1] = clipped
         out[row, 2] = over
