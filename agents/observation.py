@@ -145,14 +145,15 @@ class ObservationBuilder:
     ) -> np.ndarray:
         """`build(agent_all[agent_index], target[target_index] (or target itself when None),
         params_all[params_index])` without the intermediate arrays (the live server's path).
-        The picked values are rounded to float32 before scaling."""
+        The picked values are rounded to float32 before scaling. The indices must be in range (the
+        caller checks them once: out-of-range ones are clipped here, not reported)."""
         self._shift()
-        np.take(agent_all, agent_index, out=self._agent)
+        np.take(agent_all, agent_index, out=self._agent, mode="clip")  # "clip": `out` is not buffered
         if target_index is None:
             self._target[:] = target
         else:
-            np.take(target, target_index, out=self._target)
-        np.take(params_all, params_index, out=self._params)
+            np.take(target, target_index, out=self._target, mode="clip")
+        np.take(params_all, params_index, out=self._params, mode="clip")
         block = self._block
         np.subtract(block, self._low_all, out=block)
         np.multiply(block, self._scale_all, out=block)
@@ -167,7 +168,8 @@ class ObservationBuilder:
     def _finish(self) -> np.ndarray:
         block, out = self._block, self._out
         np.subtract(block, 1.0, out=block)
-        np.clip(block, -OBS_CLIP, OBS_CLIP, out=block)
+        np.maximum(block, -OBS_CLIP, out=block)  # = np.clip (NaN stays NaN), without its Python wrapper
+        np.minimum(block, OBS_CLIP, out=block)
         np.isnan(block, out=self._nan)  # NaN -> 0 (the centre); +-inf were clipped
         np.copyto(block, 0.0, where=self._nan)
         if self.history and not self._filled:
