@@ -163,3 +163,18 @@ def test_available_cores_follows_the_affinity_mask() -> None:
     assert cores >= 1
     if hasattr(offline.os, "sched_getaffinity"):
         assert cores == len(offline.os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "suffix"), [("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])
+def test_compressed_files_decode_in_blocks_to_the_same_analysis(
+    tmp_path: Path, small_chunks: None, fmt: str, subtype: str, suffix: str
+) -> None:
+    path = tmp_path / f"x.{suffix}"
+    x = phrase(44100, 2.5)
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, format=fmt, subtype=subtype)
+    audio, _ = load_audio(path, 16000)
+    np.testing.assert_array_equal(np.concatenate(list(BlockDecoder(path, 16000, block_frames=4000))), audio)
+    _, serial, info_1 = offline.describe_file(path, S, threads=1)
+    _, threaded, info_2 = offline.describe_file(path, S, threads=2)
+    np.testing.assert_allclose(threaded, serial, rtol=1e-6, atol=1e-6)
+    assert info_1 == info_2
