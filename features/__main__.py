@@ -5,6 +5,8 @@ Output (stdout): with `--json`, one object as SPEC: `{"file", "sample_rate", "wi
 "hop_length", "descriptors": {"time_s": [...], "<name>": [...], ...}}` plus `duration_s`,
 `original_sample_rate`, `channels`; without it, a table (a header row, one row a frame).
 Bad input: a one-line error naming the culprit on stderr, exit status 2.
+`--threads N` (default: the cores available) decodes and analyzes on N threads, one torch thread each;
+the values are those of `--threads 1`.
 """
 
 from __future__ import annotations
