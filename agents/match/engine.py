@@ -11,8 +11,9 @@ patch on the stage's parameters (the target's values on the others), or with pro
 `match.warm_start_prob` a noisy start near the target; terminate when the loss < epsilon; truncate
 after `time_limit` steps when a limit is given (the vector faces; the single env uses TimeLimit).
 
-Threads: `worker_threads` (default min(2, cores)) Python threads render the batch (the default
-renderer) and hear it (row blocks of `agents.match.hearing`); the results do not depend on the count.
+Threads: `worker_threads` (default 1; the vector faces default to min(2, cores)) Python threads render
+the batch (the default renderer) and hear it (row blocks of `agents.match.hearing`); the results do
+not depend on the count.
 
 Reward: -L_t + beta * max(0, best_prev - L_t) - lambda * ||delta||^2 - w_bound * (delta pushed
 past 0 or 1) - w_silence * [render silent while the target is audible]. The loss's own anti-cheat
@@ -39,7 +40,7 @@ from agents.match.probe import (
     render_at,
     replace_rows,
 )
-from agents.match.threads import check_threads, default_threads
+from agents.match.threads import check_threads
 from settings.loader import Settings
 from synth.params import N_PARAMS, snap_vector
 
@@ -69,7 +70,7 @@ class MatchEngine:
         seed: int | None = None,
         worker_threads: int | None = None,
     ) -> None:
-        self.worker_threads = default_threads() if worker_threads is None else check_threads(worker_threads)
+        self.worker_threads = 1 if worker_threads is None else check_threads(worker_threads)
         if n_envs <= 0:
             raise ValueError(f"need at least one environment, got n_envs={n_envs}")
         ms = settings.match

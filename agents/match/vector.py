@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.match.curriculum import TargetSampler, factory_vectors
 from agents.match.engine import MatchEngine, StepResult
 from agents.match.probe import Hearing, Renderer
+from agents.match.threads import default_threads
 from settings.loader import Settings, load_settings, with_overrides
 
 
@@ -42,6 +43,7 @@ def _engine(
     if max_episode_steps is not None:  # gymnasium.make_vec passes the registered time limit
         settings = with_overrides(settings, {"match.max_steps": max_episode_steps})
     n = settings.match.n_envs if num_envs is None else num_envs
+    worker_threads = default_threads() if worker_threads is None else worker_threads
     return MatchEngine(
         n,
         settings,
