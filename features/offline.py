@@ -88,9 +88,7 @@ def describe_audio(
                 bar.update()
         values = torch.cat(parts).numpy()
     else:
-        samples = _Samples(x.size)
-        samples.append(x)
-        samples.finish()
+        samples = _Samples.complete(x)
         values = _analyze(samples, plan, settings, threads, lambda: None, bar)
     bar.close()
     return frame_times_s(x.size, sr, settings), values.astype(np.float32, copy=False)
@@ -200,6 +198,13 @@ class _Samples:
         self.done = False
         self.error: BaseException | None = None
         self._cond = threading.Condition()
+
+    @classmethod
+    def complete(cls, audio: np.ndarray) -> _Samples:
+        """All the samples at once (no copy)."""
+        samples = cls(0)
+        samples._buffer, samples.count, samples.done = audio, audio.size, True
+        return samples
 
     def append(self, block: np.ndarray) -> None:
         n = block.size
