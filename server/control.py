@@ -137,7 +137,8 @@ class ControlState:
         scale = delta_max * self.step_size
         params = self.params_0to1
         params[indices] += action * scale
-        np.clip(params, 0.0, 1.0, out=params)
+        np.maximum(params, 0.0, out=params)  # = np.clip, without its Python wrapper
+        np.minimum(params, 1.0, out=params)
 
     def update_output(self) -> None:
         """One control tick of output smoothing toward the agent's parameters (frozen while held)."""
@@ -160,9 +161,11 @@ def smoothing_coefficient(smoothing_s: float, tick_s: float) -> float:
     return math.exp(-tick_s / smoothing_s)
 
 
+_SNAP_STEPS = tuple((i, PARAMS[i].n_steps - 1) for i in DISCRETE_INDICES)
+
+
 def _snap_in_place(x: np.ndarray) -> None:
-    for i in DISCRETE_INDICES:
-        steps = PARAMS[i].n_steps - 1
+    for i, steps in _SNAP_STEPS:
         x[i] = round(float(x[i]) * steps) / steps
 
 
