@@ -11,7 +11,11 @@ corpus folder (default `corpus.default`), optionally a prepared `TargetCorpus` /
    share `corpus_frac` of the episodes, else one of the random modes);
 3. the synth's note and gate follow the target's `pitch_hz` / `pitch_confidence` / `loudness_db`
    through `synth.note_gate.NoteGateFollower`, exactly as on stage;
-4. the agent's descriptors come from `agents.imitate.sound` (render + analyze, or the proxy);
+4. the agent's descriptors come from `agents.imitate.sound` (render + analyze, or the proxy), or,
+   with `imitate.descriptor_source: stream`, from the live loop itself (`agents.imitate.perform.SynthLoop`,
+   the code `perform` runs): a streaming voice renders one tick block with the parameters and the
+   follower's note/gate of the previous tick, analysed by the streaming extractor, so the agent
+   hears attacks, releases and the one-tick note lag exactly as in evaluation and on stage;
 5. reward = `agents.imitate.reward.ImitationReward` on the rewarded descriptors, scaled to [0,1]
    (when agent and target are both silent only loudness counts: `reward.match_silence`).
 
@@ -29,6 +33,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from agents.imitate.perform import SynthLoop
 from agents.imitate.reward import ImitationReward, match_silence, reward_weights
 from agents.imitate.sound import SoundDescriber, make_describer
 from agents.imitate.targets import TargetCorpus, corpus_scale, load_corpus, random_target_pool
@@ -74,7 +79,7 @@ class ImitateEnv(gym.Env):
         )
         self.scale = (scale or corpus_scale(self.corpus)).subset(self.descriptor_names)
         self.describer = describer or make_describer(
-            im.descriptor_source, self.settings.synth, self.settings.features, im.window_s, im.proxy_dir
+            im.descriptor_source, self.settings.synth, self.settings.features, im.window_s, im.proxy_dir, self.settings
         )
         weights = reward_weights(self.descriptor_names, self.reward_names, im.reward_weights)
         self.reward_fn = ImitationReward(
@@ -82,6 +87,12 @@ class ImitateEnv(gym.Env):
         )
         self.builder = ObservationBuilder(self.scale, len(self.controlled), im.history)
         self.follower = NoteGateFollower(self.settings.synth, self.corpus.tick_s)
+        self.loop = SynthLoop(self.settings) if im.descriptor_source == "stream" else None
+        if self.loop is not None and abs(self.loop.tick_s - self.corpus.tick_s) > 1e-6:
+            raise ValueError(
+                f"{self.corpus.path}: corpus tick {self.corpus.tick_s:.4f} s differs from the live tick "
+                f"{self.loop.tick_s:.4f} s (features.hop_length / sample_rate_hz): re-analyse the corpus"
+            )
         self.start_preset = default_vector()
         p = len(self.controlled)
         self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(self.builder.size,), dtype=np.float32)
@@ -147,8 +158,13 @@ class ImitateEnv(gym.Env):
     # -- the synth ----------------------------------------------------------------------------
 
     def _listen(self) -> None:
-        """Follow the target's note/gate, then describe the synth's sound."""
+        """Follow the target's note/gate, then describe the synth's sound (stream: render, then follow)."""
         self._target = self._current_target()
+        if self.loop is not None:
+            self._agent = self.loop.render().astype(np.float64)
+            self.loop.follow(self._target)
+            self._note, self._gate = self.loop.note_midi, self.loop.gate
+            return
         pitch_hz, confidence, loudness_db = (float(self._target[i]) for i in self._follow_idx)
         state = self.follower.update(pitch_hz, confidence, loudness_db)
         self._note, self._gate = float(state.note_midi), bool(state.gate)
@@ -158,6 +174,16 @@ class ImitateEnv(gym.Env):
         agent = self._agent[self._obs_idx]
         target = self._target[self._obs_idx]
         return self.builder.build(agent, target, self.params[list(self.controlled)]).copy()
+
+    @property
+    def agent_descriptors(self) -> np.ndarray:
+        """The agent's descriptor frame of the current step (all `DESCRIPTOR_NAMES`, physical units; a copy)."""
+        return self._agent.copy()
+
+    @property
+    def target_descriptors(self) -> np.ndarray:
+        """The target's descriptor frame of the current step (all `DESCRIPTOR_NAMES`; a copy)."""
+        return np.array(self._target, dtype=np.float64)
 
     def scaled(self, frame: np.ndarray) -> np.ndarray:
         """Observed descriptors of a full frame, scaled to [0,1] and clipped to SCALED_CLIP."""
@@ -173,6 +199,8 @@ class ImitateEnv(gym.Env):
         if options.get("start", "random") == "random":
             self.params[list(self.controlled)] = self.np_random.random(len(self.controlled), dtype=np.float32)
         self.follower.reset()
+        if self.loop is not None:
+            self.loop.reset(self.params)
         self.builder.reset()
         self._listen()
         rmse = self.reward_fn(*self._scaled_pair(), np.zeros(0))[1]
@@ -191,6 +219,8 @@ class ImitateEnv(gym.Env):
         before = self.params[ctrl].copy()
         self.params[ctrl] = np.clip(before + self.decode_action(action), 0.0, 1.0)
         delta = self.params[ctrl] - before
+        if self.loop is not None:
+            self.loop.set_params(self.params)
         self._advance_target()
         self._listen()
         reward, rmse = self.reward_fn(*self._scaled_pair(), delta)

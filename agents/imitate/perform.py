@@ -55,6 +55,62 @@ def default_voice_factory(sample_rate_hz: int, block_size: int) -> Voice:
     return StreamingVoice(sample_rate_hz, block_size)
 
 
+class SynthLoop:
+    """The synth side of one live tick, shared by `perform` and the imitation environment
+    (`imitate.descriptor_source: stream`), so that training hears exactly what evaluation plays.
+
+    Per tick, in the live worker's order: `render()` one block with the current parameters and
+    analyse it with the streaming extractor (the agent's own descriptors); `follow(input_frame)`
+    lets the note/gate follower react to the input's descriptors (note on/off for the next block);
+    the controller then chooses new parameters and `set_params()` hands them to the voice.
+    """
+
+    def __init__(self, settings: Settings, voice_factory: Callable[[int, int], Any] | None = None) -> None:
+        from features.stream import StreamingDescriptors
+
+        self.sample_rate_hz = settings.features.sample_rate_hz
+        self.block_size = settings.features.hop_length
+        self.tick_s = self.block_size / self.sample_rate_hz
+        self._voice_factory = voice_factory
+        self.listen = StreamingDescriptors(settings.features, self.sample_rate_hz, self.block_size)
+        self.follower = NoteGateFollower(settings.synth, self.tick_s)
+        self.voice: Any = None
+        self.buffer = np.zeros(self.block_size, dtype=np.float32)
+        self.note_midi = float(settings.synth.default_note)
+        self.gate = False
+
+    def reset(self, params_0to1: np.ndarray) -> None:
+        """A fresh voice (silent, at `params_0to1`), extractor and follower."""
+        self.voice = (self._voice_factory or default_voice_factory)(self.sample_rate_hz, self.block_size)
+        self.listen.reset()
+        self.follower.reset()
+        self.note_midi = float(self.follower.state.note_midi)
+        self.gate = False
+        self.voice.set_params(params_0to1)
+
+    def render(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Render the next block into `out` (default: an internal buffer) and return its descriptors
+        (the extractor's float32 [N_DESCRIPTORS] buffer, overwritten by the next call)."""
+        block = self.buffer if out is None else out
+        self.voice.process(block)
+        return self.listen.process(block)
+
+    def follow(self, input_frame: np.ndarray) -> None:
+        """Let the note/gate follower react to one input descriptor frame (full `DESCRIPTOR_NAMES` order)."""
+        d = input_frame
+        state = self.follower.update(float(d[_IDX_PITCH]), float(d[_IDX_CONF]), float(d[_IDX_LOUD]))
+        if state.triggered:
+            self.voice.note_on(state.note_midi)
+        elif state.note_changed and state.gate:
+            self.voice.set_note(state.note_midi)
+        if state.released:
+            self.voice.note_off()
+        self.note_midi, self.gate = float(state.note_midi), bool(state.gate)
+
+    def set_params(self, params_0to1: np.ndarray) -> None:
+        self.voice.set_params(params_0to1)
+
+
 def perform(
     audio: np.ndarray,
     controller: Controller,
@@ -65,19 +121,15 @@ def perform(
     """Run the live loop offline over `audio` (mono float32 at `settings.features.sample_rate_hz`)."""
     from features.stream import StreamingDescriptors
 
-    sr = settings.features.sample_rate_hz
-    block = settings.features.hop_length
+    loop = SynthLoop(settings, voice_factory)
+    sr, block = loop.sample_rate_hz, loop.block_size
     n_ticks = len(audio) // block
     if n_ticks < 1:
         raise ValueError(f"audio of {len(audio)} frames is shorter than one block of {block} frames")
-    tick_s = block / sr
     listen_in = StreamingDescriptors(settings.features, sr, block)
-    listen_out = StreamingDescriptors(settings.features, sr, block)
-    voice = (voice_factory or default_voice_factory)(sr, block)
-    follower = NoteGateFollower(settings.synth, tick_s)
     params = np.asarray(start_params, dtype=np.float32).copy()
     controller.reset(params)
-    voice.set_params(params)
+    loop.reset(params)
     input_desc = np.zeros((n_ticks, N_DESCRIPTORS), dtype=np.float32)
     output_desc = np.zeros((n_ticks, N_DESCRIPTORS), dtype=np.float32)
     params_log = np.zeros((n_ticks, params.size), dtype=np.float32)
@@ -86,22 +138,13 @@ def perform(
     out_audio = np.zeros(n_ticks * block, dtype=np.float32)
     for t in range(n_ticks):
         input_desc[t] = listen_in.process(audio[t * block : (t + 1) * block])
-        out_block = out_audio[t * block : (t + 1) * block]
         params_log[t] = params
-        voice.process(out_block)
-        output_desc[t] = listen_out.process(out_block)
-        d = input_desc[t]
-        state = follower.update(float(d[_IDX_PITCH]), float(d[_IDX_CONF]), float(d[_IDX_LOUD]))
-        if state.triggered:
-            voice.note_on(state.note_midi)
-        elif state.note_changed and state.gate:
-            voice.set_note(state.note_midi)
-        if state.released:
-            voice.note_off()
-        notes[t], gates[t] = state.note_midi, state.gate
+        output_desc[t] = loop.render(out_audio[t * block : (t + 1) * block])
+        loop.follow(input_desc[t])
+        notes[t], gates[t] = loop.note_midi, loop.gate
         controller.step(output_desc[t], input_desc[t], params)
-        voice.set_params(params)
-    return Performance(tick_s, input_desc, output_desc, params_log, notes, gates, out_audio)
+        loop.set_params(params)
+    return Performance(loop.tick_s, input_desc, output_desc, params_log, notes, gates, out_audio)
 
 
 # -- controllers ---------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ Two sources (setting `imitate.descriptor_source`):
   frames (past the attack). A closed gate gives the descriptors of silence (computed once).
 - `proxy`: the neural proxy (`agents.proxy.Proxy`, folder `imitate.proxy_dir`) predicts the
   descriptors it was trained on without rendering (the others come from a rendered reference).
+- `stream`: the environment plays the live loop itself (`agents.imitate.perform.SynthLoop`); this
+  module's `StreamDescriber` gives the steady sound of a held note through the same streaming voice
+  and extractor (`STREAM_HOLD_S` held, mean of the last two ticks), for the random-target pool.
 
 Shared by the environment (B = 1 per step), the random targets, the static-preset and
 nearest-neighbour baselines (large B).
@@ -23,9 +26,11 @@ import torch
 
 from features.config import FeatureSettings
 from features.names import INDEX, N_DESCRIPTORS
+from settings import Settings
 from synth.config import SynthSettings
 
 SNAPSHOT_FRAMES = 2  # analysis frames averaged at the end of a snapshot
+STREAM_HOLD_S = 0.5  # stream path: a held note's steady sound is taken after this long
 
 
 class SoundDescriber(Protocol):
@@ -120,11 +125,50 @@ class ProxyDescriber:
         return out
 
 
+class StreamDescriber:
+    """The steady sound of a held note through the live loop's streaming voice and extractor.
+
+    Each row: a fresh voice at the parameters, note on (gate rows only), `hold_s` of tick blocks,
+    the mean of the last `SNAPSHOT_FRAMES` ticks' descriptors (a closed gate: the silent voice's).
+    """
+
+    def __init__(self, settings: Settings, hold_s: float = STREAM_HOLD_S) -> None:
+        from agents.imitate.perform import SynthLoop
+
+        self.loop = SynthLoop(settings)
+        self.n_ticks = max(SNAPSHOT_FRAMES + 1, int(round(hold_s / self.loop.tick_s)))
+
+    def describe(self, params_0to1: np.ndarray, notes_midi: np.ndarray, gates: np.ndarray) -> np.ndarray:
+        params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
+        notes = np.atleast_1d(np.asarray(notes_midi, dtype=np.float32))
+        gates = np.atleast_1d(np.asarray(gates, dtype=bool))
+        out = np.zeros((params.shape[0], N_DESCRIPTORS), dtype=np.float64)
+        for i in range(params.shape[0]):
+            self.loop.reset(params[i])
+            if gates[i]:
+                self.loop.voice.note_on(float(notes[i]))
+            for t in range(self.n_ticks):
+                frame = self.loop.render()
+                if t >= self.n_ticks - SNAPSHOT_FRAMES:
+                    out[i] += frame
+        return out / SNAPSHOT_FRAMES
+
+
 def make_describer(
-    source: str, synth: SynthSettings, features: FeatureSettings, window_s: float, proxy_dir: str = "models/proxy"
+    source: str,
+    synth: SynthSettings,
+    features: FeatureSettings,
+    window_s: float,
+    proxy_dir: str = "models/proxy",
+    settings: Settings | None = None,
 ) -> SoundDescriber:
+    """The describer of `imitate.descriptor_source` (`stream` needs the whole `settings`)."""
     if source == "render":
         return RenderDescriber(synth, features, window_s)
     if source == "proxy":
         return ProxyDescriber(synth, features, proxy_dir)
-    raise ValueError(f"unknown imitate.descriptor_source '{source}' (known: render, proxy)")
+    if source == "stream":
+        if settings is None:
+            raise ValueError("imitate.descriptor_source 'stream' needs the settings (make_describer(..., settings=))")
+        return StreamDescriber(settings)
+    raise ValueError(f"unknown imitate.descriptor_source '{source}' (known: render, proxy, stream)")

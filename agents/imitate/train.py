@@ -91,6 +91,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             settings.features,
             settings.imitate.window_s,
             settings.imitate.proxy_dir,
+            settings,
         )
         train_env = DummyVecEnv([lambda: Monitor(_make(settings, corpus, describer))])
         eval_env = _make(settings, corpus, describer, mode="corpus")
