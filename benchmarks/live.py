@@ -5,13 +5,21 @@ first file of the demo corpus), durations. Output: one JSON object:
 - `block_us` {p50, p99, max} at 48 kHz / 512 frames (and `by_block_size` for 512 and 256): the
   worker's processing per block (descriptors of input and self voice, observation, policy,
   smoothing, OSC send), measured by running the real `LiveServer` over the file with `--fast`;
+  per block size also `tick_block_us` (only the blocks that ran the policy: the latency-critical
+  ones, and the tail of `block_us`) and `block_cpu_us` (the worker thread's CPU time per block:
+  no preemption, so it moves less with other load on the machine);
   `block_budget_ratio` = p99 / block duration, and `reference_fft_us` + `ratio_to_fft` (p50 over
   the p50 of one numpy rfft of the analysis window, same run: a machine-speed reference);
 - `components_p50_us`: each stage alone (extractor on one tick of audio, a voice block, the
   policy, an OSC send), to see where the block time goes;
-- `latency_ms` {p50, p99, max}: from the first sample of a block to the receipt of its
-  `/serumlite/params` on a loopback listener (the file streamed at real-time pace, one control tick
-  per block); `latency_after_block_ms` excludes the block's own duration (the part we control);
+- `latency_ms` {p50, p99, max}: from a block's arrival (the input callback) to the receipt of its
+  `/serumlite/params` by a loopback listener in another process (the file streamed at real-time
+  pace, one control tick per block), plus the block's own duration; `latency_after_block_ms`
+  excludes that duration (the part we control); `latency_parts_ms` splits it into `wake` (arrival
+  -> the worker picks the block up), `process_to_send` (-> the OSC message leaves) and `delivery`
+  (-> the listener has it). The listener runs in its own process (perf_counter is CLOCK_MONOTONIC,
+  one clock for both): in the server's process it would wait for the GIL while the worker finishes
+  the block after the send, and that wait was counted as latency;
 - `xruns`: from a real-time run through the JACK dummy driver (`live_server.py --input system
   --output both` in a subprocess) while another process spins on a core; `--realtime-s` (60 by
   default); null with `xruns_skipped` when jackd is not available;
@@ -90,6 +98,8 @@ def block_timing(settings: Settings, audio: Path, block_size: int) -> dict[str, 
         "blocks": stats["blocks"],
         "control_ticks": stats["control_ticks"],
         "block_us": {k: block_us[k] for k in ("p50", "p99", "max")},
+        "tick_block_us": {k: stats["tick_block_us"][k] for k in ("p50", "p99", "max")},
+        "block_cpu_us": {k: stats["block_cpu_us"][k] for k in ("p50", "p99", "max")},
         "block_budget_ratio": round(block_us["p99"] / (1e6 * block_size / SR), 4),
     }
 

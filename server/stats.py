@@ -132,6 +132,8 @@ class LiveStats:
         self.input = StreamCounters()
         self.output = StreamCounters()
         self.block_us = TimingHistogram()  # worker: descriptors -> observation -> policy -> OSC, per block
+        self.tick_block_us = TimingHistogram()  # ... the blocks that ran the policy (input analysis + tick)
+        self.block_cpu_us = TimingHistogram()  # ... the worker thread's CPU time per block (no waits, no preemption)
         self.blocks = 0  # audio blocks the worker processed
         self.control_ticks = 0  # policy evaluations (or frames published while paused/held)
         self.external_feature_frames = 0  # `--input osc`: descriptor frames processed (worker)
@@ -157,6 +159,8 @@ class LiveStats:
             "control_ticks": self.control_ticks,
             "xruns": self.xruns,
             "block_us": {"p50": timing["p50"], "p99": timing["p99"], "max": timing["max"], "mean": timing["mean"]},
+            "tick_block_us": _brief(self.tick_block_us),
+            "block_cpu_us": _brief(self.block_cpu_us),
             "osc_sent": int(osc.pop("osc_sent", 0)),
             "osc_rejected": int(osc.pop("osc_rejected", 0)),
             "ring_overruns": self.ring_overruns,
@@ -171,3 +175,8 @@ class LiveStats:
         }
         out.update(osc)
         return out
+
+
+def _brief(histogram: TimingHistogram) -> dict[str, float]:
+    summary = histogram.summary()
+    return {k: summary[k] for k in ("p50", "p99", "max", "mean")}

@@ -255,6 +255,7 @@ class Worker:
     def process_block(self, block: np.ndarray) -> None:
         """One audio block: collect input and self audio; analyse and tick when due (see the module doc)."""
         t0 = time.perf_counter_ns()
+        c0 = time.thread_time_ns()
         self._last_block_s = t0 * 1e-9
         n = block.shape[0]
         if not self._in_acc.room(n):
@@ -262,7 +263,8 @@ class Worker:
         self._in_acc.append(block)
         self.time_s += self.block_s
         self._since_tick_s += self.block_s
-        if self._since_tick_s + 1e-9 >= self.tick_s:
+        ticked = self._since_tick_s + 1e-9 >= self.tick_s
+        if ticked:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
             self._analyse_input()
             self._tick(self._target, model_order=False)  # the OSC message leaves here
@@ -274,7 +276,12 @@ class Worker:
             self._render_self(n)
             if self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
                 self._analyse_self()  # the next block ticks: do this half of the work now
-        self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
+        stats = self.stats
+        block_us = (time.perf_counter_ns() - t0) * 1e-3
+        stats.block_us.record(block_us)
+        stats.block_cpu_us.record((time.thread_time_ns() - c0) * 1e-3)
+        if ticked:
+            stats.tick_block_us.record(block_us)
         with self._processed:
             self.stats.blocks += 1
             self._processed.notify_all()

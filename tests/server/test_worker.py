@@ -194,6 +194,15 @@ def test_the_tick_sends_before_the_self_voice_renders(doubles: SimpleNamespace, 
             assert events[i + 1] == f"render {w.osc.params[sends.index(i)][VOL]:.6f}"
 
 
+def test_block_timing_separates_tick_blocks_and_cpu_time(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, _w = make_worker(doubles, follow_model, tick_s=3 * BLOCK / SR)
+    feed(worker, doubles.sine(440.0, 9 * BLOCK / SR, SR, amplitude=0.9))
+    stats = worker.stats.to_dict()
+    assert worker.stats.block_us.count == worker.stats.block_cpu_us.count == 9
+    assert worker.stats.tick_block_us.count == worker.stats.control_ticks == 4  # blocks 0, 2, 5, 8
+    assert stats["block_cpu_us"]["max"] > 0 and 0 < stats["tick_block_us"]["p50"] <= stats["block_us"]["max"]
+
+
 def test_external_features_drive_the_policy(doubles: SimpleNamespace, follow_model: Path) -> None:
     worker, w = make_worker(doubles, follow_model)
     # model order: loudness_db, centroid, pitch_hz, pitch_confidence
