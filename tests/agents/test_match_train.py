@@ -25,7 +25,7 @@ SMALL = ["--n-envs", "4", "--learning-starts", "8", "--batch-size", "16", "--net
 
 @pytest.fixture
 def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "ProbeRenderer", lambda settings: FakeRenderer())
+    monkeypatch.setattr(engine_module, "ProbeRenderer", lambda settings, **_: FakeRenderer())
     monkeypatch.setattr(hearing_module, "FeaturesHearing", lambda settings: FakeHearing())
 
 
