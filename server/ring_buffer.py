@@ -12,18 +12,38 @@ is dropped and counted (`overruns`) rather than overwriting frames the consumer 
 `WakePipe` wakes a sleeping thread: the input callback after each block (so the worker starts on a
 block as soon as it is written, instead of polling for it), OSC commands and stop requests. `wake`
 is one `write` of a preallocated byte to a non-blocking pipe: it allocates nothing, takes no lock
-and cannot block, so it is allowed in the audio callback; a full pipe (the consumer has 64 KiB of
-wake-ups pending) is counted in `full`, never raised.
+and cannot block, so it is allowed in the audio callback; it is made with the GIL held (libc
+`write` through ctypes.PyDLL, see `_gil_holding_write`), so the callback never has to win the GIL
+back from the worker halfway through. A full pipe (the consumer has 64 KiB of wake-ups pending) is
+counted in `full`, never raised.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
+from collections.abc import Callable
 
 import numpy as np
 
 _WAKE_BYTE = b"\x01"
+
+
+def _gil_holding_write() -> Callable[[int, bytes, int], int] | None:
+    """libc `write` called through ctypes.PyDLL, which keeps the GIL during the call. `os.write` releases
+    it, and then the audio callback must win it back from the worker to finish: under CPU load that wait
+    reached milliseconds. A write of one byte to a non-blocking pipe cannot block, so holding the GIL
+    over it costs nothing. None where there is no C library to call (then `os.write` is used)."""
+    try:
+        write = ctypes.PyDLL(None, use_errno=True).write
+    except (OSError, AttributeError):
+        return None
+    write.restype = ctypes.c_ssize_t  # arguments: a Python int (C int), bytes (char *), a Python int
+    return write  # type: ignore[no-any-return]
+
+
+_WRITE = _gil_holding_write()
 
 
 class WakePipe:
@@ -39,9 +59,13 @@ class WakePipe:
     def wake(self) -> None:
         if self._w < 0:  # closed (teardown): the number may belong to another file by now
             return
+        if _WRITE is not None:
+            if _WRITE(self._w, _WAKE_BYTE, 1) < 0:  # EAGAIN: the pipe is full, the consumer will wake anyway
+                self.full += 1
+            return
         try:
             os.write(self._w, _WAKE_BYTE)
-        except BlockingIOError:  # EAGAIN: the pipe is full, the consumer will wake anyway
+        except BlockingIOError:
             self.full += 1
 
     def wait(self, timeout_s: float) -> bool:
