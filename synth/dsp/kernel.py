@@ -62,6 +62,9 @@ DESIGN = np.array(
     dtype=np.float64,
 )  # fmt: skip
 D_DC_HZ, D_FMIN, D_FMAX_NYQ, D_LFO_OCT, D_LFO_ST, D_HARMONICS, D_FADE_LO, D_FADE_HI, D_PHASE_STEP = range(9)
+# The functions that run per chunk or per event are compiled without numba's reference counting
+# (`_nrt=False`): it increfs and decrefs every array argument of every call (two atomic operations
+# each, a dozen arrays per chunk), which cost more than the control math. They never allocate.
 UNISON_SLOTS = 7  # unison voices the control block has room for
 if K.MAX_UNISON > UNISON_SLOTS:
     raise ImportError(f"synth.dsp.kernel holds {UNISON_SLOTS} unison voices, constants ask for {K.MAX_UNISON}")
@@ -70,7 +73,8 @@ if len(KERNEL_ORDER) != N_PARAMS:
 
 # scalar state: st[...]
 S_CHUNK_POS, S_NOTE, S_NOTE_TARGET, S_GLIDE, S_SMOOTH, S_GATE, S_LFO_PHASE, S_RNG = range(8)
-S_AMP, S_MOD = 8, 12  # envelope blocks: stage, x (progress in stage), start level, level
+S_AMP, S_MOD = 8, 12  # envelope blocks: stage, x (progress in stage), start level, level (amp: of the last
+# sample; mod: of the next one, as the mod envelope only ticks its progress per sample)
 S_IC1, S_IC2, S_DC_X, S_DC_Y, S_FRESH = 16, 17, 18, 19, 20
 S_SETTLED = 21  # 1 while the smoothed parameters equal their targets (set_params clears it)
 N_STATE = 22
@@ -90,7 +94,7 @@ STAGE_IDLE, STAGE_ATTACK, STAGE_DECAY, STAGE_SUSTAIN, STAGE_RELEASE = 0.0, 1.0, 
 MIX, ACC, OLD = range(3)  # rows of the render scratch [3, chunk]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def snap_into(x: np.ndarray, spec: np.ndarray, out: np.ndarray) -> None:
     """Clamp to [0, 1] (non-finite -> 0) and snap the discrete parameters, into `out`."""
     for i in range(x.shape[0]):
@@ -99,7 +103,7 @@ def snap_into(x: np.ndarray, spec: np.ndarray, out: np.ndarray) -> None:
         out[i] = round(v * steps) / steps if steps > 0 else v
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _phys(smooth: np.ndarray, spec: np.ndarray, i: int) -> float:
     if spec[SP_LOG, i] != 0.0:
         return spec[SP_LOW, i] * math.exp(smooth[i] * spec[SP_LOG, i])
@@ -113,7 +117,7 @@ def _curve(x: float) -> float:
     return y * y * y
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _env_value(st: np.ndarray, e: int, sustain: float) -> float:
     stage, x, start = st[e], st[e + 1], st[e + 2]
     if stage == STAGE_ATTACK:
@@ -129,33 +133,54 @@ def _env_value(st: np.ndarray, e: int, sustain: float) -> float:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _env_tick(
-    stage: float, x: float, start: float, da: float, dd: float, sustain: float, dr: float
-) -> tuple[float, float, float]:
-    """One sample of an envelope: (level output now, stage, progress) after advancing by one sample."""
-    if stage == STAGE_ATTACK:
+    stage: int, x: float, start: float, da: float, dd: float, sustain: float, dr: float
+) -> tuple[float, int, float]:
+    """One sample of an envelope: (level output now, stage, progress) after advancing by one sample.
+
+    The stage is an int here (the STAGE_* values): integer compares are cheaper per sample."""
+    if stage == 1:  # STAGE_ATTACK
         level = start + (1.0 - start) * x
         x += da
         if x >= 1.0:
-            stage = STAGE_DECAY
+            stage = 2
             x = (x - 1.0) * dd / da
-    elif stage == STAGE_DECAY:
+    elif stage == 2:  # STAGE_DECAY
         level = sustain + (1.0 - sustain) * _curve(x)
         x += dd
         if x >= 1.0:
-            stage = STAGE_SUSTAIN
-    elif stage == STAGE_SUSTAIN:
+            stage = 3
+    elif stage == 3:  # STAGE_SUSTAIN
         level = sustain
-    elif stage == STAGE_RELEASE:
+    elif stage == 4:  # STAGE_RELEASE
         level = start * _curve(x)
         x += dr
         if x >= 1.0:
-            stage = STAGE_IDLE
+            stage = 0
     else:
         level = 0.0
     return level, stage, x
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _env_step(stage: int, x: float, da: float, dd: float, dr: float) -> tuple[int, float]:
+    """`_env_tick` without the level (the mod envelope is only read at chunk starts)."""
+    if stage == 1:
+        x += da
+        if x >= 1.0:
+            stage = 2
+            x = (x - 1.0) * dd / da
+    elif stage == 2:
+        x += dd
+        if x >= 1.0:
+            stage = 3
+    elif stage == 4:
+        x += dr
+        if x >= 1.0:
+            stage = 0
+    return stage, x
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def gate(st: np.ndarray, ctl: np.ndarray, on: bool) -> None:
     """Note on (attack from the current level) or note off (release from the current level)."""
     for e, c in ((S_AMP, C_ENV), (S_MOD, C_ENV + 4)):
@@ -166,7 +191,7 @@ def gate(st: np.ndarray, ctl: np.ndarray, on: bool) -> None:
     st[S_GATE] = 1.0 if on else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _morph_table(state_tables: Arr, morphed: Arr, key: Arr, osc: int, morph: float, level: int, fresh: bool) -> bool:
     """Rebuild morphed[osc, 0] for (morph, level) if it changed, keeping the old one in morphed[osc, 1].
 
@@ -174,7 +199,8 @@ def _morph_table(state_tables: Arr, morphed: Arr, key: Arr, osc: int, morph: flo
     if key[osc, 0] == morph and key[osc, 1] == level:
         return False
     if not fresh:
-        morphed[osc, 1, :] = morphed[osc, 0, :]
+        for i in range(morphed.shape[2]):
+            morphed[osc, 1, i] = morphed[osc, 0, i]
     lo = min(int(math.floor(morph)), state_tables.shape[0] - 2)
     w = morph - lo
     for i in range(morphed.shape[2]):
@@ -185,7 +211,7 @@ def _morph_table(state_tables: Arr, morphed: Arr, key: Arr, osc: int, morph: flo
     return not fresh
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _update(ctl: np.ndarray, at: int, value: float) -> bool:
     """Store `value` at ctl[at]; True if it differed from what was there (scalar: no tuple, no view)."""
     if ctl[at] == value:
@@ -194,7 +220,7 @@ def _update(ctl: np.ndarray, at: int, value: float) -> bool:
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False, error_model="numpy")
 def _control(
     st: Arr, ctl: Arr, smooth: Arr, target: Arr, incs: Arr, tables: Arr, morphed: Arr, key: Arr, spec: Arr, design: Arr,
     chunk: int, rate: float,
@@ -382,7 +408,7 @@ _lerp_8 = _lerp_lanes(UNISON_LANES)
 _lerp_1 = _lerp_lanes(1)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _unison(
     morphed: Arr,
     osc: int,
@@ -421,7 +447,7 @@ def _unison(
             phases[osc, u] = float((p + m * inc) & mask) / 4294967296.0
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, _nrt=False, fastmath=True, error_model="numpy")
 def render(
     st: Arr, ctl: Arr, phases: Arr, incs: Arr, smooth: Arr, target: Arr, tables: Arr, morphed: Arr, key: Arr,
     scratch: Arr, spec: Arr, design: Arr, out: Arr, start: int, n: int, rate: float,
@@ -460,8 +486,8 @@ def render(
         fb1, fb2, fc1, fc2, fd = ctl[C_SVF + 4], ctl[C_SVF + 5], ctl[C_SVF + 6], ctl[C_SVF + 7], ctl[C_SVF + 8]
         ic1, ic2, dc_x, dc_y = st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y]
         rng = int(st[S_RNG])
-        a_stage, a_x, a_start, a_level = st[S_AMP], st[S_AMP + 1], st[S_AMP + 2], st[S_AMP + 3]
-        m_stage, m_x, m_start, m_level = st[S_MOD], st[S_MOD + 1], st[S_MOD + 2], st[S_MOD + 3]
+        a_stage, a_x, a_start, a_level = int(st[S_AMP]), st[S_AMP + 1], st[S_AMP + 2], st[S_AMP + 3]
+        m_stage, m_x = int(st[S_MOD]), st[S_MOD + 1]
         a_da, a_dd, a_s, a_dr = ctl[C_ENV], ctl[C_ENV + 1], ctl[C_ENV + 2], ctl[C_ENV + 3]
         m_da, m_dd, m_s, m_dr = ctl[C_ENV + 4], ctl[C_ENV + 5], ctl[C_ENV + 6], ctl[C_ENV + 7]
         n0, dn = ctl[C_N_0], (ctl[C_N_1] - ctl[C_N_0]) / chunk
@@ -486,19 +512,20 @@ def render(
             dc_x = v2
             dc_y = y
             a_level, a_stage, a_x = _env_tick(a_stage, a_x, a_start, a_da, a_dd, a_s, a_dr)
-            m_level, m_stage, m_x = _env_tick(m_stage, m_x, m_start, m_da, m_dd, m_s, m_dr)
+            m_stage, m_x = _env_step(m_stage, m_x, m_da, m_dd, m_dr)
             gain = a_level * (v0 + dv * k) * (1.0 - to_amp * (1.0 - (l0 + dl * k)) * 0.5)
             out[start + i + j] = softclip(y * gain)
         st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y] = ic1, ic2, dc_x, dc_y
-        st[S_AMP], st[S_AMP + 1], st[S_AMP + 3] = a_stage, a_x, a_level
-        st[S_MOD], st[S_MOD + 1], st[S_MOD + 3] = m_stage, m_x, m_level
+        st[S_AMP], st[S_AMP + 1], st[S_AMP + 3] = float(a_stage), a_x, a_level
+        st[S_MOD], st[S_MOD + 1] = float(m_stage), m_x
+        st[S_MOD + 3] = _env_value(st, S_MOD, m_s)
         st[S_RNG] = float(rng)
         st[S_LFO_PHASE] = (st[S_LFO_PHASE] + m * ctl[C_LFO_STEP]) % 1.0
         st[S_CHUNK_POS] = float((pos + m) % chunk)
         i += m
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def note_on(st: np.ndarray, ctl: np.ndarray, phases: np.ndarray, design: np.ndarray, midi_note: float) -> None:
     """Trigger a note. From silence the voice restarts cleanly (phases, LFO, filter, control chunk);
     while sounding it retriggers the envelopes from their current level and glides to the note."""
