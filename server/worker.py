@@ -15,14 +15,15 @@ Scheduling: the input and self audio are accumulated block by block and analysed
 (the extractors keep their own analysis window, so this gives the same descriptors as analysing
 every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
 On the tick block the worker analyses the input, runs the policy and sends the parameters first;
-only then does the self voice render that block (with the parameters just chosen, as training
-renders after each action) and, when every block ticks, the self audio is analysed for the next
-tick; otherwise the self analysis runs one block before the tick. So no block carries both
-analyses and only the input analysis and the policy stand between a block's arrival and its OSC
-message. Wake-up: with `ring_signals` (the input callback writes a byte to `waker` after each
-block, see `server.ring_buffer`) the worker sleeps in `select` until a block or a command comes;
-without it, it sleeps until ~3/4 of a block after the last one, then polls the ring every
-`FINE_POLL_S`. OSC commands and stop wake it through the same pipe.
+the self voice renders that block afterwards, with the parameters just chosen (as training renders
+after each action): on the next block when that one does not tick (so the tick block carries only
+the input analysis and the policy), else right away, followed, when every block ticks, by the
+self analysis for the next tick; otherwise the self analysis runs one block before the tick. So no
+block carries both analyses and only the input analysis and the policy stand between a block's
+arrival and its OSC message. Wake-up: with `ring_signals` (the input callback writes a byte to
+`waker` after each block, see `server.ring_buffer`) the worker sleeps in `select` until a block or
+a command comes; without it, it sleeps until ~3/4 of a block after the last one, then polls the
+ring every `FINE_POLL_S`. OSC commands and stop wake it through the same pipe.
 Everything here preallocates; nothing blocks but the waits.
 """
 
@@ -156,6 +157,8 @@ class Worker:
         self._in_acc = Accumulator(capacity)
         self._self_acc = Accumulator(capacity)
         self._self_fresh = False  # the self audio was analysed since the last tick
+        self._deferred_frames = 0  # the tick block's self audio, rendered at the next block
+        self._voice_params_due = False  # the self voice gets the published parameters before it renders
         self._idx_pitch = self.names.index("pitch_hz") if "pitch_hz" in self.names else -1
         self._idx_conf = self.names.index("pitch_confidence") if "pitch_confidence" in self.names else -1
         self._idx_loud = self.names.index("loudness_db") if "loudness_db" in self.names else -1
@@ -268,11 +271,17 @@ class Worker:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
             self._analyse_input()
             self._tick(self._target, model_order=False)  # the OSC message leaves here
-            self._render_self(n)
-            if not self._self_fresh:
-                self._analyse_self()  # every block ticks: after the tick (serves the next one)
+            if self._since_tick_s + self.block_s + 1e-9 < self.tick_s:
+                self._deferred_frames = n  # the next block does not tick: it renders this one too
+            else:
+                self._render_self(n)
+                if not self._self_fresh:
+                    self._analyse_self()  # every block ticks: after the tick (serves the next one)
             self._self_fresh = False
         else:
+            if self._deferred_frames:
+                self._render_self(self._deferred_frames)
+                self._deferred_frames = 0
             self._render_self(n)
             if self._since_tick_s + self.block_s + 1e-9 >= self.tick_s:
                 self._analyse_self()  # the next block ticks: do this half of the work now
@@ -303,6 +312,9 @@ class Worker:
         self.stats.block_us.record((time.perf_counter_ns() - t0) * 1e-3)
 
     def _render_self(self, n_frames: int) -> None:
+        if self._voice_params_due:
+            self._voice_params_due = False
+            self.self_voice.set_params(self.control.output_0to1)
         out = self._self_block[:n_frames]
         self.self_voice.process(out)
         if not self._self_acc.room(n_frames):
@@ -377,7 +389,7 @@ class Worker:
     def _publish(self) -> None:
         self._frame[:N_PARAMS] = self.control.output_0to1
         self.exchange.publish(self._frame)
-        self.self_voice.set_params(self.control.output_0to1)
+        self._voice_params_due = True
 
     def _send_params(self) -> None:
         if self.osc is not None:

@@ -172,7 +172,8 @@ def test_a_signalling_ring_lets_the_worker_sleep_until_woken(doubles: SimpleName
 
 def test_the_tick_sends_before_the_self_voice_renders(doubles: SimpleNamespace, follow_model: Path) -> None:
     """Latency: on the tick block only the input analysis and the policy precede the OSC message;
-    the self voice then renders that block with the parameters just sent (as training renders after acting)."""
+    the self voice then renders that block with the parameters just sent (as training renders after acting):
+    right away when every block ticks, else on the next block (the tick block does nothing else)."""
     for tick_blocks in (1, 3):
         worker, w = make_worker(doubles, follow_model, tick_s=tick_blocks * BLOCK / SR)
         events: list[str] = []
@@ -186,12 +187,17 @@ def test_the_tick_sends_before_the_self_voice_renders(doubles: SimpleNamespace, 
             type(voice).process(voice, out)
 
         w.osc.send_params, w.voice.process = send, render
-        feed(worker, doubles.sine(440.0, 6 * BLOCK / SR, SR, amplitude=0.9))
-        assert events[0] == "send" and events[1].startswith("render")
+        renders_per_block = []
+        for _ in range(7):
+            before = len(events)
+            worker.process_block(doubles.sine(440.0, BLOCK / SR, SR, amplitude=0.9))
+            renders_per_block.append(sum(e.startswith("render") for e in events[before:]))
         sends = [i for i, e in enumerate(events) if e == "send"]
-        assert len(sends) == (6 if tick_blocks == 1 else 3)  # blocks 0, 2, 5 (the first block ticks)
+        assert len(sends) == (7 if tick_blocks == 1 else 3)  # blocks 0, 2, 5 (the first block ticks)
         for i in sends:  # the render right after a send uses the parameters sent
             assert events[i + 1] == f"render {w.osc.params[sends.index(i)][VOL]:.6f}"
+        # every block's self audio is rendered once; with ticks 2-3 blocks apart, a tick block renders nothing
+        assert renders_per_block == ([1] * 7 if tick_blocks == 1 else [0, 2, 0, 2, 1, 0, 2])
 
 
 def test_block_timing_separates_tick_blocks_and_cpu_time(doubles: SimpleNamespace, follow_model: Path) -> None:
