@@ -164,8 +164,7 @@ class LiveServer:
                 self.input_cb,
                 fast=fast,
                 output_cb=self.output_cb if clock_output else None,
-                wait_processed=self.worker.wait_blocks,
-                wake_worker=self.worker.waker.wake,
+                wait_processed=self.worker.wait_blocks,  # (the input callback wakes the worker itself)
             )
         device_output = self.output_cb if (self.output_cb is not None and not clock_output) else None
         device_input = self.input_cb if input_spec.kind == "device" else None
