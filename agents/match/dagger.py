@@ -101,6 +101,22 @@ class ActorMLP(torch.nn.Module):
             out = self(torch.as_tensor(obs, dtype=torch.float32))
         return out.clamp(-1.0, 1.0).numpy()
 
+    @classmethod
+    def from_layers(
+        cls, layers: Sequence[tuple[np.ndarray, np.ndarray]], mean: np.ndarray, std: np.ndarray
+    ) -> ActorMLP:
+        """The inverse of `numpy_layers` (an exported model, to train further) under a new standardization."""
+        sizes = [w.shape[0] for w, _ in layers]
+        net = cls(layers[0][0].shape[1], sizes[-1], sizes[:-1], mean, std)
+        w0, b0 = (np.asarray(a, np.float64) for a in layers[0])
+        unfolded = [(w0 * std[None, :], b0 + w0 @ mean), *layers[1:]]
+        linears = [m for m in net.net if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for lin, (w, b) in zip(linears, unfolded, strict=True):
+                lin.weight.copy_(torch.as_tensor(np.asarray(w), dtype=torch.float32))
+                lin.bias.copy_(torch.as_tensor(np.asarray(b), dtype=torch.float32))
+        return net
+
     def numpy_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weight [out, in], bias [out]) pairs with the standardization folded into the first layer."""
         linears = [m for m in self.net if isinstance(m, torch.nn.Linear)]
@@ -221,8 +237,11 @@ def train_dagger(
     renderer: Renderer | None = None,
     hearing: Hearing | None = None,
     log: Callable[[str], None] | None = None,
+    init_layers: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> DaggerResult:
-    """Run the DAgger rounds; returns the fitted actor and the per-round history."""
+    """Run the DAgger rounds; returns the fitted actor and the per-round history. With `init_layers`
+    (an exported model's layers) training continues from that policy: round 0 already mixes it in
+    with beta0, and `config.hidden` is ignored."""
     config.check()
     settings = with_overrides(
         settings,
@@ -241,11 +260,14 @@ def train_dagger(
     obs_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
     net: ActorMLP | None = None
+    if init_layers is not None:  # the same function, standardized on the first round's data below
+        size = init_layers[0][0].shape[1]
+        net = ActorMLP.from_layers(init_layers, np.zeros(size, np.float32), np.ones(size, np.float32))
     history: list[dict[str, Any]] = []
     batches = max(1, -(-config.episodes // config.n_envs))
     for round_i in range(config.rounds):
         started = time.perf_counter()
-        beta = 1.0 if round_i == 0 else config.beta0 * config.beta_decay**round_i
+        beta = 1.0 if net is None else config.beta0 * config.beta_decay**round_i
         learner = None if net is None else net.act
         finals: list[dict[int, float]] = []
         for _ in range(batches):
@@ -260,10 +282,13 @@ def train_dagger(
             label_parts.pop(0)
         all_obs, all_labels = np.concatenate(obs_parts), np.concatenate(label_parts)
         collect_s = time.perf_counter() - started
-        if net is None:
+        if round_i == 0:
             mean = all_obs.astype(np.float32).mean(axis=0)
             std = np.maximum(all_obs.astype(np.float32).std(axis=0), 1e-2)
-            net = ActorMLP(all_obs.shape[1], all_labels.shape[1], config.hidden, mean, std)
+            if net is None:
+                net = ActorMLP(all_obs.shape[1], all_labels.shape[1], config.hidden, mean, std)
+            else:
+                net = ActorMLP.from_layers(net.numpy_layers(), mean, std)
         mse = fit(net, all_obs, all_labels, config.epochs, config.lr, config.batch_size, config.seed + round_i)
         entry: dict[str, Any] = {
             "round": round_i,
@@ -320,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pairs", type=int, default=d.max_pairs)
     p.add_argument("--label-clip", type=float, default=d.label_clip, help="label range in delta_max units")
     p.add_argument("--seed", type=int, default=None, help="random seed (training.seed)")
+    p.add_argument("--init", default=None, help="model directory to continue from (its layer sizes win)")
     return p
 
 
@@ -356,9 +382,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    init_layers = None
+    if args.init:
+        from agents.policy import ModelError, load_model
+
+        try:
+            init_layers = load_model(args.init).policy.weights()
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     torch.set_num_threads(max(1, settings.training.threads))  # the machine is shared
     started = time.perf_counter()
-    result = train_dagger(settings, config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = train_dagger(
+        settings, config, log=lambda line: print(line, file=sys.stderr, flush=True), init_layers=init_layers
+    )
     metrics = {**result.history[-1], "train_wall_s": round(time.perf_counter() - started, 1)}
     out = export(result, Path(args.out), config, metrics)
     summary = ", ".join(f"stage {s}: {metrics[f's{s}_median_loss']:.3f}" for s in config.stages)

@@ -67,6 +67,9 @@ def test_exported_layers_fold_the_standardization() -> None:
         if i < len(layers) - 1:
             x = np.maximum(x, 0.0)
     np.testing.assert_allclose(np.clip(x, -1, 1), net.act(obs), atol=1e-4)
+    again = ActorMLP.from_layers(layers, np.zeros(10, np.float32), np.full(10, 3.0, np.float32))
+    np.testing.assert_allclose(again.act(obs), net.act(obs), atol=1e-4)  # the same function, restandardized
+    assert torch.allclose(again.std, torch.full((10,), 3.0))
 
 
 def _random_policy(seed: int):
@@ -110,6 +113,13 @@ def test_cli_writes_a_model_that_evaluate_runs(doubles: None, tmp_path: Path, ca
     assert rc == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["presets"] == 2 and metrics["stage"] == 2
+    more = tmp_path / "m2"
+    args = ["--settings", str(settings_file), "--out", str(more), "--init", str(out), "--beta0", "0", *TINY_ARGS]
+    assert main([*args, "--hidden", "8"]) == 0  # the layer sizes come from the init model
+    continued = load_model(more)
+    assert continued.policy.layer_sizes == model.policy.layer_sizes
+    assert json.loads((more / "report" / "eval.json").read_text())["history"][0]["beta"] == 0.0
+    assert main(["--out", str(tmp_path / "x"), "--init", str(tmp_path / "missing")]) == 2
 
 
 @pytest.mark.parametrize(
