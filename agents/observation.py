@@ -94,10 +94,10 @@ class ObservationBuilder:
         k = self.n_descriptors
         inv_span = (1.0 / scale.span).astype(np.float32)
         self._low = scale.low.astype(np.float32)
-        # the whole block in three steps: (x - low) * scale - 1, with params' low 0 and scale 2, and
-        # descriptors' scale 2 / span (x * (2 s) == (x * s) * 2 exactly in binary floating point)
-        self._low_all = np.concatenate([self._low, self._low, np.zeros(self.n_controlled, np.float32)])
-        self._scale_all = np.concatenate([inv_span, inv_span, np.ones(self.n_controlled, np.float32)]) * np.float32(2)
+        # the whole block in three steps: (x - block_low) * block_scale - 1, with params' low 0 and scale 2,
+        # and descriptors' scale 2 / span (x * (2 s) == (x * s) * 2 exactly in binary floating point)
+        self.block_low = np.concatenate([self._low, self._low, np.zeros(self.n_controlled, np.float32)])
+        self.block_scale = np.concatenate([inv_span, inv_span, np.ones(self.n_controlled, np.float32)]) * np.float32(2)
         self._out = np.zeros(self.size, dtype=np.float32)
         self._block = self._out[: self.block_size]  # the newest block is written in place
         self._agent = self._block[:k]
@@ -131,7 +131,7 @@ class ObservationBuilder:
         np.subtract(target, self._low, out=self._target, casting="unsafe")
         self._params[:] = params_0to1
         block = self._block
-        np.multiply(block, self._scale_all, out=block)
+        np.multiply(block, self.block_scale, out=block)
         return self._finish()
 
     def build_indexed(
@@ -155,8 +155,8 @@ class ObservationBuilder:
             np.take(target, target_index, out=self._target, mode="clip")
         np.take(params_all, params_index, out=self._params, mode="clip")
         block = self._block
-        np.subtract(block, self._low_all, out=block)
-        np.multiply(block, self._scale_all, out=block)
+        np.subtract(block, self.block_low, out=block)
+        np.multiply(block, self.block_scale, out=block)
         return self._finish()
 
     def _shift(self) -> None:

@@ -85,6 +85,11 @@ class NumpyPolicy:
         self._action = np.zeros(self.action_size, dtype=np.float32)
 
     @property
+    def layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The layers as (weight [in, out], bias [out]) float32 pairs: the arrays `act` uses (do not modify)."""
+        return tuple(zip(self._w, self._b, strict=True))
+
+    @property
     def layer_sizes(self) -> tuple[int, ...]:
         return (self.obs_size, *(w.shape[1] for w in self._w))
 

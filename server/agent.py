@@ -7,8 +7,10 @@ mode) and the 24 current parameters.
 Output: `LiveAgent.act(...)` -> deltas in [-1, 1] for `controlled` (a buffer overwritten next
 call), to be scaled by `delta_max` and the step size (`server.control.ControlState.apply_action`).
 
-The observation is built by `agents.observation.ObservationBuilder` exactly as in training.
-Loading happens on a non-audio thread; the worker swaps a `LiveAgent` reference (hot-swap).
+The observation is the one `agents.observation.ObservationBuilder` builds in training, and the policy
+`agents.policy.NumpyPolicy`; per tick both run as one compiled call (`server.agent_kernel.act`, same
+observation bit for bit, actions to float32 rounding). Loading (and the kernel's first call) happens on
+a non-audio thread; the worker swaps a `LiveAgent` reference (hot-swap).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.observation import DescriptorScale, ObservationBuilder
+from agents.observation import OBS_CLIP, DescriptorScale, ObservationBuilder
 from agents.policy import LoadedModel, ModelError, load_model
+from server import agent_kernel
 
 
 class LiveAgent:
@@ -60,6 +63,25 @@ class LiveAgent:
         self.start_preset = model.start_preset
         tick = meta.get("tick_s")
         self.tick_s: float | None = _positive(tick, f"{where}: tick_s") if tick is not None else None
+        policy = model.policy
+        layers = policy.layers
+        self._weights = tuple(w for w, _ in layers)
+        self._biases = tuple(b for _, b in layers)
+        self._outputs = tuple(np.zeros(w.shape[1], dtype=np.float32) for w in self._weights)
+        self._relu = policy.activation == "relu"
+        self._output_kind = {
+            "tanh": agent_kernel.OUTPUT_TANH,
+            "clip": agent_kernel.OUTPUT_CLIP,
+            "updown": agent_kernel.OUTPUT_UPDOWN,
+        }[policy.output]
+        self._obs = np.zeros(self.builder.size, dtype=np.float32)
+        self._filled = False
+        self._model_order = np.arange(len(self.descriptor_names), dtype=np.intp)
+        self._action = np.zeros(policy.action_size, dtype=np.float32)
+        # numba loads (or, on a fresh checkout, compiles) the kernel here, not on the first live tick
+        silence = np.zeros(len(extractor_names), dtype=np.float32)
+        self.act(silence, silence, self.start_preset)
+        self.reset()
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, extractor_names: Sequence[str]) -> LiveAgent:
@@ -72,20 +94,41 @@ class LiveAgent:
 
     def reset(self) -> None:
         self.builder.reset()
+        self._filled = False
 
     def act(
         self, agent_all: np.ndarray, target: np.ndarray, params_0to1: np.ndarray, *, target_is_model_order: bool = False
     ) -> np.ndarray:
-        """One policy step. `target` holds every extractor descriptor, or (external features) the model's K."""
-        obs = self.builder.build_indexed(
+        """One policy step. `target` holds every extractor descriptor, or (external features) the model's K.
+        Returns a buffer overwritten by the next call."""
+        builder = self.builder
+        agent_kernel.act(
             agent_all,
             self.descriptor_index,
             target,
-            None if target_is_model_order else self.descriptor_index,
+            self._model_order if target_is_model_order else self.descriptor_index,
             params_0to1,
             self.controlled,
+            builder.block_low,
+            builder.block_scale,
+            OBS_CLIP,
+            self._obs,
+            builder.block_size,
+            builder.history,
+            self._filled,
+            self._weights,
+            self._biases,
+            self._outputs,
+            self._relu,
+            self._output_kind,
+            self._action,
         )
-        return self.model.policy.act(obs)
+        self._filled = True
+        return self._action
+
+    def observation(self) -> np.ndarray:
+        """The observation of the last `act` (a buffer overwritten by the next call)."""
+        return self._obs
 
     def describe(self) -> dict[str, Any]:
         return {
