@@ -39,7 +39,7 @@ class MatchSettings:
 @dataclass(frozen=True)
 class ImitateSettings:
     mode: Literal["corpus", "static_random", "dynamic_random", "mixed"] = "corpus"
-    descriptor_source: Literal["render", "proxy", "stream"] = "render"
+    descriptor_source: Literal["render", "proxy", "stream"] = "stream"
     features_keep: tuple[str, ...] = ("loudness", "specshape", "pitch")
     features_reward: tuple[str, ...] = ("loudness_db", "centroid", "flatness", "rolloff")
     reward: Literal["cubic", "linear", "prize"] = "cubic"

@@ -168,8 +168,8 @@ def test_bad_settings_and_corpus_give_clear_errors(corpus_dir: Path, tmp_path: P
 
 
 def test_render_source_uses_the_real_synth(corpus_dir: Path) -> None:
-    """The default source renders + analyses: louder master volume -> higher loudness, env checker passes."""
-    env = ImitateEnv(load_settings(), corpus_dir)
+    """The render source renders + analyses: louder master volume -> higher loudness, env checker passes."""
+    env = ImitateEnv(with_overrides(load_settings(), {"imitate.descriptor_source": "render"}), corpus_dir)
     sb3_check_env(env, warn=True)
     env.reset(seed=0, options={"start": "preset", "mode": "corpus", "track": 0, "frame": 0})
     from features.names import INDEX
