@@ -339,73 +339,89 @@ def softclip(x: float) -> float:
     return x * (27.0 + x * x) / (27.0 + 9.0 * x * x)
 
 
-def _lerp_lanes(lanes: int):
-    """An intrinsic adding `lanes` wavetable lookups of one unison voice into a row of the scratch:
+UNISON_LANES = 8  # samples per vector step of the unison lookups
 
-    acc.flat[at + l] += lerp(table.flat[base + idx], table.flat[base + idx + 1], frac) for l < lanes,
-    where ph = (p + (j + l) * inc) & 0xFFFFFFFF, idx = ph >> bits and frac = (ph mod 2**bits) / 2**bits.
+
+@intrinsic
+def _lerp_voice(typingctx, table, base, p, inc, bits, acc, at, m):
+    """acc.flat[at + j] += lerp(table.flat[base + idx], table.flat[base + idx + 1], frac) for j < m, where
+    ph = (p + j * inc) & 0xFFFFFFFF, idx = ph >> bits and frac = (ph mod 2**bits) / 2**bits: one unison
+    voice over m samples, UNISON_LANES at a time (the last step masked).
 
     Written in LLVM IR because numba cannot tell LLVM that the table and the accumulator do not overlap,
-    so its loop stays scalar; with 8 lanes the lookups become two vector gathers (AVX2 / AVX-512: about
-    2x faster; elsewhere LLVM scalarizes them). The IR has no fast-math flags, so 8 lanes and 1 lane give
-    the same bits, and a block split anywhere renders what the one-shot render does."""
+    so its loop stays scalar; here the lookups are vector gathers (AVX2 / AVX-512: about 2x faster;
+    elsewhere LLVM scalarizes them). The IR has no fast-math flags and every sample takes the same
+    operations whichever lane it falls in, so a block split anywhere renders what the one-shot render does."""
+    arrays_ok = all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64 for a in (table, acc))
+    if not arrays_ok or any(x != types.int64 for x in (base, p, inc, bits, at, m)):
+        return None
+    sig = types.void(table, base, p, inc, bits, acc, at, m)
 
-    @intrinsic
-    def lerp(typingctx, table, base, p, inc, j, bits, acc, at):
-        arrays_ok = all(
-            isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64 for a in (table, acc)
+    def codegen(context, builder, signature, args):
+        lanes = UNISON_LANES
+        table_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        acc_data = context.make_array(signature.args[5])(context, builder, args[5]).data
+        base_, p_, inc_, bits_, _, at_, m_ = args[1:]
+        i1, i32, i64, f64 = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.DoubleType()
+        vi, vf, vb = ir.VectorType(i64, lanes), ir.VectorType(f64, lanes), ir.VectorType(i1, lanes)
+        pointers = ir.VectorType(ir.PointerType(f64), lanes)
+        align = ir.Constant(i32, 8)
+        zeros = ir.Constant(vf, [0.0] * lanes)
+
+        def splat(x: ir.Value) -> ir.Value:
+            one = builder.insert_element(ir.Constant(ir.VectorType(x.type, lanes), None), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+        def const(value: int) -> ir.Value:
+            return ir.Constant(vi, [value] * lanes)
+
+        module = builder.module
+        gather = module.declare_intrinsic(
+            f"llvm.masked.gather.v{lanes}f64.v{lanes}p0", fnty=ir.FunctionType(vf, [pointers, i32, vb, vf])
         )
-        if not arrays_ok or any(x != types.int64 for x in (base, p, inc, j, bits, at)):
-            return None
-        sig = types.void(table, base, p, inc, j, bits, acc, at)
+        vptr = ir.PointerType(vf)
+        load = module.declare_intrinsic(
+            f"llvm.masked.load.v{lanes}f64.p0", fnty=ir.FunctionType(vf, [vptr, i32, vb, vf])
+        )
+        store = module.declare_intrinsic(
+            f"llvm.masked.store.v{lanes}f64.p0", fnty=ir.FunctionType(ir.VoidType(), [vf, vptr, i32, vb])
+        )
+        lane = ir.Constant(vi, list(range(lanes)))
+        word = const(0xFFFFFFFF)
+        first = builder.and_(builder.add(splat(p_), builder.mul(lane, splat(inc_))), word)
+        step = splat(builder.mul(inc_, ir.Constant(i64, lanes)))
+        shift = splat(bits_)
+        frac_mask = builder.sub(builder.shl(const(1), shift), const(1))
+        scale = builder.fdiv(ir.Constant(f64, 1.0), builder.sitofp(builder.shl(ir.Constant(i64, 1), bits_), f64))
+        scales = splat(scale)
+        table_base = splat(builder.add(builder.ptrtoint(table_data, i64), builder.mul(base_, ir.Constant(i64, 8))))
+        m_lanes = splat(m_)
+        entry = builder.block
+        body = builder.append_basic_block("lerp_voice.body")
+        done = builder.append_basic_block("lerp_voice.done")
+        builder.cbranch(builder.icmp_signed(">", m_, ir.Constant(i64, 0)), body, done)
+        builder.position_at_end(body)
+        j = builder.phi(i64)
+        ph = builder.phi(vi)
+        j.add_incoming(ir.Constant(i64, 0), entry)
+        ph.add_incoming(first, entry)
+        active = builder.icmp_signed("<", builder.add(splat(j), lane), m_lanes)
+        address = builder.add(table_base, builder.mul(builder.lshr(ph, shift), const(8)))
+        a = builder.call(gather, [builder.inttoptr(address, pointers), align, active, zeros])
+        address = builder.add(address, const(8))
+        b = builder.call(gather, [builder.inttoptr(address, pointers), align, active, zeros])
+        frac = builder.fmul(builder.sitofp(builder.and_(ph, frac_mask), vf), scales)
+        value = builder.fadd(a, builder.fmul(frac, builder.fsub(b, a)))
+        out = builder.bitcast(builder.gep(acc_data, [builder.add(at_, j)]), vptr)
+        builder.call(store, [builder.fadd(builder.call(load, [out, align, active, zeros]), value), out, align, active])
+        j_next = builder.add(j, ir.Constant(i64, lanes))
+        j.add_incoming(j_next, builder.block)
+        ph.add_incoming(builder.and_(builder.add(ph, step), word), builder.block)
+        builder.cbranch(builder.icmp_signed("<", j_next, m_), body, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):
-            table_data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            acc_data = context.make_array(signature.args[6])(context, builder, args[6]).data
-            base_, p_, inc_, j_, bits_, _, at_ = args[1:]
-            i32, i64, f64 = ir.IntType(32), ir.IntType(64), ir.DoubleType()
-            vi, vf = ir.VectorType(i64, lanes), ir.VectorType(f64, lanes)
-
-            def splat(x: ir.Value) -> ir.Value:
-                one = builder.insert_element(ir.Constant(ir.VectorType(x.type, lanes), None), x, ir.Constant(i32, 0))
-                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-
-            def const(value: int) -> ir.Value:
-                return ir.Constant(vi, [value] * lanes)
-
-            positions = builder.add(splat(j_), ir.Constant(vi, list(range(lanes))))
-            ph = builder.and_(builder.add(splat(p_), builder.mul(positions, splat(inc_))), const(0xFFFFFFFF))
-            index = builder.add(builder.lshr(ph, splat(bits_)), splat(base_))
-            address = builder.add(splat(builder.ptrtoint(table_data, i64)), builder.mul(index, const(8)))
-            pointers = ir.VectorType(ir.PointerType(f64), lanes)
-            mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes), [1] * lanes)
-            gather = builder.module.declare_intrinsic(
-                f"llvm.masked.gather.v{lanes}f64.v{lanes}p0",
-                fnty=ir.FunctionType(vf, [pointers, i32, mask.type, vf]),
-            )
-            a = builder.call(
-                gather, [builder.inttoptr(address, pointers), ir.Constant(i32, 8), mask, ir.Constant(vf, None)]
-            )
-            address = builder.add(address, const(8))
-            b = builder.call(
-                gather, [builder.inttoptr(address, pointers), ir.Constant(i32, 8), mask, ir.Constant(vf, None)]
-            )
-            frac_mask = builder.sub(builder.shl(const(1), splat(bits_)), const(1))
-            scale = builder.fdiv(ir.Constant(f64, 1.0), builder.sitofp(builder.shl(ir.Constant(i64, 1), bits_), f64))
-            frac = builder.fmul(builder.sitofp(builder.and_(ph, frac_mask), vf), splat(scale))
-            value = builder.fadd(a, builder.fmul(frac, builder.fsub(b, a)))
-            out = builder.bitcast(builder.gep(acc_data, [at_]), ir.PointerType(vf))
-            builder.store(builder.fadd(builder.load(out, align=8), value), out, align=8)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return lerp
-
-
-UNISON_LANES = 8
-_lerp_8 = _lerp_lanes(UNISON_LANES)
-_lerp_1 = _lerp_lanes(1)
+    return sig, codegen
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -422,12 +438,14 @@ def _unison(
     advance: bool,
 ) -> None:
     """scratch[row, :m] = sum of `voices` linear-interpolated lookups in morphed[osc, slot]; phases[osc]
-    advance by m samples if `advance`. (Arrays come whole with indices: a view costs two atomic refcounts.)
+    advance by m samples if `advance`.
 
     Phases run in 32-bit fixed point held in int64 (wrap-around by a mask, 3x faster than float phases):
     the top log2(table size) bits index the table, the rest interpolate. The table repeats its first sample."""
     size = morphed.shape[2]
-    bits = 32 - int(round(math.log2(size - 1)))
+    bits = 32  # 32 - log2(size - 1)
+    while (1 << (32 - bits)) < size - 1:
+        bits -= 1
     base = (osc * morphed.shape[1] + slot) * size
     at = row * scratch.shape[1]
     mask = 0xFFFFFFFF
@@ -436,13 +454,7 @@ def _unison(
     for u in range(voices):
         p = int(phases[osc, u] * 4294967296.0) & mask
         inc = int(incs[osc, u] * 4294967296.0)
-        j = 0
-        while j + UNISON_LANES <= m:
-            _lerp_8(morphed, base, p, inc, j, bits, scratch, at + j)
-            j += UNISON_LANES
-        while j < m:
-            _lerp_1(morphed, base, p, inc, j, bits, scratch, at + j)
-            j += 1
+        _lerp_voice(morphed, base, p, inc, bits, scratch, at, m)
         if advance:
             phases[osc, u] = float((p + m * inc) & mask) / 4294967296.0
 
