@@ -10,8 +10,15 @@ control chunk of `CONTROL_PERIOD_S`, gains ramping linearly across the chunk, th
 topology-preserving state-variable low-pass run per sample. Chunks are aligned to the voice's own
 sample count, so rendering in blocks of any size gives the one-shot result.
 
-Every jitted function lives in this one file on purpose: numba's on-disk cache only notices edits
-to the file a function is defined in, so a kernel split across files could run stale code.
+Every jitted function (and the LLVM intrinsic of the unison lookups) lives in this one file on
+purpose: numba's on-disk cache only notices edits to the file a function is defined in, so a kernel
+split across files could run stale code.
+
+Speed (issue #2): the functions that run per chunk never allocate and are compiled without numba's
+reference counting (`_nrt=False`; it increfs and decrefs every array argument of every call, two
+atomic operations each, a dozen arrays per chunk: more than the control math cost); the unison
+lookups are vector gathers (`_lerp_voice`); the per-sample work is one loop, whose recursive chains
+(noise, filter, DC blocker, envelopes) the CPU overlaps.
 """
 
 from __future__ import annotations
@@ -62,9 +69,6 @@ DESIGN = np.array(
     dtype=np.float64,
 )  # fmt: skip
 D_DC_HZ, D_FMIN, D_FMAX_NYQ, D_LFO_OCT, D_LFO_ST, D_HARMONICS, D_FADE_LO, D_FADE_HI, D_PHASE_STEP = range(9)
-# The functions that run per chunk or per event are compiled without numba's reference counting
-# (`_nrt=False`): it increfs and decrefs every array argument of every call (two atomic operations
-# each, a dozen arrays per chunk), which cost more than the control math. They never allocate.
 UNISON_SLOTS = 7  # unison voices the control block has room for
 if K.MAX_UNISON > UNISON_SLOTS:
     raise ImportError(f"synth.dsp.kernel holds {UNISON_SLOTS} unison voices, constants ask for {K.MAX_UNISON}")
@@ -509,7 +513,7 @@ def render(
         to_amp = ctl[C_TO_AMP]
         # one pass per sample: noise, filter, DC blocker, envelopes, gain ramps, LFO tremolo, soft clip.
         # The recursive chains (xorshift, filter, DC blocker, envelope progress) are independent of each
-        # other, so in one loop the CPU overlaps them (three separate loops each waited on their own chain).
+        # other, so in one loop the CPU overlaps them.
         for j in range(m):
             k = pos + j
             x = scratch[MIX, j]

@@ -66,3 +66,10 @@ def test_a_split_render_continues_exactly_and_phases_advance_by_m() -> None:
     want = (np.floor(phases[1, :7] * 2**32) + CHUNK * np.floor(incs[1, :7] * 2**32)) % 2**32 / 2**32
     np.testing.assert_array_equal(phases_whole[1], want)
     np.testing.assert_array_equal(phases_whole[0], phases[0])  # the other oscillator is untouched
+
+
+def test_per_chunk_functions_compile_without_reference_counting() -> None:
+    """numba's refcounting (two atomic operations per array argument per call) cost more than the control
+    math; these functions must not allocate, so they run without it."""
+    for fn in (k.render, k._control, k._unison, k._morph_table, k.gate, k.note_on, k.snap_into):
+        assert fn.targetoptions.get("_nrt") is False, fn.__name__
