@@ -18,6 +18,7 @@ class MatchSettings:
     lambda_smooth: float = 0.01  # action smoothness penalty
     stage: int = 1  # curriculum stage 1..5
     n_envs: int = 32
+    worker_threads: int | None = None  # vector envs: threads that render and hear a batch (None: min(2, cores))
     seed: int = 0
     probe_note_off_s: float | None = 0.35  # note released here within the probe (None: held)
     observe_best_diff: bool = False  # add current-minus-best log-mel to the observation

@@ -12,7 +12,8 @@ resampled block by block (`audio_io.BlockDecoder`) on the calling thread while `
 analyze the chunks whose samples have arrived; once decoding ends the calling thread analyzes chunks
 too. torch ops and the numba loop release the GIL, and torch runs one intra-op thread per worker
 meanwhile. Every chunk is the same computation on the same samples as the serial loop, so the values
-are identical. `describe_audio` stays serial unless asked (corpus workers, one process per core, use it).
+agree with it up to float rounding (BLAS may block a matmul differently for another chunk size; tested
+within 1e-5 relative). `describe_audio` stays serial unless asked (corpus workers, one process per core, use it).
 """
 
 from __future__ import annotations

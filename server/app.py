@@ -128,7 +128,7 @@ class LiveServer:
             osc=self.osc_out,
             feature_echo=settings.osc.feature_echo,
             trace=self.trace,
-            ring_signals=self.ring is not None,
+            ring_signals=self.ring is not None and audio.wake_worker,
         )
         self.record_ring: RingBuffer | None = None
         self.recorder: Recorder | None = None
@@ -146,7 +146,9 @@ class LiveServer:
                 record=self.record_ring,
             )
         self.input_cb = (
-            InputCallback(self.ring, self.stats_.input, audio.input_channel, wake=self.worker.waker)
+            InputCallback(
+                self.ring, self.stats_.input, audio.input_channel, wake=self.worker.waker if audio.wake_worker else None
+            )
             if self.ring
             else None
         )

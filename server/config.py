@@ -14,6 +14,7 @@ class AudioSettings:
     block_size: int = 512  # frames per audio block
     input_channel: int = 0  # which channel of the input device is heard
     fast: bool = False  # stream files as fast as possible instead of at real-time pace
+    wake_worker: bool = True  # the input callback wakes the worker (one pipe byte per block); false: it polls
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ target features are cached per episode. Both reset finished environments in the 
 (Gymnasium's `SAME_STEP` autoreset: the last observation of an episode is in
 `infos["final_obs"]`; SB3: in `infos[i]["terminal_observation"]`). Truncation at
 T = `match.max_steps` happens inside the engine (a vector env has no per-env TimeLimit wrapper).
-`worker_threads` (default min(2, cores)): Python threads that render and hear the batch; observations,
-rewards and infos are identical for any count.
+`worker_threads` (argument, else `match.worker_threads`, else min(2, cores)): Python threads that
+render and hear the batch; observations, rewards and infos are identical for any count.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def _engine(
     if max_episode_steps is not None:  # gymnasium.make_vec passes the registered time limit
         settings = with_overrides(settings, {"match.max_steps": max_episode_steps})
     n = settings.match.n_envs if num_envs is None else num_envs
+    if worker_threads is None:
+        worker_threads = settings.match.worker_threads
     worker_threads = default_threads() if worker_threads is None else worker_threads
     return MatchEngine(
         n,

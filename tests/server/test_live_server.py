@@ -97,15 +97,19 @@ def test_file_fast_run_writes_stats_wav_plot_and_trace(
 
 
 def test_file_fast_is_deterministic(doubles: SimpleNamespace, follow_model: Path, phrase: Path, tmp_path: Path) -> None:
+    """Two runs give the same synth output, and so does a run whose worker polls (audio.wake_worker false)."""
     outs = []
-    for run in ("a", "b"):
+    for run, wake in (("a", True), ("b", True), ("polling", False)):
         d = tmp_path / run
-        server = make_server(doubles, settings_for(follow_model, d, **{"audio.fast": True}), phrase)
+        settings = settings_for(follow_model, d, **{"audio.fast": True, "audio.wake_worker": wake})
+        server = make_server(doubles, settings, phrase)
+        assert server.worker.ring_signals is wake and server.input_cb is not None
+        assert (server.input_cb.wake is server.worker.waker) if wake else server.input_cb.wake is None
         server.start()
         server.run()
         server.stop()
         outs.append(sf.read(str(d / "synth.wav"), dtype="float32")[0])
-    assert np.array_equal(outs[0], outs[1])
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
 
 
 def _osc(sock: socket.socket, port: int, address: str, *args: object) -> OscMessage | None:
