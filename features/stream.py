@@ -66,6 +66,7 @@ class StreamingDescriptors:
         self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._yin_width = int(plan.yin_width)
         self._window = int(plan.window)
+        self._no_frames = np.zeros(0, dtype=np.float32)
         # every argument of `finish` is a constant or a buffer allocated once: pack them once
         self._finish_args = (
             self._spec,
@@ -129,6 +130,20 @@ class StreamingDescriptors:
         kern.finish(*self._finish_args)
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
+
+    def warm(self) -> None:
+        """Analyse the current window again, changing nothing (every buffer is recomputed to the value it
+        holds): the live worker calls this just before a latency-critical block arrives, so that the block's
+        analysis finds its code and buffers in the caches (on an idle core it can run ~2x slower cold)."""
+        self._pos = kern.push_and_prepare(
+            self._ring, self._pos, self._no_frames, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head,
+            self._yin_width, self._stats,
+        )  # fmt: skip
+        rfft(self._yin_x, out=self._spec_x)
+        rfft(self._yin_head, out=self._spec_h)
+        kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
+        irfft(self._spec_h, n=self._window, out=self._corr)
+        kern.finish(*self._finish_args)
 
     def delta(self) -> np.ndarray:
         """The last vector minus the one before (float32 [K], reused buffer; zeros after the first block),

@@ -129,6 +129,7 @@ class LiveServer:
             feature_echo=settings.osc.feature_echo,
             trace=self.trace,
             ring_signals=self.ring is not None and audio.wake_worker,
+            prepare_lead_s=min(srv.prepare_lead_s, 0.5 * self.block_size / self.sample_rate_hz),
         )
         self.record_ring: RingBuffer | None = None
         self.recorder: Recorder | None = None

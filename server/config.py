@@ -43,9 +43,10 @@ class ServerSettings:
     control_tick_s: float = 0.0  # seconds between policy steps; 0: the model's tick_s (training's hop)
     plot: str = ""  # PNG of input vs synth descriptors over the run ("" = none)
     trace_csv: str = ""  # CSV of every control tick: descriptors, parameters, note, gate ("" = none)
+    prepare_lead_s: float = 0.002  # warm the input analysis this long before a tick block is due (0: off)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.step_size <= 1.0:
             raise ValueError(f"step_size must be in 0..1, got {self.step_size}")
-        if self.duration_s < 0 or self.smoothing_s < 0 or self.control_tick_s < 0:
-            raise ValueError("duration_s, smoothing_s and control_tick_s must be >= 0")
+        if self.duration_s < 0 or self.smoothing_s < 0 or self.control_tick_s < 0 or self.prepare_lead_s < 0:
+            raise ValueError("duration_s, smoothing_s, control_tick_s and prepare_lead_s must be >= 0")

@@ -23,7 +23,12 @@ block carries both analyses and only the input analysis and the policy stand bet
 arrival and its OSC message. Wake-up: with `ring_signals` (the input callback writes a byte to
 `waker` after each block, see `server.ring_buffer`) the worker sleeps in `select` until a block or
 a command comes; without it, it sleeps until ~3/4 of a block after the last one, then polls the
-ring every `FINE_POLL_S`. OSC commands and stop wake it through the same pipe.
+ring every `FINE_POLL_S`. OSC commands and stop wake it through the same pipe. Warm-up
+(`prepare_lead_s` > 0): when the next block will tick, the worker wakes that long before it is due
+and has the input extractor analyse its current window again and the policy take a step on scratch
+buffers (`warm()`, which change nothing), so that the tick block's analysis and policy step find
+their code and data in the caches (measured on a shared VM: ~40% and ~60% faster than after a
+block's idle sleep, when other tenants have evicted the caches).
 Everything here preallocates; nothing blocks but the waits.
 """
 
@@ -131,9 +136,12 @@ class Worker:
         feature_echo: bool = False,
         trace: Trace | None = None,
         ring_signals: bool = False,
+        prepare_lead_s: float = 0.0,
     ) -> None:
         if tick_s <= 0:
             raise ValueError(f"control tick must be > 0 s, got {tick_s}")
+        if not 0.0 <= prepare_lead_s < block_size / float(sample_rate_hz):
+            raise ValueError(f"prepare_lead_s must be in [0, one block), got {prepare_lead_s}")
         self.block_size = int(block_size)
         self.block_s = block_size / float(sample_rate_hz)
         self.tick_s = float(tick_s)
@@ -153,6 +161,10 @@ class Worker:
         self.waker = WakePipe()
         self.ring_signals = ring_signals  # the ring's producer wakes `waker` after each block
         self._last_block_s = 0.0  # perf_counter when the last block was picked up
+        warm = getattr(input_features, "warm", None)  # optional: test doubles need not have it
+        self._warm = warm if (prepare_lead_s > 0 and ring is not None and callable(warm)) else None
+        self.prepare_lead_s = float(prepare_lead_s)
+        self._prepared = False  # warmed up for the coming tick block
         capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
         self._in_acc = Accumulator(capacity)
         self._self_acc = Accumulator(capacity)
@@ -240,6 +252,11 @@ class Worker:
                     if self.control.apply_commands():
                         self._publish()
                         self._send_params()
+                    if self._warm_due():
+                        self._prepared = True
+                        self._warm()  # type: ignore[misc]
+                        self.agent.warm(self._self_desc, self._target, self.control.params_0to1)
+                        continue  # the block may have arrived meanwhile
                     self.waker.wait(self._idle_wait_s())
         except Exception as exc:  # a bug: keep it for the app to report, stop cleanly
             self.error = exc
@@ -249,17 +266,38 @@ class Worker:
                 self._stop = True
                 self._processed.notify_all()
 
+    def _next_block_ticks(self) -> bool:
+        return self._since_tick_s + self.block_s + 1e-9 >= self.tick_s
+
+    def _warm_point_s(self) -> float:
+        """perf_counter at which to warm up for the coming block."""
+        return self._last_block_s + self.block_s - self.prepare_lead_s
+
+    def _warm_due(self) -> bool:
+        return (
+            self._warm is not None
+            and not self._prepared
+            and self._last_block_s > 0.0
+            and self._next_block_ticks()
+            and time.perf_counter() >= self._warm_point_s()
+        )
+
     def _idle_wait_s(self) -> float:
+        now = time.perf_counter()
+        wait = IDLE_WAIT_S
+        if self._warm is not None and not self._prepared and self._last_block_s > 0.0 and self._next_block_ticks():
+            wait = min(wait, max(self._warm_point_s() - now, 0.0))
         if self.ring is None or self.ring_signals:
-            return IDLE_WAIT_S
-        early = self._last_block_s + EARLY_WAKE_BLOCKS * self.block_s - time.perf_counter()
-        return min(early, IDLE_WAIT_S) if early > FINE_POLL_S else FINE_POLL_S
+            return wait
+        early = self._last_block_s + EARLY_WAKE_BLOCKS * self.block_s - now
+        return min(early, wait) if early > FINE_POLL_S else min(FINE_POLL_S, wait)
 
     def process_block(self, block: np.ndarray) -> None:
         """One audio block: collect input and self audio; analyse and tick when due (see the module doc)."""
         t0 = time.perf_counter_ns()
         c0 = time.thread_time_ns()
         self._last_block_s = t0 * 1e-9
+        self._prepared = False
         n = block.shape[0]
         if not self._in_acc.room(n):
             self._analyse_input()

@@ -94,3 +94,27 @@ def test_first_block_is_not_slower_than_steady_state() -> None:
     st.process(block)
     first = time.perf_counter() - start
     assert first < 0.05  # a compile or cache load would take 100s of ms; a block takes ~0.1 ms
+
+
+def test_warm_changes_nothing_and_allocates_nothing() -> None:
+    """`warm()` (the live worker's cache warm-up before a tick block) recomputes the current window in place:
+    the values and deltas of the following blocks are those of an analyser that never warmed."""
+    plain, warmed = StreamingDescriptors(S, 48000, 512), StreamingDescriptors(S, 48000, 512)
+    x = phrase(48000, 1.0).astype(np.float32)
+    for i in range(0, len(x) - 512, 512):
+        warmed.warm()
+        expected = plain.process(x[i : i + 512]).copy()
+        got = warmed.process(x[i : i + 512]).copy()
+        warmed.warm()
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(warmed.delta(), plain.delta())
+        np.testing.assert_array_equal(warmed._out, expected)  # warm leaves the returned buffer alone
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(100):
+            warmed.warm()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1024, after - before

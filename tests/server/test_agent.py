@@ -103,3 +103,17 @@ def test_model_order_target_and_allocation_free(tmp_path: Path) -> None:
     after, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert after - before < 1024 and peak - before < 4096, (after - before, peak - before)
+
+
+def test_warm_changes_nothing_the_next_step_sees(tmp_path: Path) -> None:
+    """`warm()` (the worker's cache warm-up before a tick) runs a step on scratch buffers: with history,
+    the actions and observations of a warmed agent are those of one that never warmed."""
+    plain, warmed = _model(tmp_path / "a", "relu", "tanh", 2), _model(tmp_path / "b", "relu", "tanh", 2)
+    rng = np.random.default_rng(3)
+    for step in range(6):
+        agent, target, params = _frames(rng, step)
+        warmed.warm(agent, target, params)
+        expected = plain.act(agent, target, params).copy()
+        np.testing.assert_array_equal(warmed.act(agent, target, params), expected)
+        np.testing.assert_array_equal(warmed.observation(), plain.observation())
+        warmed.warm(target, agent, params)  # whatever it is fed

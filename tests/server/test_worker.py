@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -250,3 +251,78 @@ def test_output_smoothing_is_one_pole_and_hold_freezes_it() -> None:
     )
     with pytest.raises(ValueError, match="preset: expected 24"):
         ctl.request_preset(np.zeros(3, dtype=np.float32))
+
+
+def test_warm_up_runs_once_before_each_tick_block_and_changes_nothing(
+    doubles: SimpleNamespace, follow_model: Path
+) -> None:
+    """prepare_lead_s: the worker wakes before a tick block is due and warms the input analysis and the
+    policy (real-time paced blocks, ticks 3 blocks apart); the parameters sent are those of a run without it."""
+    block_s = BLOCK / SR
+    sent = []
+    warm_log: list[list[str]] = []
+    for lead_s in (0.0, 0.004):
+        ring = RingBuffer(64 * BLOCK)
+        worker, w = make_worker(doubles, follow_model, tick_s=3 * block_s, ring=ring)
+        worker.ring_signals = True
+        worker.prepare_lead_s = lead_s
+        events: list[str] = []
+        extractor = worker.input_features
+        assert extractor is not None
+        extractor.warm = lambda log=events: log.append("warm")  # the double has no warm(): give it one
+        worker._warm = extractor.warm if lead_s > 0 else None
+        inner_process = extractor.process
+
+        def process(block: np.ndarray, log: list[str] = events, inner: object = inner_process) -> np.ndarray:
+            log.append("analyse")  # the input is analysed on tick blocks only
+            return inner(block)  # type: ignore[operator]
+
+        extractor.process = process
+        agent_warms = []
+        inner_warm = w.agent.warm
+        w.agent.warm = lambda *a, log=agent_warms, inner=inner_warm: (log.append(1), inner(*a))
+        audio = doubles.sine(440.0, 13 * block_s, SR, amplitude=0.8)
+        worker.start()
+        try:
+            for i in range(13):
+                ring.write(audio[i * BLOCK : (i + 1) * BLOCK])
+                worker.waker.wake()
+                assert worker.wait_blocks(i + 1, 2.0)
+                time.sleep(block_s)
+        finally:
+            worker.stop()
+        assert worker.error is None
+        sent.append(np.array(w.osc.params))
+        warm_log.append(events)
+        if lead_s > 0:
+            assert len(agent_warms) == events.count("warm")
+    assert np.array_equal(sent[0], sent[1])
+    assert "warm" not in warm_log[0]
+    with_warm = warm_log[1]
+    # each warm-up comes right before a tick block's analysis (the first block ticks without one), once
+    assert warm_log[0] == ["analyse"] * 5 and with_warm.count("analyse") == 5  # blocks 0, 3, 6, 9, 12
+    assert with_warm.count("warm") >= 3 and with_warm[0] == "analyse"
+    assert all(with_warm[i + 1] == "analyse" for i, e in enumerate(with_warm) if e == "warm")
+
+
+def test_warm_up_lead_must_be_shorter_than_a_block(doubles: SimpleNamespace, follow_model: Path) -> None:
+    worker, _w = make_worker(doubles, follow_model)
+    with pytest.raises(ValueError, match="prepare_lead_s"):
+        Worker(**{**_worker_kwargs(worker), "prepare_lead_s": BLOCK / SR})
+
+
+def _worker_kwargs(worker: Worker) -> dict[str, object]:
+    return {
+        "block_size": BLOCK,
+        "sample_rate_hz": SR,
+        "tick_s": worker.tick_s,
+        "descriptor_names": DESCRIPTOR_NAMES,
+        "input_features": worker.input_features,
+        "self_voice": worker.self_voice,
+        "self_features": worker.self_features,
+        "follower": worker.follower,
+        "agent": worker.agent,
+        "control": worker.control,
+        "exchange": worker.exchange,
+        "stats": worker.stats,
+    }
