@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.05  # without audio input, the worker wakes at least this often to check stop
 FINE_POLL_S = 0.0002  # with audio input, near the next block's arrival the worker looks this often
 EARLY_WAKE_BLOCKS = 0.75  # ... from this fraction of a block after the previous block
+GATE_UNCHANGED, GATE_ON, GATE_OFF = 0, 1, 2
 
 
 class Accumulator:
@@ -182,6 +183,7 @@ class Worker:
         self._frame = np.zeros(FRAME_SIZE, dtype=np.float32)
         self._since_tick_s = self.tick_s  # the first block ticks
         self._onsets = 0
+        self._osc_note, self._osc_gate = False, GATE_UNCHANGED  # what `_send_note_gate` sends this tick
         self._swaps: deque[LiveAgent] = deque()  # hot-swaps from the OSC thread (append/popleft are atomic)
         self._reset_history = False
         self._external: np.ndarray | None = None  # latest `/agent/features` (a fresh array per message)
@@ -383,6 +385,7 @@ class Worker:
             ctl.apply_action(action, agent.controlled, agent.delta_max)
         ctl.update_output()
         self._send_params()
+        self._send_note_gate()  # after the parameters: a note starts with them, and they leave sooner
         self._publish()
         if self.feature_echo and self.osc is not None:
             self.osc.send_features(target if model_order else target[agent.descriptor_index])
@@ -408,21 +411,27 @@ class Worker:
         if state.triggered:
             self._onsets += 1
             self.self_voice.note_on(note)
-            if self.osc is not None:
-                self.osc.send_note(note)
-                self.osc.send_gate(True)
+            self._osc_note, self._osc_gate = True, GATE_ON
         elif state.note_changed:
             if state.gate:
                 self.self_voice.set_note(note)
-            if self.osc is not None:
-                self.osc.send_note(note)
+            self._osc_note = True
         if state.released:
             self.self_voice.note_off()
-            if self.osc is not None:
-                self.osc.send_gate(False)
+            self._osc_gate = GATE_OFF
         self._frame[NOTE_INDEX] = note
         self._frame[GATE_INDEX] = 1.0 if state.gate else 0.0
         self._frame[ONSETS_INDEX] = float(self._onsets)
+
+    def _send_note_gate(self) -> None:
+        """The note / gate changes of this tick's `_follow_note` (note first, as a synth expects)."""
+        osc = self.osc
+        if osc is not None:
+            if self._osc_note:
+                osc.send_note(float(self._frame[NOTE_INDEX]))
+            if self._osc_gate != GATE_UNCHANGED:
+                osc.send_gate(self._osc_gate == GATE_ON)
+        self._osc_note, self._osc_gate = False, GATE_UNCHANGED
 
     def _publish(self) -> None:
         self._frame[:N_PARAMS] = self.control.output_0to1

@@ -326,3 +326,22 @@ def _worker_kwargs(worker: Worker) -> dict[str, object]:
         "exchange": worker.exchange,
         "stats": worker.stats,
     }
+
+
+def test_an_onset_sends_the_parameters_before_the_note_and_gate(doubles: SimpleNamespace, follow_model: Path) -> None:
+    """Latency: `/serumlite/params` leaves first; the note and gate follow (a synth then starts the note
+    with the new parameters)."""
+    worker, w = make_worker(doubles, follow_model)
+    order: list[str] = []
+    osc = w.osc
+    osc.send_params = lambda frame, log=order: log.append("params")
+    osc.send_note = lambda midi, log=order: log.append("note")
+    osc.send_gate = lambda on, log=order: log.append(f"gate {on}")
+    feed(worker, np.zeros(BLOCK * 4, dtype=np.float32))
+    assert order == ["params"] * 4
+    order.clear()
+    feed(worker, doubles.sine(440.0, 4 * BLOCK / SR, SR, amplitude=0.9))
+    assert order[:3] == ["params", "note", "gate True"] and "gate True" not in order[3:]
+    order.clear()
+    feed(worker, np.zeros(BLOCK * 8, dtype=np.float32))
+    assert order.index("gate False") == order.index("params") + 1 and order.count("gate False") == 1
