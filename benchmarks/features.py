@@ -244,6 +244,9 @@ def bench_file(
     }
 
 
+STAGES = ("batched", "streaming", "file_16k", "file_44k")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -254,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable with librosa)")
     parser.add_argument(
         "--file-threads", type=int, default=None, help="describe_file threads (default: the cores available)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=STAGES, default=None, help="run only these stages (default: all of them)"
     )
     args = parser.parse_args(argv)
     file_threads_ok = args.file_threads is None or args.file_threads >= 1
@@ -276,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         ("file_16k", lambda: bench_file(fs, args.file_seconds, 16000, args.repeats, args.file_threads)),
         ("file_44k", lambda: bench_file(fs, args.file_seconds, 44100, args.repeats, args.file_threads)),
     ]
+    stages = [(name, run) for name, run in stages if args.only is None or name in args.only]
     for name, run in tqdm(stages, desc="features benchmark", file=sys.stderr, disable=None):
         result[name] = run()
     if args.json:

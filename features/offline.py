@@ -2,18 +2,19 @@
 
 Input: an audio file of any rate / depth / channel count, `FeatureSettings`.
 Output: `describe_file(path, settings)` -> (`times_s [T]`, `values [T, K]` float32 in
-`DESCRIPTOR_NAMES` order, `AudioInfo`), computed at `settings.sample_rate_hz` by the batched torch
-face (`features.batch`) in cache-sized chunks (bounded memory, exactly the frames of one pass); YIN's
-per-lag stage runs in the streaming face's numba loop (`stream_kernels.yin_pitch`) instead of ~20
-torch passes. `describe_audio` does the same for an array already at the analysis rate.
+`DESCRIPTOR_NAMES` order, `AudioInfo`), computed at `settings.sample_rate_hz` in cache-sized chunks of
+frames (bounded memory, exactly the frames of one pass): numba kernels (`features.offline_kernels`) with
+the streaming face's formulas around three batched torch FFTs per frame (rfft of the mean-removed frame,
+which also gives the Hann spectrum, rfft of YIN's head, irfft of their cross spectrum) and one matmul
+with the mel + chroma banks. `describe_audio` does the same for an array already at the analysis rate.
 
 Threads (`threads`, `describe_file`'s default: the cores this process may use): the file is decoded and
 resampled block by block (`audio_io.BlockDecoder`) on the calling thread while `threads - 1` workers
 analyze the chunks whose samples have arrived; once decoding ends the calling thread analyzes chunks
-too. torch ops and the numba loop release the GIL, and torch runs one intra-op thread per worker
-meanwhile. Every chunk is the same computation on the same samples as the serial loop, so the values
-agree with it up to float rounding (BLAS may block a matmul differently for another chunk size; tested
-within 1e-5 relative). `describe_audio` stays serial unless asked (corpus workers, one process per core, use it).
+too. torch ops and the numba kernels release the GIL, and torch runs one intra-op thread per worker
+meanwhile. Every frame is computed from its own samples whatever the chunk, so the values agree with
+the serial loop (tested within 1e-6). `describe_audio` stays serial unless asked (corpus workers, one
+process per core, use it).
 """
 
 from __future__ import annotations
@@ -28,27 +29,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from features import stream_kernels as kern
+from features import offline_kernels as okern
 from features.audio_io import AudioInfo, BlockDecoder, load_audio
-from features.batch import (
-    Frames,
-    analyze_frames,
-    chroma_frames,
-    frame_times_s,
-    log_mel_frames,
-    loudness_group,
-    mfcc_from_log_mel,
-    n_frames,
-    spectral_shape,
-)
+from features.batch import frame_times_s, n_frames
 from features.config import FeatureSettings
-from features.dsp import AnalysisPlan, plan_for
-from features.names import GROUPS
-from features.pitch import yin_correlation
+from features.dsp import LOUDNESS_OFFSET_DB, MAX_ABS_SAMPLE, AnalysisPlan, plan_for
+from features.names import DESCRIPTOR_NAMES, N_MFCC
 
+_LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
 PROGRESS_MIN_FRAMES = 100_000  # ~1 hour at 16 kHz / hop 512: a few seconds of work
-CHUNK_FRAMES = 384  # frames per torch call: ~1.5 MB tensors stay in cache (~1.7x faster than 2048 at once)
-PARALLEL_CHUNK_FRAMES = 256  # with threads: more, smaller chunks balance the workers (same values)
+CHUNK_FRAMES = 128  # frames per chunk: its ~1.5 MB of buffers stay in cache (64..256 cost the same)
+PARALLEL_CHUNK_FRAMES = 128  # with threads (same values whatever the size)
 
 
 def available_cores() -> int:
@@ -81,13 +72,12 @@ def describe_audio(
     total = n_frames(x.size, plan)
     bar = _bar(total, CHUNK_FRAMES if threads == 1 else PARALLEL_CHUNK_FRAMES, progress)
     if threads == 1:
-        xt = torch.from_numpy(x)
+        analyzer = _ChunkAnalyzer(plan, CHUNK_FRAMES)
         parts = []
-        with torch.no_grad():
-            for first in range(0, total, CHUNK_FRAMES):
-                parts.append(_describe_chunk(xt, first, min(CHUNK_FRAMES, total - first), total, plan, settings))
-                bar.update()
-        values = torch.cat(parts).numpy()
+        for first in range(0, total, CHUNK_FRAMES):
+            parts.append(_describe_chunk(analyzer, x, first, min(CHUNK_FRAMES, total - first)))
+            bar.update()
+        values = np.concatenate(parts)
     else:
         samples = _Samples.complete(x)
         values = _analyze(samples, plan, settings, threads, lambda: None, bar)
@@ -139,48 +129,63 @@ def _bar(total_frames: int, chunk_frames: int, progress: bool) -> tqdm:
     return tqdm(total=chunks, desc="describe", unit="chunk", file=sys.stderr, disable=disabled)
 
 
-def _describe_chunk(
-    x: torch.Tensor, first: int, count: int, total: int, plan: AnalysisPlan, settings: FeatureSettings
-) -> torch.Tensor:
-    """Frames [first, first + count) of the `total` frames of `x` (all of it: the last chunk takes the tail)."""
-    left = plan.window - plan.hop
-    start = first * plan.hop
-    end = start + count * plan.hop if first + count < total else x.numel()
-    history = None
-    if first > 0:
-        past = x[max(0, start - left) : start]
-        history = torch.nn.functional.pad(past, (left - past.numel(), 0)).unsqueeze(0)
-    fr = analyze_frames(x[start:end].unsqueeze(0), plan.sample_rate_hz, settings, history=history)
-    return torch.cat([_GROUPS[group](fr) for group in GROUPS], dim=-1)[0, :count]
+class _ChunkAnalyzer:
+    """One thread's buffers for chunks of up to `max_frames` frames (`features.offline_kernels`, torch's rffts
+    and one matmul with the mel + chroma banks)."""
+
+    def __init__(self, plan: AnalysisPlan, max_frames: int) -> None:
+        self.plan = plan
+        n, nb, band = plan.window, plan.n_bins, plan.n_band
+        n_mels = plan.mel.shape[0]
+        self._rows = np.zeros((2 * max_frames, n), dtype=np.float32)  # mean-removed frames, then YIN heads
+        self._stats = np.zeros((max_frames, 4))
+        self._spectra = torch.zeros(2 * max_frames, nb, dtype=torch.complex64)
+        self._cross = torch.zeros(max_frames, nb, dtype=torch.complex64)
+        self._corr = torch.zeros(max_frames, n)
+        self._bands = torch.zeros(max_frames, band)
+        self._banks = torch.zeros(max_frames, n_mels + 12)
+        self._bank = torch.from_numpy(np.concatenate([plan.mel.T, plan.chroma.T], axis=1).astype(np.float32))
+        self._out = np.zeros((max_frames, len(DESCRIPTOR_NAMES)))
+        self._spectral = (
+            int(plan.window),
+            float(plan.spectrum_scale**2),
+            np.ascontiguousarray(plan.kweight_ms),
+            float(plan.band_floor_amp**2),
+            np.ascontiguousarray(plan.freqs_hz / 1000.0),
+            float(plan.rolloff_0to1),
+            float(plan.floor_power),
+            float(plan.floor_amp),
+            _LOUDNESS_GAIN,
+        )
+        self._finish = (
+            np.ascontiguousarray(plan.dct[:N_MFCC]),
+            float(plan.floor_power),
+            int(plan.tau_min),
+            int(plan.tau_max),
+            int(plan.yin_width),
+            float(plan.pitch_threshold),
+            float(plan.sample_rate_hz),
+        )
+
+    def __call__(self, audio: np.ndarray, first: int, count: int) -> np.ndarray:
+        """Frames [first, first + count) of float32 `audio` (zeros past its end) -> float32 `[count, K]`."""
+        plan = self.plan
+        rows, stats, out = self._rows[: 2 * count], self._stats[:count], self._out[:count]
+        okern.prepare_frames(audio, first, count, plan.hop, plan.yin_width, MAX_ABS_SAMPLE, rows, stats)
+        spectra = torch.fft.rfft(torch.from_numpy(rows), out=self._spectra[: 2 * count]).numpy()
+        cross = self._cross[:count]
+        okern.cross_spectra(spectra, count, cross.numpy())
+        corr = torch.fft.irfft(cross, n=plan.window, out=self._corr[:count]).numpy()
+        bands = self._bands[:count]
+        okern.spectral_frames(spectra, stats, count, *self._spectral, bands.numpy(), out)
+        banks = torch.mm(bands, self._bank, out=self._banks[:count]).numpy()
+        okern.finish_frames(banks, corr, rows, stats, count, *self._finish, out)
+        return out.astype(np.float32)
 
 
-def _pitch(fr: Frames) -> torch.Tensor:
-    """YIN as `features.batch`, with the per-lag work in one numba loop per frame (~3x fewer passes)."""
-    plan = fr.plan
-    x, corr = yin_correlation(fr.frames, plan)
-    out = np.empty((*x.shape[:-1], 2))
-    kern.yin_frames(
-        corr.reshape(-1, corr.shape[-1]).numpy(),
-        x.reshape(-1, x.shape[-1]).numpy(),
-        plan.floor_power,
-        plan.tau_min,
-        plan.tau_max,
-        plan.yin_width,
-        plan.pitch_threshold,
-        float(plan.sample_rate_hz),
-        out.reshape(-1, 2),
-    )
-    return torch.from_numpy(out).to(x.dtype)
-
-
-# `features.batch.describe_frames(fr)` group by group (its per-name column stack costs ~10%), YIN by `_pitch`
-_GROUPS: dict[str, Callable[[Frames], torch.Tensor]] = {
-    "loudness": loudness_group,
-    "specshape": spectral_shape,
-    "mfcc": lambda fr: mfcc_from_log_mel(log_mel_frames(fr), fr.const),
-    "chroma": chroma_frames,
-    "pitch": _pitch,
-}
+def _describe_chunk(analyzer: _ChunkAnalyzer, audio: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Frames [first, first + count) of `audio` (the settled samples; a chunk past them reads zeros)."""
+    return analyzer(audio, first, count)
 
 
 class _ProducerFailedError(Exception):
@@ -249,7 +254,7 @@ def _analyze(
 
     The calling thread runs `produce` (which fills and finishes `samples`), then analyzes too.
     """
-    results: dict[int, torch.Tensor] = {}
+    results: dict[int, np.ndarray] = {}
     lock = threading.Lock()
     claimed = [0]
     errors: list[BaseException] = []
@@ -262,8 +267,7 @@ def _analyze(
 
     def work() -> None:
         try:
-            with torch.no_grad():  # grad mode is per thread
-                _work(samples, plan, settings, claim, results, lock, bar)
+            _work(samples, _ChunkAnalyzer(plan, PARALLEL_CHUNK_FRAMES), claim, results, lock, bar)
         except _ProducerFailedError:
             return
         except BaseException as exc:  # re-raised on the calling thread below
@@ -285,30 +289,28 @@ def _analyze(
         torch.set_num_threads(before)
     if errors:
         raise errors[0]
-    return torch.cat([results[first] for first in sorted(results)]).numpy()
+    return np.concatenate([results[first] for first in sorted(results)])
 
 
 def _work(
     samples: _Samples,
-    plan: AnalysisPlan,
-    settings: FeatureSettings,
+    analyzer: _ChunkAnalyzer,
     claim: Callable[[], int],
-    results: dict[int, torch.Tensor],
+    results: dict[int, np.ndarray],
     lock: threading.Lock,
     bar: tqdm,
 ) -> None:
-    """Claim chunks in order until past the end; a chunk runs once its samples (and the next frame's) are in."""
+    """Claim chunks in order until past the end; a chunk runs once its samples are in (or the producer is done)."""
     while True:
         first = claim()
-        # one more hop than the chunk needs: then the chunk is surely not the last (which takes the tail)
-        audio = samples.wait_for((first + PARALLEL_CHUNK_FRAMES + 1) * plan.hop)
+        audio = samples.wait_for((first + PARALLEL_CHUNK_FRAMES) * analyzer.plan.hop)
         if audio.size == 0:
             return  # finished without a sample: nothing to analyze
-        total = n_frames(audio.size, plan)
+        total = n_frames(audio.size, analyzer.plan)
         if first >= total:
             return
         count = min(PARALLEL_CHUNK_FRAMES, total - first)
-        values = _describe_chunk(torch.from_numpy(audio), first, count, total, plan, settings)
+        values = _describe_chunk(analyzer, audio, first, count)
         with lock:
             results[first] = values
             bar.update()

@@ -62,7 +62,7 @@ def test_torch_threads_are_one_per_worker_and_restored(tmp_path: Path, monkeypat
     seen: list[int] = []
     real = offline._describe_chunk
 
-    def spy(*args: object) -> torch.Tensor:
+    def spy(*args: object) -> np.ndarray:
         seen.append(torch.get_num_threads())
         return real(*args)
 
@@ -134,10 +134,10 @@ def test_a_failing_chunk_is_raised_without_hanging(
 ) -> None:
     real = offline._describe_chunk
 
-    def flaky(x: torch.Tensor, first: int, *rest: object) -> torch.Tensor:
+    def flaky(analyzer: object, audio: np.ndarray, first: int, count: int) -> np.ndarray:
         if first == 32:
             raise RuntimeError("chunk 32 failed")
-        return real(x, first, *rest)
+        return real(analyzer, audio, first, count)
 
     monkeypatch.setattr(offline, "_describe_chunk", flaky)
     path = _write(tmp_path / "x.wav", 44100, 3.0)
