@@ -1,11 +1,13 @@
 """numba kernels of the perceptual loss's gradient-free path (`features.loss`, CPU, float32).
 
 Input: float32 arrays (views of torch tensors, no copies). Output: per-row sums in float64.
-Each kernel is one pass over its data where the torch expression it replaces makes four or five
-(each with a fresh tensor); elementwise values are the same float32 operations in the same order,
-only the per-row sums are accumulated differently (float64 here, float32 cascade in torch), so the
-results agree with the torch path to float32 rounding. All kernels release the GIL (`nogil`), so
-row blocks can run on several Python threads.
+Each kernel is one pass over its data where the torch expression it replaces makes several (each
+with a fresh tensor). Elementwise values are the same float32 operations in the same order, except
+the natural log: `ln_into` is a vectorizable float32 log (Cephes `logf`'s polynomial, within 2 ulp
+of the correctly rounded value, as torch's own vectorized log), used for the renders and for the
+cached targets alike, so identical audio still gives exactly 0. Per-row sums are accumulated in
+float64 (a float32 cascade in torch), so the results agree with the torch path to float32 rounding.
+All kernels release the GIL (`nogil`), so row blocks can run on several Python threads.
 """
 
 from __future__ import annotations
@@ -15,62 +17,125 @@ import numpy as np
 
 # reassociation (and ignoring the sign of zero) lets LLVM vectorize the float64 row sums; no
 # contraction into FMAs, so the elementwise float32 values match torch's separate operations.
-_FLAGS = {"reassoc", "nsz"}
+# error_model="numpy": no zero-division checks, whose branches would stop vectorization.
+_JIT = {"cache": True, "nogil": True, "fastmath": {"reassoc", "nsz"}, "error_model": "numpy"}
+
+_MANTISSA_BITS = 0x7FFFFF
+_ONE_BITS = 0x3F800000  # 1.0f
+_SQRT2_BITS = 0x3FB504F3  # sqrt(2) rounded down: mantissas above it are halved (range [sqrt(.5), sqrt(2)))
+_EXPONENT_ONE = 0x800000
+# Cephes logf: ln(1 + x) = x - x^2 / 2 + x^3 P(x) on x in [sqrt(.5) - 1, sqrt(2) - 1]
+_P = (
+    7.0376836292e-2,
+    -1.1514610310e-1,
+    1.1676998740e-1,
+    -1.2420140846e-1,
+    1.4249322787e-1,
+    -1.6668057665e-1,
+    2.0000714765e-1,
+    -2.4999993993e-1,
+    3.3333331174e-1,
+)
+_LN2_HI = 0.693359375  # exact in float32: e * _LN2_HI is exact for |e| < 2^13
+_LN2_LO = -2.12194440e-4
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
-def magnitude_distance(
+@numba.njit(**_JIT)
+def _split(args: np.ndarray, mantissa_bits: np.ndarray, exponent: np.ndarray) -> None:
+    """args `[n]` > 0 normal -> mantissas in [sqrt(.5), sqrt(2)) (as int32 bits) and float32 exponents."""
+    bits = args.view(np.int32)
+    for i in range(args.shape[0]):
+        b = bits[i]
+        m = (b & _MANTISSA_BITS) | _ONE_BITS
+        big = m > _SQRT2_BITS
+        mantissa_bits[i] = m - _EXPONENT_ONE if big else m
+        exponent[i] = np.float32(((b >> 23) - 127) + (1 if big else 0))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _ln(m: np.float32, e: np.float32) -> np.float32:
+    """ln(m * 2^e) for m in [sqrt(.5), sqrt(2)), float32 throughout (Cephes logf)."""
+    x = m - np.float32(1.0)
+    z = x * x
+    p = np.float32(_P[0])
+    p = p * x + np.float32(_P[1])
+    p = p * x + np.float32(_P[2])
+    p = p * x + np.float32(_P[3])
+    p = p * x + np.float32(_P[4])
+    p = p * x + np.float32(_P[5])
+    p = p * x + np.float32(_P[6])
+    p = p * x + np.float32(_P[7])
+    p = p * x + np.float32(_P[8])
+    y = x * z * p + e * np.float32(_LN2_LO) - np.float32(0.5) * z
+    return x + y + e * np.float32(_LN2_HI)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the same float32 ops in every caller
+def _ln_row(args: np.ndarray, mantissa_bits: np.ndarray, exponent: np.ndarray, out: np.ndarray) -> None:
+    """out = ln(args) for args `[n]` > 0 normal (mantissa_bits, exponent: scratch `[n]`)."""
+    _split(args, mantissa_bits, exponent)
+    m = mantissa_bits.view(np.float32)
+    for i in range(args.shape[0]):
+        out[i] = _ln(m[i], exponent[i])
+
+
+@numba.njit(**_JIT)
+def ln_into(args: np.ndarray, out: np.ndarray) -> None:
+    """out = ln(args), float32 `[B, F]` (args positive and normal, e.g. power + a floor)."""
+    n_rows, n_values = args.shape
+    mantissa = np.empty(n_values, np.int32)
+    exponent = np.empty(n_values, np.float32)
+    for row in range(n_rows):
+        _ln_row(args[row], mantissa, exponent, out[row])
+
+
+@numba.njit(**_JIT)
+def stft_distances(
     spec_ri: np.ndarray,
     gain2: np.ndarray,
     target_mag: np.ndarray,
+    target_log: np.ndarray,
     sqrt_eps: float,
     log_floor: float,
-    log_arg: np.ndarray,
 ) -> np.ndarray:
-    """Per row: sum over bins of (sqrt(power + sqrt_eps) - target_mag)^2, float64 `[B]`.
+    """Per row `[B, 2]` float64: sum (sqrt(power + sqrt_eps) - target_mag)^2, sum |ln(power + log_floor) - target_log|.
 
-    spec_ri `[B, 2F]` (real, imaginary, real, ... of F = frames * bins values), gain2 `[B]` (power
-    gain, 1.0 for none), target_mag `[B or 1, F]`. Writes power + log_floor into log_arg `[B, F]` (the
-    argument of the log-magnitude term, which torch's vectorized log then takes in place).
-    Row views and flat indices: ~3x faster than indexing `[row, i, 0]` (LLVM vectorizes these loops).
+    spec_ri `[B, 2F]` (real, imaginary, ... of F = frames * bins values), gain2 `[B]` (power gain, 1.0
+    for none), target_mag and target_log `[B or 1, F]`. One pass per row through row-sized scratch
+    (in cache): power and the magnitude distance, then the log's exponent split, then the log term.
     """
-    n_rows, n_values = log_arg.shape
+    n_rows = spec_ri.shape[0]
+    n_values = spec_ri.shape[1] // 2
     eps = np.float32(sqrt_eps)
     floor = np.float32(log_floor)
-    out = np.zeros(n_rows)
+    arg = np.empty(n_values, np.float32)
+    mantissa = np.empty(n_values, np.int32)
+    exponent = np.empty(n_values, np.float32)
+    log = np.empty(n_values, np.float32)
+    out = np.zeros((n_rows, 2))
     for row in range(n_rows):
         spec = spec_ri[row]
-        target = target_mag[row if target_mag.shape[0] > 1 else 0]
-        arg = log_arg[row]
+        mag = target_mag[row if target_mag.shape[0] > 1 else 0]
+        logpower = target_log[row if target_log.shape[0] > 1 else 0]
         gain = gain2[row]
-        acc = 0.0
+        squares = 0.0
         for i in range(n_values):
             re = spec[2 * i]
             im = spec[2 * i + 1]
             power = (re * re + im * im) * gain
-            diff = np.float32(np.sqrt(power + eps)) - target[i]  # float32, as torch rounds it
-            acc += diff * diff
+            diff = np.float32(np.sqrt(power + eps)) - mag[i]  # float32, as torch rounds it
+            squares += diff * diff
             arg[i] = power + floor
-        out[row] = acc
-    return out
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
-def abs_difference_sum(values: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per row: sum |values - target|, float64 `[B]` (values `[B, F]`, target `[B or 1, F]`)."""
-    n_rows, n_values = values.shape
-    out = np.zeros(n_rows)
-    for row in range(n_rows):
-        v = values[row]
-        t = target[row if target.shape[0] > 1 else 0]
-        acc = 0.0
+        _ln_row(arg, mantissa, exponent, log)
+        abs_sum = 0.0
         for i in range(n_values):
-            acc += abs(v[i] - t[i])
-        out[row] = acc
+            abs_sum += abs(log[i] - logpower[i])
+        out[row, 0] = squares
+        out[row, 1] = abs_sum
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
+@numba.njit(**_JIT)
 def penalty_sums(audio: np.ndarray, threshold: float) -> np.ndarray:
     """Per row `[B, 3]` float64: sum of samples, count of |x| >= threshold, sum of max(0, |x| - 1)."""
     n_rows, n_samples = audio.shape
@@ -92,3 +157,15 @@ def penalty_sums(audio: np.ndarray, threshold: float) -> np.ndarray:
         out[row, 1] = clipped
         out[row, 2] = over
     return out
+
+
+@numba.njit(**_JIT)
+def is_clean(audio: np.ndarray, max_abs: float) -> bool:
+    """True when every sample is finite with |x| <= max_abs (so `features.batch.sanitize` would change nothing)."""
+    limit = np.float32(max_abs)
+    flat = audio.reshape(-1)
+    bad = 0
+    for i in range(flat.shape[0]):
+        x = flat[i]
+        bad += 0 if abs(x) <= limit else 1  # NaN compares False: counted
+    return bad == 0

@@ -6,34 +6,29 @@ of `PerceptualLoss.prepare_target`, flattened to batch-first tensors so rows can
 episode), and the per-row perceptual loss `[B]` (`PerceptualLoss.compare(...).total`).
 
 `hear_and_loss` does both in one pass: the batch is cut into the loss's row blocks
-(`features.batch.row_chunks`), each block's analysis frames serve the observation and the loss, and
-the blocks can run on several Python threads. The values are exactly those of `hear` and `loss`
-(which run the same blocks), whatever the thread count.
+(`features.batch.row_chunks`), each block's analysis (`PerceptualLoss.analyze`: the STFTs, the
+analysis frames, which at the defaults are every other frame of the loss's 1024-point STFT, their
+mel band power and loudness) serves the observation and the loss, and the blocks can run on several
+Python threads. The values are exactly those of `hear` and `loss` (which run the same blocks),
+whatever the thread count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
 from agents.match.probe import Heard, TargetCache
 from agents.match.threads import map_blocks
-from features.batch import (
-    Frames,
-    analyze_frames,
-    band_magnitude,
-    clip_loudness_frames,
-    log_mel_frames,
-    mfcc_from_log_mel,
-    n_frames,
-    row_chunks,
-)
+from features.batch import Frames, band_magnitude, mfcc_from_log_mel, n_frames, row_chunks
 from features.dsp import plan_for
 from features.loss import PerceptualLoss, TargetFeatures
 from settings.loader import Settings
 
 _N_SAMPLES = "n_samples"
+_DB = 10.0 / math.log(10.0)  # 10 log10(x) = _DB * ln(x), as features.batch.log_mel_frames
 
 
 def centroid_hz(frames: Frames) -> torch.Tensor:
@@ -107,18 +102,19 @@ class FeaturesHearing:
         broadcast = targets is not None and int(targets[_N_SAMPLES].shape[0]) == 1
 
         def block(rows: slice) -> tuple[Heard, torch.Tensor | None]:
-            fr = analyze_frames(audio[rows], self.sample_rate_hz, self.features)
-            logmel = log_mel_frames(fr)
+            analysis = self.loss_module.analyze(audio[rows], spectra=targets is not None)
+            fr = analysis.frames
+            logmel = _DB * torch.log(analysis.mel_power + fr.plan.floor_power)  # features.batch.log_mel_frames
             heard = Heard(
                 logmel_db=logmel,
                 mfcc=mfcc_from_log_mel(logmel, fr.const, self.features.n_mfcc),
                 centroid_hz=centroid_hz(fr),
-                loudness_db=clip_loudness_frames(fr),
+                loudness_db=analysis.loudness_lufs,
             )
             if targets is None:
                 return heard, None
             target = unflatten_target(targets if broadcast else {k: v[rows] for k, v in targets.items()})
-            return heard, self.loss_module.compare(audio[rows], target, frames=fr).total
+            return heard, self.loss_module.compare(audio[rows], target, analysis=analysis).total
 
         parts = map_blocks(block, blocks, threads)
         if len(parts) == 1:
