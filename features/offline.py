@@ -40,6 +40,9 @@ _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
 PROGRESS_MIN_FRAMES = 100_000  # ~1 hour at 16 kHz / hop 512: a few seconds of work
 CHUNK_FRAMES = 128  # frames per chunk: its ~1.5 MB of buffers stay in cache (64..256 cost the same)
 PARALLEL_CHUNK_FRAMES = 128  # with threads (same values whatever the size)
+# BLAS rounds a matmul of 1..3 rows differently (another kernel): the bank matmul always gets at least this many,
+# so a row's values never depend on the size of its chunk
+MIN_MATMUL_ROWS = 16
 
 
 def available_cores() -> int:
@@ -142,8 +145,9 @@ class _ChunkAnalyzer:
         self._spectra = torch.zeros(2 * max_frames, nb, dtype=torch.complex64)
         self._cross = torch.zeros(max_frames, nb, dtype=torch.complex64)
         self._corr = torch.zeros(max_frames, n)
-        self._bands = torch.zeros(max_frames, band)
-        self._banks = torch.zeros(max_frames, n_mels + 12)
+        self._bands = torch.zeros(max(max_frames, MIN_MATMUL_ROWS), band)
+        self._banks = torch.zeros(max(max_frames, MIN_MATMUL_ROWS), n_mels + 12)
+        self._n_mels = n_mels
         self._bank = torch.from_numpy(np.concatenate([plan.mel.T, plan.chroma.T], axis=1).astype(np.float32))
         self._out = np.zeros((max_frames, len(DESCRIPTOR_NAMES)))
         self._spectral = (
@@ -176,9 +180,11 @@ class _ChunkAnalyzer:
         cross = self._cross[:count]
         okern.cross_spectra(spectra, count, cross.numpy())
         corr = torch.fft.irfft(cross, n=plan.window, out=self._corr[:count]).numpy()
-        bands = self._bands[:count]
-        okern.spectral_frames(spectra, stats, count, *self._spectral, bands.numpy(), out)
-        banks = torch.mm(bands, self._bank, out=self._banks[:count]).numpy()
+        okern.spectral_frames(spectra, stats, count, *self._spectral, self._bands.numpy(), out)
+        rows_mm = max(count, MIN_MATMUL_ROWS)  # the other rows hold earlier (finite) powers: computed, ignored
+        banks = torch.mm(self._bands[:rows_mm], self._bank, out=self._banks[:rows_mm])
+        banks[:count, : self._n_mels].add_(plan.floor_power).log_()  # one vectorized pass, not a log per band
+        banks = banks.numpy()
         okern.finish_frames(banks, corr, rows, stats, count, *self._finish, out)
         return out.astype(np.float32)
 

@@ -194,8 +194,9 @@ def finish_frames(
     sample_rate_hz: float,
     out: np.ndarray,
 ) -> None:
-    """Frames [0, count): MFCC from the mel powers (`banks[i, :n_mels]`), chroma from the pitch-class powers
-    (`banks[i, n_mels:]`), and YIN from the correlations `corr` -> `out[i, 10:]`."""
+    """Frames [0, count): MFCC from the mel powers' logs (`banks[i, :n_mels]` = ln(power + floor_power)),
+    chroma from the pitch-class powers (`banks[i, n_mels:]`), and YIN from the correlations `corr` ->
+    `out[i, 10:]`."""
     n_mels = dct.shape[1]
     n_mfcc = dct.shape[0]
     base = 10 + n_mfcc
@@ -205,7 +206,7 @@ def finish_frames(
     for i in range(count):
         o = out[i]
         for j in range(n_mels):
-            mel_db[j] = db * math.log(float(banks[i, j]) + floor_power)
+            mel_db[j] = db * float(banks[i, j])
         for c in range(n_mfcc):
             acc = 0.0
             for j in range(n_mels):
@@ -312,7 +313,8 @@ def _yin(
     cmnd: np.ndarray,
 ) -> tuple[float, float]:
     """`stream_kernels.yin_pitch` of a voiced mean-removed frame `x`: the lag energies as two running sums
-    (the samples leaving and entering the integration window) instead of a prefix sum over the frame."""
+    (the samples leaving and entering the integration window) instead of a prefix sum over the frame, and
+    the normalized difference computed only up to the first trough below the threshold."""
     head = 0.0
     for j in range(width):
         head += float(x[j]) * float(x[j])
@@ -321,6 +323,7 @@ def _yin(
     entering = 0.0  # sum of x[width : width + tau]^2
     running = 0.0
     cmnd[0] = 1.0
+    best = -1
     for tau in range(tau_max + 1):
         d = max(0.0, head - leaving + entering + head - 2.0 * float(corr[tau]))
         running += d
@@ -331,11 +334,10 @@ def _yin(
             b = float(x[width + tau])
             leaving += a * a
             entering += b * b
-    best = -1
-    for tau in range(tau_min, tau_max):
-        if cmnd[tau] < threshold and cmnd[tau] < cmnd[tau - 1] and cmnd[tau] <= cmnd[tau + 1]:
-            best = tau
-            break
+        t = tau - 1  # its neighbours are known now: is it the first trough below the threshold?
+        if tau_min <= t and cmnd[t] < threshold and cmnd[t] < cmnd[t - 1] and cmnd[t] <= cmnd[tau]:
+            best = t
+            break  # the lags past it cannot change the result
     if best < 0:  # no trough below the threshold: the global minimum
         best = tau_min
         for tau in range(tau_min, tau_max):

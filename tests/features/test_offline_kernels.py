@@ -52,10 +52,12 @@ def test_non_finite_and_huge_samples_are_repaired_as_the_batched_face_does() -> 
     _close(values, _batch(x, 16000))
 
 
-def test_chunk_size_cannot_change_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("chunk_frames", [5, 7])  # 46 frames: a last chunk of 1 frame (a one-row matmul), of 4
+def test_chunk_size_cannot_change_a_value(monkeypatch: pytest.MonkeyPatch, chunk_frames: int) -> None:
     x = phrase(16000, 1.5)
     _, whole = offline.describe_audio(x, S)
-    monkeypatch.setattr(offline, "CHUNK_FRAMES", 7)
+    assert len(whole) == 46
+    monkeypatch.setattr(offline, "CHUNK_FRAMES", chunk_frames)
     _, chunked = offline.describe_audio(x, S)
     np.testing.assert_array_equal(chunked, whole)
 
