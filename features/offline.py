@@ -19,10 +19,11 @@ process per core, use it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,11 @@ def describe_audio(
     total = n_frames(x.size, plan)
     bar = _bar(total, CHUNK_FRAMES if threads == 1 else PARALLEL_CHUNK_FRAMES, progress)
     if threads == 1:
-        analyzer = _ChunkAnalyzer(plan, CHUNK_FRAMES)
         parts = []
-        for first in range(0, total, CHUNK_FRAMES):
-            parts.append(_describe_chunk(analyzer, x, first, min(CHUNK_FRAMES, total - first)))
-            bar.update()
+        with _one_torch_thread(), _pooled_analyzer(plan, CHUNK_FRAMES) as analyzer:
+            for first in range(0, total, CHUNK_FRAMES):
+                parts.append(_describe_chunk(analyzer, x, first, min(CHUNK_FRAMES, total - first)))
+                bar.update()
         values = np.concatenate(parts)
     else:
         samples = _Samples.complete(x)
@@ -189,6 +190,39 @@ class _ChunkAnalyzer:
         return out.astype(np.float32)
 
 
+_POOL: dict[tuple[AnalysisPlan, int], list[_ChunkAnalyzer]] = {}  # idle analyzers: buffers reused across calls
+_POOL_LOCK = threading.Lock()
+POOL_SIZE = 4  # idle analyzers kept per (plan, chunk size), ~3 MB each
+
+
+@contextlib.contextmanager
+def _pooled_analyzer(plan: AnalysisPlan, max_frames: int) -> Iterator[_ChunkAnalyzer]:
+    """An analyzer for this thread (an idle one if any: fresh buffers cost ~1 ms of page faults per call)."""
+    with _POOL_LOCK:
+        idle = _POOL.setdefault((plan, max_frames), [])
+        analyzer = idle.pop() if idle else None
+    if analyzer is None:
+        analyzer = _ChunkAnalyzer(plan, max_frames)
+    try:
+        yield analyzer
+    finally:
+        with _POOL_LOCK:
+            if len(idle) < POOL_SIZE:
+                idle.append(analyzer)
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one intra-op thread meanwhile (restored after): the chunk ops are too small for an OpenMP team,
+    and each worker thread is already one of the `threads`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _describe_chunk(analyzer: _ChunkAnalyzer, audio: np.ndarray, first: int, count: int) -> np.ndarray:
     """Frames [first, first + count) of `audio` (the settled samples; a chunk past them reads zeros)."""
     return analyzer(audio, first, count)
@@ -273,7 +307,8 @@ def _analyze(
 
     def work() -> None:
         try:
-            _work(samples, _ChunkAnalyzer(plan, PARALLEL_CHUNK_FRAMES), claim, results, lock, bar)
+            with _pooled_analyzer(plan, PARALLEL_CHUNK_FRAMES) as analyzer:
+                _work(samples, analyzer, claim, results, lock, bar)
         except _ProducerFailedError:
             return
         except BaseException as exc:  # re-raised on the calling thread below
@@ -281,18 +316,16 @@ def _analyze(
                 errors.append(exc)
             samples.finish(exc)  # wakes the workers still waiting
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # one intra-op thread per worker: no oversubscribed OpenMP teams
     workers = [threading.Thread(target=work, name=f"describe-{i}", daemon=True) for i in range(threads - 1)]
-    try:
-        for w in workers:
-            w.start()
-        produce()
-        work()
-    finally:
-        for w in workers:
-            w.join()
-        torch.set_num_threads(before)
+    with _one_torch_thread():
+        try:
+            for w in workers:
+                w.start()
+            produce()
+            work()
+        finally:
+            for w in workers:
+                w.join()
     if errors:
         raise errors[0]
     return np.concatenate([results[first] for first in sorted(results)])

@@ -68,9 +68,29 @@ def test_torch_threads_are_one_per_worker_and_restored(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(offline, "_describe_chunk", spy)
     torch.set_num_threads(2)
-    offline.describe_file(_write(tmp_path / "x.wav", 16000, 1.0), S, threads=2)
-    assert seen and set(seen) == {1}
-    assert torch.get_num_threads() == 2
+    path = _write(tmp_path / "x.wav", 16000, 1.0)
+    for threads in (2, 1):  # the serial loop too: its small ops would only wait for an OpenMP team
+        seen.clear()
+        offline.describe_file(path, S, threads=threads)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+
+
+def test_analyzers_are_reused_across_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = offline._ChunkAnalyzer
+
+    def counting(*args: object) -> object:
+        made.append(real(*args))
+        return made[-1]
+
+    monkeypatch.setattr(offline, "_ChunkAnalyzer", counting)
+    monkeypatch.setattr(offline, "_POOL", {})
+    x = phrase(16000, 1.0).astype(np.float32)
+    first = offline.describe_audio(x, S)[1]
+    for _ in range(3):
+        np.testing.assert_array_equal(offline.describe_audio(x, S)[1], first)
+    assert len(made) == 1
 
 
 @pytest.mark.parametrize(
