@@ -14,13 +14,19 @@ Output: `LossTerms`, each a `Tensor[B]` (differentiable in the render):
 With `normalize_loudness`, the render is gain-matched to the target's LUFS before the spectral terms.
 
 `prepare_target` computes a target's features once (per episode); `compare` scores a batch of renders
-against them (optionally reusing the renders' `features.batch.Frames`, e.g. those an observation was
-computed from). `BestSoFar` turns per-step losses into episodic improvement bonuses.
+against them, optionally reusing the renders' `analyze` (`features.loss_analysis.RenderAnalysis`: the
+STFTs, analysis frames, mel power, loudness, centroids; e.g. those an observation was computed from).
+The analysis frames (`features.batch.analyze_frames`' window and hop) are taken from the loss's own
+STFT when they are frames of it (16 kHz defaults: every other frame of the 1024-point STFT): no
+second transform, `analyze_frames`' values to FFT rounding. `BestSoFar` turns per-step losses into
+episodic improvement bonuses.
 
-Two paths, same values: when no gradient is wanted (grad mode off, or nothing requires grad) on
-float32 CPU tensors, the STFT terms and the penalties run through the one-pass numba kernels of
-`features.loss_kernels` (~2x faster); otherwise everything is torch and differentiable. They agree to
-float32 rounding (only the per-row sums are accumulated differently); see tests/features/test_loss.py.
+Two paths, same values to float32 rounding: when no gradient is wanted (grad mode off, or nothing
+requires grad) on float32 CPU tensors, the STFT terms, the analysis frames' band sums, the centroids
+and the penalties run through the one-pass numba kernels of `features.loss_kernels` (targets through
+the same kernels, so identical audio scores exactly 0); otherwise everything is torch and
+differentiable. They agree within rtol 2e-5 (sums are accumulated in float64 and the log is the
+kernel's own float32 log, within 1 ulp); see tests/features/test_loss.py.
 """
 
 from __future__ import annotations
@@ -29,15 +35,15 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from features import batch, loss_kernels
+from features import loss_analysis as la
 from features.config import FeatureSettings, LossSettings
-from features.dsp import MAX_ABS_SAMPLE, plan_for
+from features.dsp import plan_for
+from features.loss_analysis import LOG_FLOOR_POWER, SQRT_EPS, RenderAnalysis
 
-_LOG_FLOOR_POWER = 1e-9  # -90 dB: log-magnitudes of silent bins meet here
-_SQRT_EPS = 1e-12  # keeps d sqrt(power) / d power finite on silent bins
+__all__ = ["BestSoFar", "LossTerms", "PerceptualLoss", "RenderAnalysis", "TargetFeatures"]
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,6 @@ class TargetFeatures:
     dc: torch.Tensor  # [b] |mean|
     clip_fraction: torch.Tensor  # [b]
     overshoot: torch.Tensor  # [b]
-
-
-@dataclass(frozen=True, eq=False)
-class RenderAnalysis:
-    """What `compare` computes of renders before scoring them (`PerceptualLoss.analyze`): share it with
-    other features of the same renders (e.g. an observation), then pass it to `compare`."""
-
-    frames: batch.Frames  # the renders' analysis frames (`features.batch.analyze_frames`'s, see `analyze`)
-    spectra: tuple[torch.Tensor, ...]  # complex [B, frames, bins] per fft size (empty: computed in `compare`)
-    mel_power: torch.Tensor  # [B, T, n_mels]: band power of the frames @ mel filters
-    loudness_lufs: torch.Tensor  # [B] clip loudness (`features.batch.clip_loudness_frames`)
 
 
 class PerceptualLoss(nn.Module):
@@ -126,69 +121,37 @@ class PerceptualLoss(nn.Module):
 
     def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
         """`[B, frames, bins]` power (`features.batch.stft_power`'s, transposed, window rounded from float64)."""
-        return _power(self._stft(audio, size))
+        return la.power(self._stft(audio, size))
 
     def _frames(self, audio: torch.Tensor) -> batch.Frames:
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
         return batch.Frames(plan=fr.plan, const=self._constants(), frames=fr.frames, power=fr.power)
 
     def analyze(self, render: torch.Tensor, *, spectra: bool = True) -> RenderAnalysis:
-        """The renders' analysis (`RenderAnalysis`), to share with other features and pass to `compare`.
+        """The renders' analysis (`features.loss_analysis.RenderAnalysis`), to share with other features
+        of the renders and pass to `compare` (which computes exactly this when not given it).
 
         When the analysis window is one of the loss's STFT sizes and its frames fall on that STFT's
         (16 kHz defaults: window 1024, hop 512 = every other frame of the 1024-point STFT), the
-        analysis frames' spectra are taken from the STFT instead of a second transform: the same
-        windowed samples, so the same values to FFT rounding. `spectra=False`: only that STFT is kept
-        for the frames (features without the loss; the frames are then the same as with `spectra`).
+        analysis frames' spectra are taken from the STFT instead of a second transform (the same
+        windowed samples: `features.batch.analyze_frames`'s values to FFT rounding). `spectra=False`:
+        only that STFT is computed (features without the loss; the frames are the same as with it).
         """
-        render = self._sanitize(self._as_batch(render, "render"))
-        shared = self._shared_stft(render.shape[-1])
-        specs: tuple[torch.Tensor, ...] = ()
-        if spectra:
-            specs = tuple(self._stft(render, n) for n in self.settings.fft_sizes)
+        return self._analyze(la.sanitize(self._as_batch(render, "render")), spectra)
+
+    def _analyze(self, audio: torch.Tensor, spectra: bool = True) -> RenderAnalysis:
+        shared = la.shared_stft(self.plan, self.settings.fft_sizes, audio.shape[-1])
+        specs = tuple(self._stft(audio, n) for n in self.settings.fft_sizes) if spectra else ()
         if shared is None:
-            fr = self._frames(render)
-        else:
-            index, first, step, count = shared
-            spec = specs[index] if specs else self._stft(render, self.settings.fft_sizes[index])
-            fr = self._frames_from_stft(render, spec[:, first : first + step * (count - 1) + 1 : step])
-        return self._analysis_of(fr, specs)
-
-    def _shared_stft(self, n_samples: int) -> tuple[int, int, int, int] | None:
-        """(fft size index, first STFT frame, frame step, analysis frames) when the analysis frames are
-        frames of one of the loss's STFTs (same window: both are periodic Hann / sum from float64), else None."""
-        plan, sizes = self.plan, self.settings.fft_sizes
-        if plan.window not in sizes:
-            return None
-        hop = plan.window // 4  # the STFT's
-        offset = plan.hop - plan.window // 2  # analysis frame m is centred at (m + 1) * plan.hop - window / 2
-        if offset % hop or plan.hop % hop or offset < 0:
-            return None
-        count = batch.n_frames(n_samples, plan)
-        first, step = offset // hop, plan.hop // hop
-        if first + step * (count - 1) > n_samples // hop:  # past the STFT's last frame
-            return None
-        return sizes.index(plan.window), first, step, count
-
-    def _frames_from_stft(self, audio: torch.Tensor, spec: torch.Tensor) -> batch.Frames:
-        """`batch.Frames` whose power comes from STFT frames `[B, T, bins]` (the raw frames as a view)."""
-        plan = self.plan
-        left = plan.window - plan.hop
-        total = (spec.shape[1] - 1) * plan.hop + plan.window
-        padded = F.pad(audio, (left, max(0, total - left - audio.shape[-1])))[..., :total]
-        frames = padded.unfold(-1, plan.window, plan.hop)
-        return batch.Frames(plan=plan, const=self._constants(), frames=frames, power=_power(spec))
-
-    def _sanitize(self, audio: torch.Tensor) -> torch.Tensor:
-        """`batch.sanitize`, skipped (the same tensor back) for clean float32 CPU audio wanting no gradient."""
-        clean_candidate = audio.device.type == "cpu" and audio.dtype == torch.float32
-        if clean_candidate and not (torch.is_grad_enabled() and audio.requires_grad):
-            values = audio.detach()
-            if values.is_contiguous() and loss_kernels.is_clean(values.numpy(), MAX_ABS_SAMPLE):
-                return audio
-        return batch.sanitize(audio)
+            return la.analysis_of(self._frames(audio), specs)
+        index, *geometry = shared
+        spec = specs[index] if specs else self._stft(audio, self.settings.fft_sizes[index])
+        fr, mel_power, kms = la.frames_from_stft(audio, spec, self.plan, self._constants(), tuple(geometry))  # type: ignore[arg-type]
+        return la.analysis_of(fr, specs, mel_power, kms)
 
     def _clip_centroid_hz(self, fr: batch.Frames, gain2: torch.Tensor | None = None) -> torch.Tensor:
+        if la.numba_ok(fr.power):
+            return la.centroids(fr, gain2)[1]
         power = fr.power[..., : self.plan.n_band].mean(-2)
         if gain2 is not None:
             power = power * gain2.unsqueeze(-1)
@@ -198,9 +161,11 @@ class PerceptualLoss(nn.Module):
     def _mfcc(
         self, fr: batch.Frames, gain2: torch.Tensor | None = None, mel_power: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """MFCC of the frames (`mel_power`: their band power @ mel, if already computed; unused with a gain)."""
-        if gain2 is None and mel_power is not None:
-            logmel = 10.0 * torch.log10(mel_power + self.plan.floor_power)
+        """MFCC of the frames (`mel_power`: their band power @ mel, if already computed: then gained after the
+        (linear) mel projection, which on the fast path keeps identical audio at exactly 0)."""
+        if mel_power is not None:
+            gained = mel_power if gain2 is None else mel_power * gain2[:, None, None]
+            logmel = 10.0 * torch.log10(gained + self.plan.floor_power)
             return batch.mfcc_from_log_mel(logmel, fr.const, self.feature_settings.n_mfcc)
         power = fr.power[..., : self.plan.n_band]
         if gain2 is not None:
@@ -217,24 +182,27 @@ class PerceptualLoss(nn.Module):
     def prepare_target(self, target: torch.Tensor) -> TargetFeatures:
         """Features of the target audio (`[N]` or `[b, N]`), computed once without gradient."""
         with torch.no_grad():
-            return self._target_features(self._sanitize(self._as_batch(target, "target")))
+            return self._target_features(la.sanitize(self._as_batch(target, "target")))
 
     def _target_features(self, target: torch.Tensor) -> TargetFeatures:
-        powers = tuple(self._stft_power(target, n) for n in self.settings.fft_sizes)
-        fr = self._frames(target)
+        """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats."""
+        analysis = self._analyze(target)
+        powers = tuple(la.power(spec) for spec in analysis.spectra)
+        fr = analysis.frames
         fast = self._fast_path(target, None)
-        if fast:  # the renders' own path: identical audio gives identical stats
-            dc, clip_fraction, overshoot = _penalty_stats_fast(target, self.settings.clip_threshold)
+        if fast:
+            dc, clip_fraction, overshoot = la.penalty_stats_fast(target, self.settings.clip_threshold)
         else:
             dc, clip_fraction, overshoot = self._penalty_stats(target, self.settings.clip_threshold)
+        centroid = analysis.clip_centroid_hz
         return TargetFeatures(
             n_samples=target.shape[-1],
-            stft_mag=tuple(_magnitude(p, fast) for p in powers),
-            stft_logpower=tuple(_log_power(p, fast) for p in powers),
+            stft_mag=tuple(la.magnitude(p, fast) for p in powers),
+            stft_logpower=tuple(la.log_power(p, fast) for p in powers),
             stft_energy=tuple(p.sum((-1, -2)) for p in powers),
-            mfcc=self._mfcc(fr),
-            centroid_hz=self._clip_centroid_hz(fr),
-            loudness_lufs=batch.clip_loudness_frames(fr),
+            mfcc=self._mfcc(fr, None, analysis.mel_power),
+            centroid_hz=self._clip_centroid_hz(fr) if centroid is None else centroid,
+            loudness_lufs=analysis.loudness_lufs,
             dc=dc,
             clip_fraction=clip_fraction,
             overshoot=overshoot,
@@ -257,7 +225,7 @@ class PerceptualLoss(nn.Module):
         (the same values as computing them here, which is then skipped). `analysis`: the renders'
         `analyze(render)` (then `frames` is ignored), the same values as `compare` computes without it.
         """
-        render = self._sanitize(self._as_batch(render, "render"))
+        render = la.sanitize(self._as_batch(render, "render"))
         if render.shape[-1] != target.n_samples:
             raise ValueError(f"render has {render.shape[-1]} samples, the prepared target {target.n_samples}")
         b_target = target.mfcc.shape[0]
@@ -267,7 +235,7 @@ class PerceptualLoss(nn.Module):
         if given is not None and tuple(given.power.shape[:2]) != (render.shape[0], target.mfcc.shape[1]):
             raise ValueError(f"frames {tuple(given.power.shape[:2])} do not belong to these renders and target")
         if analysis is None and frames is not None:
-            analysis = self._analysis_of(frames)
+            analysis = la.analysis_of(batch.Frames(frames.plan, self._constants(), frames.frames, frames.power))
         fast = self._fast_path(render, target)
         chunks = batch.row_chunks(render.shape[0], target.mfcc.shape[1])
         if len(chunks) == 1:
@@ -276,17 +244,12 @@ class PerceptualLoss(nn.Module):
             self._compare(
                 render[rows],
                 target if b_target == 1 else _rows(target, rows),
-                None if analysis is None else _analysis_rows(analysis, rows),
+                None if analysis is None else la.analysis_rows(analysis, rows),
                 fast,
             )
             for rows in chunks
         ]
         return LossTerms(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(LossTerms)})
-
-    def _analysis_of(self, fr: batch.Frames, spectra: tuple[torch.Tensor, ...] = ()) -> RenderAnalysis:
-        mel_power = fr.power[..., : self.plan.n_band] @ fr.const.mel_t
-        loudness = batch.clip_loudness_frames(fr)
-        return RenderAnalysis(frames=fr, spectra=spectra, mel_power=mel_power, loudness_lufs=loudness)
 
     @staticmethod
     def _fast_path(render: torch.Tensor, target: TargetFeatures | None) -> bool:
@@ -303,25 +266,27 @@ class PerceptualLoss(nn.Module):
     ) -> LossTerms:
         s = self.settings
         if analysis is None:
-            analysis = self._analysis_of(self._frames(render))
+            analysis = self._analyze(render)
         fr, loud = analysis.frames, analysis.loudness_lufs
         loudness = (loud - target.loudness_lufs).abs()
         gain2 = None
         if s.normalize_loudness:
             gain2 = torch.pow(10.0, ((target.loudness_lufs - loud) / 10.0).clamp(-60.0, 60.0))
-        mr = torch.zeros_like(loud)
-        for i, size in enumerate(s.fft_sizes):
-            spec = analysis.spectra[i] if analysis.spectra else self._stft(render, size)
-            if fast:
-                sc, log_l1 = self._stft_terms_fast(spec, gain2, target, i)
-            else:
-                sc, log_l1 = self._stft_terms(spec, gain2, target, i)
-            mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
-        mr = mr / len(s.fft_sizes)
-        mfcc = (self._mfcc(fr, gain2, analysis.mel_power) - target.mfcc).abs().mean((-1, -2))
-        centroid = torch.log2(self._clip_centroid_hz(fr, gain2) / target.centroid_hz).abs()
+        specs = analysis.spectra or tuple(self._stft(render, size) for size in s.fft_sizes)
         if fast:
-            dc_r, clip_r, over_r = _penalty_stats_fast(render, s.clip_threshold)
+            mr = self._mr_stft_fast(specs, gain2, target)
+        else:
+            mr = torch.zeros_like(loud)
+            for i, spec in enumerate(specs):
+                sc, log_l1 = self._stft_terms(spec, gain2, target, i)
+                mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
+            mr = mr / len(specs)
+        mfcc = (self._mfcc(fr, gain2, analysis.mel_power) - target.mfcc).abs().mean((-1, -2))
+        clip_hz = analysis.clip_centroid_hz if gain2 is None else None
+        clip_hz = self._clip_centroid_hz(fr, gain2) if clip_hz is None else clip_hz
+        centroid = torch.log2(clip_hz / target.centroid_hz).abs()
+        if fast:
+            dc_r, clip_r, over_r = la.penalty_stats_fast(render, s.clip_threshold)
         else:
             dc_r, clip_r, over_r = self._penalty_stats(render, s.clip_threshold)
         dc = torch.relu(dc_r - target.dc)
@@ -335,33 +300,34 @@ class PerceptualLoss(nn.Module):
         self, spec: torch.Tensor, gain2: torch.Tensor | None, target: TargetFeatures, i: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectral convergence and mean |d ln power| at one resolution (torch, differentiable)."""
-        power = _power(spec)
+        power = la.power(spec)
         if gain2 is not None:
             power = power * gain2[:, None, None]
-        floor = power.shape[-1] * power.shape[-2] * _LOG_FLOOR_POWER
-        distance = torch.sqrt(((power + _SQRT_EPS).sqrt() - target.stft_mag[i]).square().sum((-1, -2)) + 1e-20)
+        floor = power.shape[-1] * power.shape[-2] * LOG_FLOOR_POWER
+        distance = torch.sqrt(((power + SQRT_EPS).sqrt() - target.stft_mag[i]).square().sum((-1, -2)) + 1e-20)
         sc = distance / torch.sqrt(target.stft_energy[i] + floor)
-        log_l1 = (torch.log(power + _LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
+        log_l1 = (torch.log(power + LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
         return sc, log_l1
 
-    def _stft_terms_fast(
-        self, spec: torch.Tensor, gain2: torch.Tensor | None, target: TargetFeatures, i: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`_stft_terms` without gradient: one numba pass over the spectrum (`loss_kernels.stft_distances`)."""
-        n_rows, n_values = spec.shape[0], spec.shape[1] * spec.shape[2]
+    def _mr_stft_fast(
+        self, specs: tuple[torch.Tensor, ...], gain2: torch.Tensor | None, target: TargetFeatures
+    ) -> torch.Tensor:
+        """The MR-STFT term as `_stft_terms` sums it, without gradient: one numba pass over all the spectra."""
+        n_rows = specs[0].shape[0]
         gain = torch.ones(n_rows) if gain2 is None else gain2.detach().contiguous()
         sums = loss_kernels.stft_distances(
-            torch.view_as_real(spec.detach()).reshape(n_rows, 2 * n_values).numpy(),
+            tuple(torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy() for spec in specs),
             gain.numpy(),
-            _flat(target.stft_mag[i]),
-            _flat(target.stft_logpower[i]),
-            _SQRT_EPS,
-            _LOG_FLOOR_POWER,
+            tuple(la.flat(mag) for mag in target.stft_mag),
+            tuple(la.flat(log) for log in target.stft_logpower),
+            SQRT_EPS,
+            LOG_FLOOR_POWER,
         )
-        sums_t = torch.from_numpy(sums)
-        distance = torch.sqrt(sums_t[:, 0].float() + 1e-20)
-        sc = distance / torch.sqrt(target.stft_energy[i] + n_values * _LOG_FLOOR_POWER)
-        return sc, (sums_t[:, 1] / n_values).float()
+        n_values = np.array([spec.shape[1] * spec.shape[2] for spec in specs], dtype=np.float64)
+        energy = np.stack([e.detach().numpy() for e in target.stft_energy], axis=-1).astype(np.float64)  # [b, R]
+        sc = np.sqrt(sums[:, :, 0] + 1e-20) / np.sqrt(energy + n_values * LOG_FLOOR_POWER)
+        mr = (sc + 0.5 * sums[:, :, 1] / n_values).mean(-1)  # 0.5: |d ln magnitude|; float64 until here
+        return torch.from_numpy(mr.astype(np.float32))
 
     def forward(self, render: torch.Tensor, target: torch.Tensor) -> LossTerms:
         """Loss of renders `[B, N]` against target audio (gradient flows into the target too if it requires it)."""
@@ -377,52 +343,6 @@ class PerceptualLoss(nn.Module):
         if audio.dim() != 2 or audio.shape[-1] == 0:
             raise ValueError(f"{what} must have shape [B, N] or [N] with N > 0, got {tuple(audio.shape)}")
         return audio
-
-
-def _flat(values: torch.Tensor) -> np.ndarray:
-    """`[b, frames, bins]` -> contiguous float32 `[b, frames * bins]` numpy view (a copy only if strided)."""
-    return values.detach().reshape(values.shape[0], -1).contiguous().numpy()
-
-
-def _magnitude(power: torch.Tensor, fast: bool) -> torch.Tensor:
-    """sqrt(power + eps); on the fast path correctly rounded, as the numba kernel takes it (torch's
-    vectorized sqrt is off by an ulp now and then), so identical audio gives a distance of exactly 0."""
-    if not fast:
-        return (power + _SQRT_EPS).sqrt()
-    return torch.from_numpy(np.sqrt((power + _SQRT_EPS).numpy()))
-
-
-def _power(spec: torch.Tensor) -> torch.Tensor:
-    return spec.real.square() + spec.imag.square()
-
-
-def _log_power(power: torch.Tensor, fast: bool) -> torch.Tensor:
-    """ln(power + floor); on the fast path with the renders' kernel log (`loss_kernels.ln_into`), so
-    identical audio gives a log distance of exactly 0."""
-    arg = power + _LOG_FLOOR_POWER
-    if not fast:
-        return torch.log(arg)
-    flat = arg.reshape(arg.shape[0], -1)
-    out = torch.empty_like(flat)
-    loss_kernels.ln_into(flat.numpy(), out.numpy())
-    return out.reshape(arg.shape)
-
-
-def _penalty_stats_fast(audio: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`PerceptualLoss._penalty_stats` in one numba pass (no gradient)."""
-    sums = torch.from_numpy(loss_kernels.penalty_sums(audio.detach().contiguous().numpy(), threshold))
-    means = (sums / audio.shape[-1]).float()
-    return means[:, 0].abs(), means[:, 1], means[:, 2]
-
-
-def _analysis_rows(analysis: RenderAnalysis, rows: slice) -> RenderAnalysis:
-    fr = analysis.frames
-    return RenderAnalysis(
-        frames=batch.Frames(plan=fr.plan, const=fr.const, frames=fr.frames[rows], power=fr.power[rows]),
-        spectra=tuple(spec[rows] for spec in analysis.spectra),
-        mel_power=analysis.mel_power[rows],
-        loudness_lufs=analysis.loudness_lufs[rows],
-    )
 
 
 def _rows(target: TargetFeatures, rows: slice) -> TargetFeatures:

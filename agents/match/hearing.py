@@ -108,7 +108,7 @@ class FeaturesHearing:
             heard = Heard(
                 logmel_db=logmel,
                 mfcc=mfcc_from_log_mel(logmel, fr.const, self.features.n_mfcc),
-                centroid_hz=centroid_hz(fr),
+                centroid_hz=centroid_hz(fr) if analysis.centroid_hz is None else analysis.centroid_hz,
                 loudness_db=analysis.loudness_lufs,
             )
             if targets is None:

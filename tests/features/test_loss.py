@@ -171,8 +171,31 @@ def test_given_frames_give_the_same_loss(loss: PerceptualLoss) -> None:
         r = renders.clone().requires_grad_(grad)
         assert loss._fast_path(r, target) != grad
         own = loss.compare(r, target)
-        given = loss.compare(r, target, frames=frames)
+        given = loss.compare(r, target, frames=frames)  # analyze_frames' own FFT: the same to FFT rounding
+        shared = loss.compare(r, target, analysis=loss.analyze(r))  # exactly what compare computes
         for name in own.as_dict():
-            assert torch.equal(getattr(own, name), getattr(given, name)), name
+            torch.testing.assert_close(getattr(given, name), getattr(own, name), rtol=1e-5, atol=1e-6)
+            assert torch.equal(getattr(own, name), getattr(shared, name)), name
     with pytest.raises(ValueError, match="frames"):
         loss.compare(renders[:3], loss.prepare_target(targets[:3]), frames=frames)
+    with pytest.raises(ValueError, match="frames"):
+        loss.compare(renders[:3], loss.prepare_target(targets[:3]), analysis=loss.analyze(renders))
+
+
+def test_analysis_frames_are_the_analyze_frames_of_the_renders(loss: PerceptualLoss) -> None:
+    """The observation's frames come from the loss's 1024-point STFT: analyze_frames' values to FFT rounding."""
+    from features import batch
+
+    renders, _ = _mixed_batch()
+    with torch.no_grad():
+        analysis = loss.analyze(renders)
+        frames = batch.analyze_frames(renders, SR, FeatureSettings())
+    assert len(analysis.spectra) == 3 and analysis.frames.power.shape == frames.power.shape
+    scale = frames.power.amax((-1, -2), keepdim=True) + 1e-12
+    assert ((analysis.frames.power - frames.power).abs() / scale).max() < 1e-6
+    torch.testing.assert_close(analysis.frames.frames, frames.frames, rtol=0, atol=0)
+    torch.testing.assert_close(analysis.mel_power, frames.power @ frames.const.mel_t, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(analysis.loudness_lufs, batch.clip_loudness_frames(frames), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(analysis.centroid_hz, batch.spectral_shape(frames)[..., 0], rtol=1e-4, atol=1e-2)
+    alone = loss.analyze(renders, spectra=False)
+    assert alone.spectra == () and torch.equal(alone.frames.power, analysis.frames.power)
