@@ -10,11 +10,13 @@ with the mel + chroma banks. `describe_audio` does the same for an array already
 
 Threads (`threads`, `describe_file`'s default: the cores this process may use): the file is decoded and
 resampled block by block (`audio_io.BlockDecoder`) on the calling thread while `threads - 1` workers
-analyze the chunks whose samples have arrived; once decoding ends the calling thread analyzes chunks
-too. torch ops and the numba kernels release the GIL, and torch runs one intra-op thread per worker
-meanwhile. Every frame is computed from its own samples whatever the chunk, so the values agree with
-the serial loop (tested within 1e-6). `describe_audio` stays serial unless asked (corpus workers, one
-process per core, use it).
+analyze the chunks whose samples have arrived. The calling thread does not join the analysis after
+decoding: on this project's 2-vCPU machine two analyzing threads (SIMD-bound, ~2 MB of buffers each)
+ran slower than one, while decoding / resampling overlaps with one analysis thread. torch ops and the
+numba kernels release the GIL, and torch runs one intra-op thread per worker meanwhile. Every frame is
+computed from its own samples whatever the chunk, so threads give exactly the serial values (tested).
+`describe_audio` stays serial unless asked (corpus workers, one process per core, use it); with
+`threads` it analyzes on all of them.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def describe_audio(
         values = np.concatenate(parts)
     else:
         samples = _Samples.complete(x)
-        values = _analyze(samples, plan, settings, threads, lambda: None, bar)
+        values = _analyze(samples, plan, settings, threads, lambda: None, bar, caller_analyzes=True)
     bar.close()
     return frame_times_s(x.size, sr, settings), values.astype(np.float32, copy=False)
 
@@ -117,7 +119,7 @@ def describe_file(
         samples.finish()
 
     bar = _bar(n_frames(decoder.expected_frames, plan), PARALLEL_CHUNK_FRAMES, progress)
-    values = _analyze(samples, plan, settings, threads, decode, bar)
+    values = _analyze(samples, plan, settings, threads, decode, bar, caller_analyzes=False)
     bar.close()
     return frame_times_s(samples.count, sr, settings), values.astype(np.float32, copy=False), decoder.info
 
@@ -141,11 +143,9 @@ class _ChunkAnalyzer:
         self.plan = plan
         n, nb, band = plan.window, plan.n_bins, plan.n_band
         n_mels = plan.mel.shape[0]
-        self._rows = np.zeros((2 * max_frames, n), dtype=np.float32)  # mean-removed frames, then YIN heads
+        self._rows = np.zeros((2 * max_frames, n), dtype=np.float32)  # mean-removed frames, then YIN's heads
         self._stats = np.zeros((max_frames, 4))
         self._spectra = torch.zeros(2 * max_frames, nb, dtype=torch.complex64)
-        self._cross = torch.zeros(max_frames, nb, dtype=torch.complex64)
-        self._corr = torch.zeros(max_frames, n)
         self._bands = torch.zeros(max(max_frames, MIN_MATMUL_ROWS), band)
         self._banks = torch.zeros(max(max_frames, MIN_MATMUL_ROWS), n_mels + 12)
         self._n_mels = n_mels
@@ -177,10 +177,13 @@ class _ChunkAnalyzer:
         plan = self.plan
         rows, stats, out = self._rows[: 2 * count], self._stats[:count], self._out[:count]
         okern.prepare_frames(audio, first, count, plan.hop, plan.yin_width, MAX_ABS_SAMPLE, rows, stats)
-        spectra = torch.fft.rfft(torch.from_numpy(rows), out=self._spectra[: 2 * count]).numpy()
-        cross = self._cross[:count]
-        okern.cross_spectra(spectra, count, cross.numpy())
-        corr = torch.fft.irfft(cross, n=plan.window, out=self._corr[:count]).numpy()
+        spectra_t = torch.fft.rfft(torch.from_numpy(rows), out=self._spectra[: 2 * count])
+        spectra = spectra_t.numpy()
+        # buffers reused once read (a smaller working set): the cross spectra replace the heads' spectra,
+        # the correlations the heads
+        okern.cross_spectra(spectra, count, spectra[count:])
+        rows_t = torch.from_numpy(rows)
+        corr = torch.fft.irfft(spectra_t[count:], n=plan.window, out=rows_t[count:]).numpy()
         okern.spectral_frames(spectra, stats, count, *self._spectral, self._bands.numpy(), out)
         rows_mm = max(count, MIN_MATMUL_ROWS)  # the other rows hold earlier (finite) powers: computed, ignored
         banks = torch.mm(self._bands[:rows_mm], self._bank, out=self._banks[:rows_mm])
@@ -289,11 +292,12 @@ def _analyze(
     threads: int,
     produce: Callable[[], None],
     bar: tqdm,
+    *,
+    caller_analyzes: bool,
 ) -> np.ndarray:
-    """Chunks of PARALLEL_CHUNK_FRAMES frames on `threads` threads as their samples arrive -> values [T, K].
-
-    The calling thread runs `produce` (which fills and finishes `samples`), then analyzes too.
-    """
+    """Chunks of PARALLEL_CHUNK_FRAMES frames on `threads - 1` worker threads as their samples arrive -> values
+    [T, K]. The calling thread runs `produce` (which fills and finishes `samples`), then, if `caller_analyzes`,
+    analyzes too."""
     results: dict[int, np.ndarray] = {}
     lock = threading.Lock()
     claimed = [0]
@@ -322,7 +326,8 @@ def _analyze(
             for w in workers:
                 w.start()
             produce()
-            work()
+            if caller_analyzes:
+                work()
         finally:
             for w in workers:
                 w.join()

@@ -106,7 +106,8 @@ def prepare_frames(
 
 @numba.njit(cache=True, nogil=True)
 def cross_spectra(spectra: np.ndarray, count: int, cross: np.ndarray) -> None:
-    """`cross[i] = conj(spectra[count + i]) * spectra[i]`: YIN's correlation spectrum of frame i."""
+    """`cross[i] = conj(spectra[count + i]) * spectra[i]`: YIN's correlation spectrum of frame i (`cross` may be
+    `spectra[count:]` itself)."""
     for i in range(count):
         x = spectra[i]
         h = spectra[count + i]

@@ -198,3 +198,17 @@ def test_compressed_files_decode_in_blocks_to_the_same_analysis(
     _, threaded, info_2 = offline.describe_file(path, S, threads=2)
     np.testing.assert_allclose(threaded, serial, rtol=1e-6, atol=1e-6)
     assert info_1 == info_2
+
+
+def test_the_calling_thread_decodes_while_workers_analyze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    analyzed_on: set[str] = set()
+    real = offline._describe_chunk
+
+    def spy(*args: object) -> np.ndarray:
+        analyzed_on.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(offline, "_describe_chunk", spy)
+    monkeypatch.setattr(offline, "PARALLEL_CHUNK_FRAMES", 16)
+    offline.describe_file(_write(tmp_path / "x.wav", 44100, 2.0), S, threads=2)
+    assert analyzed_on == {"describe-0"}  # the one worker; the caller only decoded
