@@ -127,25 +127,26 @@ class PerceptualLoss(nn.Module):
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
         return batch.Frames(plan=fr.plan, const=self._constants(), frames=fr.frames, power=fr.power)
 
-    def analyze(self, render: torch.Tensor, *, spectra: bool = True) -> RenderAnalysis:
+    def analyze(self, render: torch.Tensor) -> RenderAnalysis:
         """The renders' analysis (`features.loss_analysis.RenderAnalysis`), to share with other features
         of the renders and pass to `compare` (which computes exactly this when not given it).
 
         When the analysis window is one of the loss's STFT sizes and its frames fall on that STFT's
         (16 kHz defaults: window 1024, hop 512 = every other frame of the 1024-point STFT), the
         analysis frames' spectra are taken from the STFT instead of a second transform (the same
-        windowed samples: `features.batch.analyze_frames`'s values to FFT rounding). `spectra=False`:
-        only that STFT is computed (features without the loss; the frames are the same as with it).
+        windowed samples: `features.batch.analyze_frames`'s values to FFT rounding); that STFT is kept
+        for `compare`, which computes the other resolutions one at a time, each scored while in cache.
         """
-        return self._analyze(la.sanitize(self._as_batch(render, "render")), spectra)
+        return self._analyze(la.sanitize(self._as_batch(render, "render")))
 
-    def _analyze(self, audio: torch.Tensor, spectra: bool = True) -> RenderAnalysis:
-        shared = la.shared_stft(self.plan, self.settings.fft_sizes, audio.shape[-1])
-        specs = tuple(self._stft(audio, n) for n in self.settings.fft_sizes) if spectra else ()
+    def _analyze(self, audio: torch.Tensor) -> RenderAnalysis:
+        sizes = self.settings.fft_sizes
+        shared = la.shared_stft(self.plan, sizes, audio.shape[-1])
         if shared is None:
-            return la.analysis_of(self._frames(audio), specs)
+            return la.analysis_of(self._frames(audio))
         index, *geometry = shared
-        spec = specs[index] if specs else self._stft(audio, self.settings.fft_sizes[index])
+        spec = self._stft(audio, sizes[index])
+        specs = tuple(spec if i == index else None for i in range(len(sizes)))
         fr, mel_power, kms = la.frames_from_stft(audio, spec, self.plan, self._constants(), tuple(geometry))  # type: ignore[arg-type]
         return la.analysis_of(fr, specs, mel_power, kms)
 
@@ -187,7 +188,7 @@ class PerceptualLoss(nn.Module):
     def _target_features(self, target: torch.Tensor) -> TargetFeatures:
         """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats."""
         analysis = self._analyze(target)
-        powers = tuple(la.power(spec) for spec in analysis.spectra)
+        powers = tuple(la.power(self._spectrum(target, analysis, i)) for i in range(len(self.settings.fft_sizes)))
         fr = analysis.frames
         fast = self._fast_path(target, None)
         if fast:
@@ -272,15 +273,14 @@ class PerceptualLoss(nn.Module):
         gain2 = None
         if s.normalize_loudness:
             gain2 = torch.pow(10.0, ((target.loudness_lufs - loud) / 10.0).clamp(-60.0, 60.0))
-        specs = analysis.spectra or tuple(self._stft(render, size) for size in s.fft_sizes)
         if fast:
-            mr = self._mr_stft_fast(specs, gain2, target)
+            mr = self._mr_stft_fast(render, analysis, gain2, target)
         else:
             mr = torch.zeros_like(loud)
-            for i, spec in enumerate(specs):
-                sc, log_l1 = self._stft_terms(spec, gain2, target, i)
+            for i in range(len(s.fft_sizes)):
+                sc, log_l1 = self._stft_terms(self._spectrum(render, analysis, i), gain2, target, i)
                 mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
-            mr = mr / len(specs)
+            mr = mr / len(s.fft_sizes)
         mfcc = (self._mfcc(fr, gain2, analysis.mel_power) - target.mfcc).abs().mean((-1, -2))
         clip_hz = analysis.clip_centroid_hz if gain2 is None else None
         clip_hz = self._clip_centroid_hz(fr, gain2) if clip_hz is None else clip_hz
@@ -309,21 +309,31 @@ class PerceptualLoss(nn.Module):
         log_l1 = (torch.log(power + LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
         return sc, log_l1
 
+    def _spectrum(self, audio: torch.Tensor, analysis: RenderAnalysis, i: int) -> torch.Tensor:
+        """The STFT at fft size number i: the analysis' if it computed it, else computed now."""
+        spec = analysis.spectra[i] if analysis.spectra else None
+        return self._stft(audio, self.settings.fft_sizes[i]) if spec is None else spec
+
     def _mr_stft_fast(
-        self, specs: tuple[torch.Tensor, ...], gain2: torch.Tensor | None, target: TargetFeatures
+        self, render: torch.Tensor, analysis: RenderAnalysis, gain2: torch.Tensor | None, target: TargetFeatures
     ) -> torch.Tensor:
-        """The MR-STFT term as `_stft_terms` sums it, without gradient: one numba pass over all the spectra."""
-        n_rows = specs[0].shape[0]
-        gain = torch.ones(n_rows) if gain2 is None else gain2.detach().contiguous()
-        sums = loss_kernels.stft_distances(
-            tuple(torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy() for spec in specs),
-            gain.numpy(),
-            tuple(la.flat(mag) for mag in target.stft_mag),
-            tuple(la.flat(log) for log in target.stft_logpower),
-            SQRT_EPS,
-            LOG_FLOOR_POWER,
-        )
-        n_values = np.array([spec.shape[1] * spec.shape[2] for spec in specs], dtype=np.float64)
+        """The MR-STFT term as `_stft_terms` sums it, without gradient: per resolution, its STFT, then at
+        once (while in cache) one numba pass over it (`loss_kernels.stft_distances`); combined in float64."""
+        n_rows, n_sizes = render.shape[0], len(self.settings.fft_sizes)
+        gain = np.ones(n_rows, np.float32) if gain2 is None else gain2.detach().float().contiguous().numpy()
+        sums = np.empty((n_rows, n_sizes, 2))
+        n_values = np.empty(n_sizes)
+        for i in range(n_sizes):
+            spec = self._spectrum(render, analysis, i).detach()
+            n_values[i] = spec.shape[1] * spec.shape[2]
+            sums[:, i] = loss_kernels.stft_distances(
+                (torch.view_as_real(spec).reshape(n_rows, -1).numpy(),),
+                gain,
+                (la.flat(target.stft_mag[i]),),
+                (la.flat(target.stft_logpower[i]),),
+                SQRT_EPS,
+                LOG_FLOOR_POWER,
+            )[:, 0]
         energy = np.stack([e.detach().numpy() for e in target.stft_energy], axis=-1).astype(np.float64)  # [b, R]
         sc = np.sqrt(sums[:, :, 0] + 1e-20) / np.sqrt(energy + n_values * LOG_FLOOR_POWER)
         mr = (sc + 0.5 * sums[:, :, 1] / n_values).mean(-1)  # 0.5: |d ln magnitude|; float64 until here

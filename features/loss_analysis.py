@@ -37,7 +37,8 @@ class RenderAnalysis:
     (e.g. an observation), then pass it to `PerceptualLoss.compare`."""
 
     frames: batch.Frames  # the analysis frames (`features.batch.analyze_frames`'s frames and power)
-    spectra: tuple[torch.Tensor, ...]  # complex [B, frames, bins] per loss fft size (empty: not computed)
+    spectra: tuple[torch.Tensor | None, ...]  # complex [B, frames, bins] per loss fft size, None (or an
+    # empty tuple) where analysis did not compute it (then `compare` does, one resolution at a time)
     mel_power: torch.Tensor  # [B, T, n_mels]: band power of the frames @ mel filters
     loudness_lufs: torch.Tensor  # [B] clip loudness (`features.batch.clip_loudness_frames`)
     centroid_hz: torch.Tensor | None  # [B, T] spectral centroid per frame (fast path only, else None)
@@ -128,7 +129,7 @@ def _sparse_mel(plan: AnalysisPlan, const: batch.Constants) -> tuple[np.ndarray,
 
 def analysis_of(
     fr: batch.Frames,
-    spectra: tuple[torch.Tensor, ...] = (),
+    spectra: tuple[torch.Tensor | None, ...] = (),
     mel_power: torch.Tensor | None = None,
     kms: torch.Tensor | None = None,
 ) -> RenderAnalysis:
@@ -160,7 +161,7 @@ def analysis_rows(analysis: RenderAnalysis, rows: slice) -> RenderAnalysis:
     fr = analysis.frames
     return RenderAnalysis(
         frames=batch.Frames(plan=fr.plan, const=fr.const, frames=fr.frames[rows], power=fr.power[rows]),
-        spectra=tuple(spec[rows] for spec in analysis.spectra),
+        spectra=tuple(None if spec is None else spec[rows] for spec in analysis.spectra),
         mel_power=analysis.mel_power[rows],
         loudness_lufs=analysis.loudness_lufs[rows],
         centroid_hz=None if analysis.centroid_hz is None else analysis.centroid_hz[rows],

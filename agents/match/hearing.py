@@ -102,7 +102,7 @@ class FeaturesHearing:
         broadcast = targets is not None and int(targets[_N_SAMPLES].shape[0]) == 1
 
         def block(rows: slice) -> tuple[Heard, torch.Tensor | None]:
-            analysis = self.loss_module.analyze(audio[rows], spectra=targets is not None)
+            analysis = self.loss_module.analyze(audio[rows])
             fr = analysis.frames
             logmel = _DB * torch.log(analysis.mel_power + fr.plan.floor_power)  # features.batch.log_mel_frames
             heard = Heard(

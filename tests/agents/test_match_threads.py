@@ -37,6 +37,22 @@ def test_map_blocks_keeps_order_and_raises_worker_errors() -> None:
     assert 1 <= default_threads() <= 2
 
 
+def test_map_blocks_hands_blocks_to_whichever_thread_is_free() -> None:
+    import threading
+    import time
+
+    who: dict[int, int] = {}
+
+    def slow_first(b: int) -> int:
+        who[b] = threading.get_ident()
+        if b == 0:
+            time.sleep(0.3)  # the other thread meanwhile takes every remaining block
+        return -b
+
+    assert map_blocks(slow_first, list(range(6)), 2) == [0, -1, -2, -3, -4, -5]
+    assert [b for b, ident in who.items() if ident == who[0]] == [0]
+
+
 def test_hear_and_loss_equals_hear_plus_loss_for_any_thread_count() -> None:
     settings = Settings()
     hearing = FeaturesHearing(settings)
