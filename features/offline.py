@@ -247,6 +247,7 @@ class _Samples:
         self.done = False
         self.error: BaseException | None = None
         self._cond = threading.Condition()
+        self._waiting: list[int] = []  # the sample counts the blocked readers wait for
 
     @classmethod
     def complete(cls, audio: np.ndarray) -> _Samples:
@@ -267,7 +268,8 @@ class _Samples:
         with self._cond:
             self._buffer = buffer
             self.count += n
-            self._cond.notify_all()
+            if self._waiting and min(self._waiting) <= self.count:  # no wake-up (a context switch) for nothing
+                self._cond.notify_all()
 
     def finish(self, error: BaseException | None = None) -> None:
         with self._cond:
@@ -279,7 +281,11 @@ class _Samples:
     def wait_for(self, needed: int) -> np.ndarray:
         """Block until `needed` samples are in or the producer is done -> the settled samples."""
         with self._cond:
-            self._cond.wait_for(lambda: self.count >= needed or self.done)
+            self._waiting.append(needed)
+            try:
+                self._cond.wait_for(lambda: self.count >= needed or self.done)
+            finally:
+                self._waiting.remove(needed)
             if self.error is not None:
                 raise _ProducerFailedError
             return self._buffer[: self.count]

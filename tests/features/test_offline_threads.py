@@ -212,3 +212,25 @@ def test_the_calling_thread_decodes_while_workers_analyze(tmp_path: Path, monkey
     monkeypatch.setattr(offline, "PARALLEL_CHUNK_FRAMES", 16)
     offline.describe_file(_write(tmp_path / "x.wav", 44100, 2.0), S, threads=2)
     assert analyzed_on == {"describe-0"}  # the one worker; the caller only decoded
+
+
+def test_a_waiting_worker_is_woken_only_once_its_samples_are_in() -> None:
+    samples = offline._Samples(100)
+    wakeups = []
+    real_notify = samples._cond.notify_all
+
+    def counting_notify() -> None:
+        wakeups.append(samples.count)
+        real_notify()
+
+    samples._cond.notify_all = counting_notify  # type: ignore[method-assign]
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(samples.wait_for(50).size))
+    reader.start()
+    while not samples._waiting:  # the reader is blocked in wait_for
+        threading.Event().wait(0.001)
+    for _ in range(6):
+        samples.append(np.ones(10, dtype=np.float32))
+    reader.join(timeout=10)
+    assert got == [50] or got == [60]  # it ran once 50 were in (60 if the producer was quicker)
+    assert wakeups and min(wakeups) == 50  # the appends before it woke nobody
