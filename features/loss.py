@@ -180,14 +180,18 @@ class PerceptualLoss(nn.Module):
         return audio.mean(-1).abs(), (mag >= threshold).to(audio.dtype).mean(-1), torch.relu(mag - 1.0).mean(-1)
 
     # -- targets ----------------------------------------------------------------------------------------------
-    def prepare_target(self, target: torch.Tensor) -> TargetFeatures:
-        """Features of the target audio (`[N]` or `[b, N]`), computed once without gradient."""
+    def prepare_target(self, target: torch.Tensor, *, analysis: RenderAnalysis | None = None) -> TargetFeatures:
+        """Features of the target audio (`[N]` or `[b, N]`), computed once without gradient. `analysis`:
+        the target's `analyze(target)` if already computed (e.g. for its observation): the same values."""
+        target = la.sanitize(self._as_batch(target, "target"))
+        if analysis is not None and analysis.frames.power.shape[0] != target.shape[0]:
+            raise ValueError(f"analysis has {analysis.frames.power.shape[0]} rows, the target {target.shape[0]}")
         with torch.no_grad():
-            return self._target_features(la.sanitize(self._as_batch(target, "target")))
+            return self._target_features(target, analysis)
 
-    def _target_features(self, target: torch.Tensor) -> TargetFeatures:
+    def _target_features(self, target: torch.Tensor, analysis: RenderAnalysis | None = None) -> TargetFeatures:
         """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats."""
-        analysis = self._analyze(target)
+        analysis = self._analyze(target) if analysis is None else analysis
         powers = tuple(la.power(self._spectrum(target, analysis, i)) for i in range(len(self.settings.fft_sizes)))
         fr = analysis.frames
         fast = self._fast_path(target, None)

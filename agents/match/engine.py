@@ -37,6 +37,7 @@ from agents.match.probe import (
     Renderer,
     TargetCache,
     hear_and_loss,
+    hear_targets,
     render_at,
     replace_rows,
 )
@@ -137,11 +138,10 @@ class MatchEngine:
         with torch.no_grad():  # each row renders at its own batch position, as in `step`
             tgt_audio = render_at(self.renderer, snap_vector(tgt), rows)
             cur_audio = render_at(self.renderer, snap_vector(start), rows)
-            new_cache = self.hearing.cache_targets(tgt_audio)
-            tgt_heard = self.hearing.hear(tgt_audio)
-            cur_heard = self.hearing.hear(cur_audio)
+            new_cache, tgt_heard = hear_targets(self.hearing, tgt_audio, threads=self.worker_threads)
             self._store_targets(rows, new_cache, tgt_heard)
-            loss = self.hearing.loss(cur_audio, {k: v[rows] for k, v in self.targets.items()})
+            targets = {k: v[rows] for k, v in self.targets.items()}
+            cur_heard, loss = hear_and_loss(self.hearing, cur_audio, targets, threads=self.worker_threads)
         self.target_x[rows] = tgt
         self.x[rows] = start
         self.active[rows] = mask

@@ -24,7 +24,7 @@ from agents.match.probe import Heard, TargetCache
 from agents.match.threads import map_blocks
 from features.batch import Frames, band_magnitude, mfcc_from_log_mel, n_frames, row_chunks
 from features.dsp import plan_for
-from features.loss import PerceptualLoss, TargetFeatures
+from features.loss import PerceptualLoss, RenderAnalysis, TargetFeatures
 from settings.loader import Settings
 
 _N_SAMPLES = "n_samples"
@@ -78,8 +78,21 @@ class FeaturesHearing:
     def hear(self, audio: torch.Tensor, *, threads: int = 1) -> Heard:
         return self._run(audio, None, threads)[0]
 
-    def cache_targets(self, audio: torch.Tensor) -> TargetCache:
-        return flatten_target(self.loss_module.prepare_target(audio))
+    def cache_targets(self, audio: torch.Tensor, *, threads: int = 1) -> TargetCache:
+        return self.hear_targets(audio, threads=threads)[0]
+
+    def hear_targets(self, audio: torch.Tensor, *, threads: int = 1) -> tuple[TargetCache, Heard]:
+        """(`cache_targets(audio)`, `hear(audio)`), sharing each row block's analysis (episode resets)."""
+        audio, blocks = self._blocks(audio)
+
+        def block(rows: slice) -> tuple[TargetCache, Heard]:
+            analysis = self.loss_module.analyze(audio[rows])
+            target = self.loss_module.prepare_target(audio[rows], analysis=analysis)
+            return flatten_target(target), self._heard(analysis)
+
+        parts = map_blocks(block, blocks, threads)
+        cache = {key: torch.cat([part[0][key] for part in parts]) for key in parts[0][0]}
+        return cache, _cat_heard([heard for _, heard in parts])
 
     def loss(self, audio: torch.Tensor, targets: TargetCache) -> torch.Tensor:
         return self.loss_module.compare(audio, unflatten_target(targets)).total
@@ -87,30 +100,37 @@ class FeaturesHearing:
     def hear_and_loss(
         self, audio: torch.Tensor, targets: TargetCache, *, threads: int = 1
     ) -> tuple[Heard, torch.Tensor]:
-        """(`hear(audio)`, `loss(audio, targets)`), sharing each row block's analysis frames."""
+        """(`hear(audio)`, `loss(audio, targets)`), sharing each row block's analysis."""
         heard, loss = self._run(audio, targets, threads)
         assert loss is not None  # a target was given
         return heard, loss
 
-    def _run(self, audio: torch.Tensor, targets: TargetCache | None, threads: int) -> tuple[Heard, torch.Tensor | None]:
+    def _blocks(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[slice]]:
+        """`[B, N]` audio and its row blocks: the loss's own chunks (`features.batch.row_chunks`), same values."""
         if audio.dim() == 1:
             audio = audio.unsqueeze(0)
         if audio.dim() != 2:
             raise ValueError(f"audio must have shape [B, N] or [N], got {tuple(audio.shape)}")
         frames_per_row = n_frames(audio.shape[-1], plan_for(self.sample_rate_hz, self.features))
-        blocks = row_chunks(audio.shape[0], frames_per_row)  # the loss's own chunks: same values
+        return audio, row_chunks(audio.shape[0], frames_per_row)
+
+    def _heard(self, analysis: RenderAnalysis) -> Heard:
+        fr = analysis.frames
+        logmel = _DB * torch.log(analysis.mel_power + fr.plan.floor_power)  # features.batch.log_mel_frames
+        return Heard(
+            logmel_db=logmel,
+            mfcc=mfcc_from_log_mel(logmel, fr.const, self.features.n_mfcc),
+            centroid_hz=centroid_hz(fr) if analysis.centroid_hz is None else analysis.centroid_hz,
+            loudness_db=analysis.loudness_lufs,
+        )
+
+    def _run(self, audio: torch.Tensor, targets: TargetCache | None, threads: int) -> tuple[Heard, torch.Tensor | None]:
+        audio, blocks = self._blocks(audio)
         broadcast = targets is not None and int(targets[_N_SAMPLES].shape[0]) == 1
 
         def block(rows: slice) -> tuple[Heard, torch.Tensor | None]:
             analysis = self.loss_module.analyze(audio[rows])
-            fr = analysis.frames
-            logmel = _DB * torch.log(analysis.mel_power + fr.plan.floor_power)  # features.batch.log_mel_frames
-            heard = Heard(
-                logmel_db=logmel,
-                mfcc=mfcc_from_log_mel(logmel, fr.const, self.features.n_mfcc),
-                centroid_hz=centroid_hz(fr) if analysis.centroid_hz is None else analysis.centroid_hz,
-                loudness_db=analysis.loudness_lufs,
-            )
+            heard = self._heard(analysis)
             if targets is None:
                 return heard, None
             target = unflatten_target(targets if broadcast else {k: v[rows] for k, v in targets.items()})
@@ -119,9 +139,14 @@ class FeaturesHearing:
         parts = map_blocks(block, blocks, threads)
         if len(parts) == 1:
             return parts[0]
-        heard = Heard(*(torch.cat(column) for column in zip(*(_fields(h) for h, _ in parts), strict=True)))
         loss = None if targets is None else torch.cat([part for _, part in parts])  # type: ignore[misc]
-        return heard, loss
+        return _cat_heard([heard for heard, _ in parts]), loss
+
+
+def _cat_heard(parts: list[Heard]) -> Heard:
+    if len(parts) == 1:
+        return parts[0]
+    return Heard(*(torch.cat(column) for column in zip(*(_fields(h) for h in parts), strict=True)))
 
 
 def _fields(heard: Heard) -> tuple[torch.Tensor, ...]:

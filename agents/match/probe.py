@@ -5,8 +5,8 @@ Output: audio `[B, N]` (`ProbeRenderer`, through `synth.render.render_batch`, di
 `Heard` features of that audio plus the perceptual loss against cached target features
 (`Hearing`). Every consumer (environment, baselines, evaluation) goes through these two objects,
 so they all render and listen alike; tests may hand in doubles with the same shape. A `Hearing`
-may also offer `hear_and_loss` (both in one pass, on worker threads); `hear_and_loss` below uses it
-when there, else calls the two.
+may also offer `hear_and_loss` and `hear_targets` (two calls in one pass, on worker threads); the
+functions of the same names below use them when there, else make the two calls.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def hear_and_loss(
     if both is not None:
         return both(audio, targets, threads=threads)
     return hearing.hear(audio), hearing.loss(audio, targets)
+
+
+def hear_targets(hearing: Hearing, audio: torch.Tensor, *, threads: int = 1) -> tuple[TargetCache, Heard]:
+    """(`hearing.cache_targets(audio)`, `hearing.hear(audio)`), in one pass where the hearing offers it."""
+    both = getattr(hearing, "hear_targets", None)
+    if both is not None:
+        return both(audio, threads=threads)
+    return hearing.cache_targets(audio), hearing.hear(audio)
 
 
 class ProbeRenderer:

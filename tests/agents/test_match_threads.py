@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.match.hearing import FeaturesHearing
-from agents.match.probe import ProbeRenderer, hear_and_loss
+from agents.match.hearing import FeaturesHearing, flatten_target
+from agents.match.probe import ProbeRenderer, hear_and_loss, hear_targets
 from agents.match.threads import check_threads, default_threads, map_blocks
 from agents.match.vector import PresetMatchVectorEnv
 from features.batch import row_chunks
@@ -71,6 +71,28 @@ def test_hear_and_loss_equals_hear_plus_loss_for_any_thread_count() -> None:
     fake = FakeHearing()  # a hearing without hear_and_loss: the two calls
     fake_targets = fake.cache_targets(audio)
     assert torch.equal(hear_and_loss(fake, audio, fake_targets, threads=2)[1], fake.loss(audio, fake_targets))
+
+
+def test_hear_targets_equals_cache_targets_plus_hear_for_any_thread_count() -> None:
+    settings = Settings()
+    hearing = FeaturesHearing(settings)
+    audio = ProbeRenderer(settings)(torch.rand(40, 24, generator=torch.Generator().manual_seed(5)))
+    cache, heard = hearing.cache_targets(audio), hearing.hear(audio)
+    for threads in (1, 2, 3):
+        both = hear_targets(hearing, audio, threads=threads)
+        assert both[0].keys() == cache.keys() and all(torch.equal(both[0][k], cache[k]) for k in cache), threads
+        assert _heard_equal(both[1], heard), threads
+    whole = flatten_target(hearing.loss_module.prepare_target(audio))  # one block: the same to rounding
+    for key in cache:
+        torch.testing.assert_close(cache[key], whole[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rows"):
+        hearing.loss_module.prepare_target(audio[:3], analysis=hearing.loss_module.analyze(audio[:4]))
+    fake = FakeHearing()  # a hearing without hear_targets: the two calls
+    fake_cache, fake_heard = hear_targets(fake, audio, threads=2)
+    assert (
+        torch.equal(fake_heard.logmel_db, fake.hear(audio).logmel_db)
+        and fake_cache.keys() == fake.cache_targets(audio).keys()
+    )
 
 
 def test_renderer_threads_do_not_change_the_audio_and_are_restored() -> None:
