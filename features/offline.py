@@ -10,13 +10,12 @@ with the mel + chroma banks. `describe_audio` does the same for an array already
 
 Threads (`threads`, `describe_file`'s default: the cores this process may use): the file is decoded and
 resampled block by block (`audio_io.BlockDecoder`) on the calling thread while `threads - 1` workers
-analyze the chunks whose samples have arrived. The calling thread does not join the analysis after
-decoding: on this project's 2-vCPU machine two analyzing threads (SIMD-bound, ~2 MB of buffers each)
-ran slower than one, while decoding / resampling overlaps with one analysis thread. torch ops and the
-numba kernels release the GIL, and torch runs one intra-op thread per worker meanwhile. Every frame is
-computed from its own samples whatever the chunk, so threads give exactly the serial values (tested).
-`describe_audio` stays serial unless asked (corpus workers, one process per core, use it); with
-`threads` it analyzes on all of them.
+analyze the chunks whose samples have arrived; once decoding ends the calling thread analyzes chunks
+too. torch ops and the numba kernels release the GIL. Every thread, workers included, sets torch (and so
+MKL's FFTs) to one intra-op thread: MKL and OpenMP read that setting per thread, and a worker left at the
+default ran each FFT on a team of all the cores (8x its CPU on this project's 2-vCPU machine). Every
+frame is computed from its own samples whatever the chunk, so threads give exactly the serial values
+(tested). `describe_audio` stays serial unless asked (corpus workers, one process per core, use it).
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ def describe_audio(
         values = np.concatenate(parts)
     else:
         samples = _Samples.complete(x)
-        values = _analyze(samples, plan, settings, threads, lambda: None, bar, caller_analyzes=True)
+        values = _analyze(samples, plan, settings, threads, lambda: None, bar)
     bar.close()
     return frame_times_s(x.size, sr, settings), values.astype(np.float32, copy=False)
 
@@ -119,7 +118,7 @@ def describe_file(
         samples.finish()
 
     bar = _bar(n_frames(decoder.expected_frames, plan), PARALLEL_CHUNK_FRAMES, progress)
-    values = _analyze(samples, plan, settings, threads, decode, bar, caller_analyzes=False)
+    values = _analyze(samples, plan, settings, threads, decode, bar)
     bar.close()
     return frame_times_s(samples.count, sr, settings), values.astype(np.float32, copy=False), decoder.info
 
@@ -226,6 +225,12 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _one_intra_op_thread_here() -> None:
+    """torch (and MKL's FFTs) on one thread for the calling thread: MKL and OpenMP read that setting per thread, so
+    a worker not told runs each FFT on a team of all the cores (8x its CPU on this project's 2-vCPU machine)."""
+    torch.set_num_threads(1)
+
+
 def _describe_chunk(analyzer: _ChunkAnalyzer, audio: np.ndarray, first: int, count: int) -> np.ndarray:
     """Frames [first, first + count) of `audio` (the settled samples; a chunk past them reads zeros)."""
     return analyzer(audio, first, count)
@@ -298,12 +303,11 @@ def _analyze(
     threads: int,
     produce: Callable[[], None],
     bar: tqdm,
-    *,
-    caller_analyzes: bool,
 ) -> np.ndarray:
-    """Chunks of PARALLEL_CHUNK_FRAMES frames on `threads - 1` worker threads as their samples arrive -> values
-    [T, K]. The calling thread runs `produce` (which fills and finishes `samples`), then, if `caller_analyzes`,
-    analyzes too."""
+    """Chunks of PARALLEL_CHUNK_FRAMES frames on `threads` threads as their samples arrive -> values [T, K].
+
+    The calling thread runs `produce` (which fills and finishes `samples`), then analyzes too.
+    """
     results: dict[int, np.ndarray] = {}
     lock = threading.Lock()
     claimed = [0]
@@ -316,6 +320,7 @@ def _analyze(
             return first
 
     def work() -> None:
+        _one_intra_op_thread_here()
         try:
             with _pooled_analyzer(plan, PARALLEL_CHUNK_FRAMES) as analyzer:
                 _work(samples, analyzer, claim, results, lock, bar)
@@ -332,8 +337,7 @@ def _analyze(
             for w in workers:
                 w.start()
             produce()
-            if caller_analyzes:
-                work()
+            work()
         finally:
             for w in workers:
                 w.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,20 +201,6 @@ def test_compressed_files_decode_in_blocks_to_the_same_analysis(
     assert info_1 == info_2
 
 
-def test_the_calling_thread_decodes_while_workers_analyze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    analyzed_on: set[str] = set()
-    real = offline._describe_chunk
-
-    def spy(*args: object) -> np.ndarray:
-        analyzed_on.add(threading.current_thread().name)
-        return real(*args)
-
-    monkeypatch.setattr(offline, "_describe_chunk", spy)
-    monkeypatch.setattr(offline, "PARALLEL_CHUNK_FRAMES", 16)
-    offline.describe_file(_write(tmp_path / "x.wav", 44100, 2.0), S, threads=2)
-    assert analyzed_on == {"describe-0"}  # the one worker; the caller only decoded
-
-
 def test_a_waiting_worker_is_woken_only_once_its_samples_are_in() -> None:
     samples = offline._Samples(100)
     wakeups = []
@@ -234,3 +221,27 @@ def test_a_waiting_worker_is_woken_only_once_its_samples_are_in() -> None:
     reader.join(timeout=10)
     assert got == [50] or got == [60]  # it ran once 50 were in (60 if the producer was quicker)
     assert wakeups and min(wakeups) == 50  # the appends before it woke nobody
+
+
+def test_a_worker_thread_runs_its_ffts_alone() -> None:
+    x = torch.randn(256, 1024)
+
+    def cpu_of_ffts(setup: bool) -> tuple[float, float]:
+        times: list[float] = []
+
+        def job() -> None:
+            if setup:
+                offline._one_intra_op_thread_here()
+            torch.fft.rfft(x)
+            process, thread = time.process_time(), time.thread_time()
+            for _ in range(100):
+                torch.fft.rfft(x)
+            times.extend([time.process_time() - process, time.thread_time() - thread])
+
+        worker = threading.Thread(target=job)
+        worker.start()
+        worker.join()
+        return times[0], times[1]
+
+    process, thread = cpu_of_ffts(setup=True)
+    assert process < 1.3 * thread + 0.01  # no other thread of the process worked meanwhile
