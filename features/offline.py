@@ -40,7 +40,7 @@ from features.names import DESCRIPTOR_NAMES, N_MFCC
 
 _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
 PROGRESS_MIN_FRAMES = 100_000  # ~1 hour at 16 kHz / hop 512: a few seconds of work
-CHUNK_FRAMES = 128  # frames per chunk: its ~1.5 MB of buffers stay in cache (64..256 cost the same)
+CHUNK_FRAMES = 128  # frames per chunk: ~2.3 MB of buffers, mostly in cache (64..192 cost about the same)
 PARALLEL_CHUNK_FRAMES = 128  # with threads (same values whatever the size)
 # BLAS rounds a matmul of 1..3 rows differently (another kernel): the bank matmul always gets at least this many,
 # so a row's values never depend on the size of its chunk
@@ -194,7 +194,7 @@ class _ChunkAnalyzer:
 
 _POOL: dict[tuple[AnalysisPlan, int], list[_ChunkAnalyzer]] = {}  # idle analyzers: buffers reused across calls
 _POOL_LOCK = threading.Lock()
-POOL_SIZE = 4  # idle analyzers kept per (plan, chunk size), ~3 MB each
+POOL_SIZE = 4  # idle analyzers kept per (plan, chunk size), ~2.3 MB each
 
 
 @contextlib.contextmanager
