@@ -15,7 +15,8 @@ With `normalize_loudness`, the render is gain-matched to the target's LUFS befor
 
 `prepare_target` computes a target's features once (per episode); `compare` scores a batch of renders
 against them, optionally reusing the renders' `analyze` (`features.loss_analysis.RenderAnalysis`: the
-STFTs, analysis frames, mel power, loudness, centroids; e.g. those an observation was computed from).
+analysis frames, mel power, loudness, centroids; e.g. those an observation was computed from). Each
+STFT resolution is scored right after its transform, while it is in cache.
 The analysis frames (`features.batch.analyze_frames`' window and hop) are taken from the loss's own
 STFT when they are frames of it (16 kHz defaults: every other frame of the 1024-point STFT): no
 second transform, `analyze_frames`' values to FFT rounding. `BestSoFar` turns per-step losses into

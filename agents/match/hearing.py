@@ -6,11 +6,12 @@ of `PerceptualLoss.prepare_target`, flattened to batch-first tensors so rows can
 episode), and the per-row perceptual loss `[B]` (`PerceptualLoss.compare(...).total`).
 
 `hear_and_loss` does both in one pass: the batch is cut into the loss's row blocks
-(`features.batch.row_chunks`), each block's analysis (`PerceptualLoss.analyze`: the STFTs, the
-analysis frames, which at the defaults are every other frame of the loss's 1024-point STFT, their
-mel band power and loudness) serves the observation and the loss, and the blocks can run on several
-Python threads. The values are exactly those of `hear` and `loss` (which run the same blocks),
-whatever the thread count.
+(`features.batch.row_chunks`), each block's analysis (`PerceptualLoss.analyze`: the analysis frames,
+which at the defaults are every other frame of the loss's 1024-point STFT, their mel band power,
+loudness and centroids) serves the observation and the loss, and the blocks can run on several
+Python threads. `hear_targets` likewise gives `cache_targets` and `hear` (episode resets). The values
+are exactly those of `hear`, `loss` and `cache_targets` (which run the same blocks), whatever the
+thread count.
 """
 
 from __future__ import annotations
