@@ -4,7 +4,8 @@ Input: the number of environments (default 64), a curriculum stage (default 5: a
 a time budget per side. Output: one JSON object: `vector_env_steps_per_s` (one
 `PresetMatchVectorEnv` of N environments: one batched render + analysis per step, full
 observation), `single_env_loop_steps_per_s` (N `PresetMatchEnv`s stepped one after another in the
-same run), their `ratio`, the render and hearing milliseconds per batched step, the observation size,
+same run), their `ratio`, the render and hearing milliseconds per batched step (medians; wall and
+process CPU), the observation size,
 torch threads, the vector env's worker threads (`--worker-threads`, default min(2, cores)), and the
 target (>= 2,000 env-steps/s on 2 cores). Random actions; episodes reset
 themselves (auto-reset), as in training. Process CPU time per side is reported too (`*_per_cpu_s`,
@@ -60,20 +61,28 @@ def single_loop_rate(envs: list, budget_s: float) -> tuple[float, float]:
     return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
-def stage_ms(env: PresetMatchVectorEnv, repeats: int = 3) -> tuple[float, float]:
-    """Milliseconds per batched render and per batched hearing (features + loss) of N patches, as in a step."""
+def stage_ms(env: PresetMatchVectorEnv, repeats: int = 7) -> dict[str, float]:
+    """Median wall and process-CPU milliseconds per batched render and per batched hearing (features +
+    loss) of N patches, as in a step (CPU: all worker threads together)."""
     engine = env.engine
     x = torch.from_numpy(snap_vector(engine.x))
     with torch.no_grad():
-        start = time.perf_counter()
-        for _ in range(repeats):
-            audio = engine.renderer(x)
-        render_ms = (time.perf_counter() - start) / repeats * 1000
-        start = time.perf_counter()
-        for _ in range(repeats):
-            hear_and_loss(engine.hearing, audio, engine.targets, threads=engine.worker_threads)
-        hear_ms = (time.perf_counter() - start) / repeats * 1000
-    return render_ms, hear_ms
+        audio = engine.renderer(x)
+        stages = {
+            "render": lambda: engine.renderer(x),
+            "hearing": lambda: hear_and_loss(engine.hearing, audio, engine.targets, threads=engine.worker_threads),
+        }
+        out = {}
+        for name, run in stages.items():
+            walls, cpus = [], []
+            for _ in range(repeats):
+                wall, cpu = time.perf_counter(), time.process_time()
+                run()
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+            out[f"{name}_ms_per_batch"] = round(float(np.median(walls)) * 1000, 2)
+            out[f"{name}_cpu_ms_per_batch"] = round(float(np.median(cpus)) * 1000, 2)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=3, desc="benchmark env", disable=args.json) as bar:
         vec = PresetMatchVectorEnv(args.n_envs, settings, worker_threads=args.worker_threads)
         vec_per_s, vec_per_cpu_s = vector_rate(vec, args.seconds)
-        render_ms, hear_ms = stage_ms(vec)
+        stages = stage_ms(vec)
         bar.update(1)
         singles = [make_env(settings) for _ in range(args.n_envs)]
         bar.update(1)
@@ -120,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_envs": args.n_envs,
         "stage": args.stage,
         "observation_size": int(vec.single_observation_space.shape[0]),
-        "render_ms_per_batch": round(render_ms, 2),
-        "hearing_ms_per_batch": round(hear_ms, 2),
+        **stages,
         "torch_threads": torch.get_num_threads(),
         "worker_threads": vec.engine.worker_threads,
         "cores": len(os.sched_getaffinity(0)),
