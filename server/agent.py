@@ -141,6 +141,11 @@ class LiveAgent:
             self._warm_action,
         )  # fmt: skip
 
+    @property
+    def warm_action(self) -> np.ndarray:
+        """The scratch action of the last `warm` (for warming the control step with it)."""
+        return self._warm_action
+
     def observation(self) -> np.ndarray:
         """The observation of the last `act` (a buffer overwritten by the next call)."""
         return self._obs

@@ -100,3 +100,42 @@ def act(
                 if x[3 * j + c] > x[3 * j + best]:
                     best = c
             action[j] = best - 1.0
+
+
+@numba.njit(cache=True)
+def control_tick(
+    params: np.ndarray,
+    output: np.ndarray,
+    action: np.ndarray,
+    indices: np.ndarray,
+    scale: float,
+    apply: bool,
+    coef: float,
+    hold: bool,
+    snap_index: np.ndarray,
+    snap_steps: np.ndarray,
+) -> None:
+    """`ControlState`'s tick in one call: `params[indices] += action * scale` clipped to [0, 1] (if
+    `apply`), then the output one-pole toward `params` (`coef`; 0: a copy) and snapped (unless `hold`).
+    The same float32 steps as the numpy form (each product and sum rounded to float32), so the values
+    are bit for bit those of `server.control`'s numpy reference (tests/server/test_control.py)."""
+    if apply:
+        s = np.float32(scale)
+        zero, one = np.float32(0.0), np.float32(1.0)
+        for i in range(indices.shape[0]):
+            j = indices[i]
+            p = params[j] + action[i] * s
+            params[j] = min(max(p, zero), one)
+    if hold:
+        return
+    if coef > 0.0:
+        c = np.float32(coef)
+        for j in range(output.shape[0]):
+            output[j] = (output[j] - params[j]) * c + params[j]
+    else:
+        for j in range(output.shape[0]):
+            output[j] = params[j]
+    for k in range(snap_index.shape[0]):
+        i = snap_index[k]
+        steps = snap_steps[k]
+        output[i] = np.rint(np.float64(output[i]) * steps) / steps

@@ -24,6 +24,7 @@ from collections import deque
 
 import numpy as np
 
+from server import agent_kernel
 from synth.params import DISCRETE_INDICES, N_PARAMS, PARAMS
 
 NOTE_INDEX = N_PARAMS  # frame[24]: MIDI note (fractional when gliding)
@@ -79,6 +80,8 @@ class ControlState:
         self.smoothing_coef = float(smoothing_coef)
         self._commands: deque[tuple[str, object]] = deque()
         self.commands_applied = 0
+        self._warm_params = np.zeros_like(self.params_0to1)  # `warm` works on copies
+        self._warm_output = np.zeros_like(self.output_0to1)
 
     # --- OSC thread: requests ---------------------------------------------------------------------
     def request_param(self, index: int, value_0to1: float) -> None:
@@ -134,24 +137,33 @@ class ControlState:
 
     def apply_action(self, action: np.ndarray, indices: np.ndarray, delta_max: float) -> None:
         """params[indices] += action * delta_max * step_size, clipped to [0, 1] (worker)."""
-        scale = delta_max * self.step_size
-        params = self.params_0to1
-        params[indices] += action * scale
-        np.maximum(params, 0.0, out=params)  # = np.clip, without its Python wrapper
-        np.minimum(params, 1.0, out=params)
+        self._step(action, indices, delta_max, apply=True, update=False)
 
     def update_output(self) -> None:
         """One control tick of output smoothing toward the agent's parameters (frozen while held)."""
-        if self.hold:
-            return
-        out = self.output_0to1
-        if self.smoothing_coef > 0.0:
-            out -= self.params_0to1
-            out *= self.smoothing_coef
-            out += self.params_0to1
+        self._step(_NO_ACTION, _NO_INDICES, 0.0, apply=False, update=True)
+
+    def tick(self, action: np.ndarray | None, indices: np.ndarray, delta_max: float) -> None:
+        """`apply_action` (unless `action` is None) then `update_output`, in one compiled call (worker)."""
+        if action is None:
+            self._step(_NO_ACTION, _NO_INDICES, 0.0, apply=False, update=True)
         else:
-            out[:] = self.params_0to1
-        _snap_in_place(out)
+            self._step(action, indices, delta_max, apply=True, update=True)
+
+    def warm(self, action: np.ndarray, indices: np.ndarray, delta_max: float) -> None:
+        """`tick` on scratch copies (changes nothing): the worker's cache warm-up before a tick block."""
+        np.copyto(self._warm_params, self.params_0to1)
+        np.copyto(self._warm_output, self.output_0to1)
+        agent_kernel.control_tick(
+            self._warm_params, self._warm_output, action, indices, delta_max * self.step_size, True,
+            self.smoothing_coef, False, _SNAP_INDEX, _SNAP_DIVISOR,
+        )  # fmt: skip
+
+    def _step(self, action: np.ndarray, indices: np.ndarray, delta_max: float, *, apply: bool, update: bool) -> None:
+        agent_kernel.control_tick(
+            self.params_0to1, self.output_0to1, action, indices, delta_max * self.step_size, apply,
+            self.smoothing_coef, self.hold or not update, _SNAP_INDEX, _SNAP_DIVISOR,
+        )  # fmt: skip
 
 
 def smoothing_coefficient(smoothing_s: float, tick_s: float) -> float:
@@ -162,6 +174,10 @@ def smoothing_coefficient(smoothing_s: float, tick_s: float) -> float:
 
 
 _SNAP_STEPS = tuple((i, PARAMS[i].n_steps - 1) for i in DISCRETE_INDICES)
+_SNAP_INDEX = np.array([i for i, _ in _SNAP_STEPS], dtype=np.intp)
+_SNAP_DIVISOR = np.array([steps for _, steps in _SNAP_STEPS], dtype=np.float64)
+_NO_ACTION = np.zeros(0, dtype=np.float32)
+_NO_INDICES = np.zeros(0, dtype=np.intp)
 
 
 def _snap_in_place(x: np.ndarray) -> None:

@@ -25,10 +25,10 @@ arrival and its OSC message. Wake-up: with `ring_signals` (the input callback wr
 a command comes; without it, it sleeps until ~3/4 of a block after the last one, then polls the
 ring every `FINE_POLL_S`. OSC commands and stop wake it through the same pipe. Warm-up
 (`prepare_lead_s` > 0): when the next block will tick, the worker wakes that long before it is due
-and has the input extractor analyse its current window again and the policy take a step on scratch
-buffers (`warm()`, which change nothing), so that the tick block's analysis and policy step find
-their code and data in the caches (measured on a shared VM: ~40% and ~60% faster than after a
-block's idle sleep, when other tenants have evicted the caches).
+and has the input extractor analyse its current window again, the policy take a step and the
+control state its tick, both on scratch copies (`warm()`: nothing changes), so that the tick block's
+work finds its code and data in the caches (measured on a shared VM: ~40% and ~60% faster than
+after a block's idle sleep, when other tenants have evicted the caches).
 Everything here preallocates; nothing blocks but the waits.
 """
 
@@ -258,6 +258,7 @@ class Worker:
                         self._prepared = True
                         self._warm()  # type: ignore[misc]
                         self.agent.warm(self._self_desc, self._target, self.control.params_0to1)
+                        self.control.warm(self.agent.warm_action, self.agent.controlled, self.agent.delta_max)
                         continue  # the block may have arrived meanwhile
                     self.waker.wait(self._idle_wait_s())
         except Exception as exc:  # a bug: keep it for the app to report, stop cleanly
@@ -382,8 +383,9 @@ class Worker:
         self._follow_note(full)
         if ctl.policy_active:
             action = agent.act(self._self_desc, target, ctl.params_0to1, target_is_model_order=model_order)
-            ctl.apply_action(action, agent.controlled, agent.delta_max)
-        ctl.update_output()
+            ctl.tick(action, agent.controlled, agent.delta_max)
+        else:
+            ctl.tick(None, agent.controlled, agent.delta_max)
         self._send_params()
         self._send_note_gate()  # after the parameters: a note starts with them, and they leave sooner
         self._publish()
