@@ -70,10 +70,7 @@ def test_threads_flag_gives_the_serial_output(
     for threads in ("1", "2"):
         assert main(["describe", str(wav), "--json", "--threads", threads]) == 0
         outputs.append(json.loads(capsys.readouterr().out))
-    serial, threaded = (doc.pop("descriptors") for doc in outputs)
-    assert outputs[0] == outputs[1] and serial.keys() == threaded.keys()
-    for name, column in serial.items():  # chunk sizes differ: BLAS may round the matmuls differently
-        np.testing.assert_allclose(threaded[name], column, rtol=1e-5, atol=1e-4, err_msg=name)
+    assert outputs[0] == outputs[1]  # exactly: every frame is computed from its own samples, whatever the chunk
 
 
 def test_module_entry_point_help() -> None:
