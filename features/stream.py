@@ -119,15 +119,7 @@ class StreamingDescriptors:
         self._blocks += 1
         if block.dtype != np.float32 and block.dtype != np.float64:
             block = block.astype(np.float64)  # rare (integer input): allocates
-        self._pos = kern.push_and_prepare(
-            self._ring, self._pos, block, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head, self._yin_width,
-            self._stats,
-        )  # fmt: skip
-        rfft(self._yin_x, out=self._spec_x)
-        rfft(self._yin_head, out=self._spec_h)
-        kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
-        irfft(self._spec_h, n=self._window, out=self._corr)
-        kern.finish(*self._finish_args)
+        self._analyse(block)
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
 
@@ -135,9 +127,13 @@ class StreamingDescriptors:
         """Analyse the current window again, changing nothing (every buffer is recomputed to the value it
         holds): the live worker calls this just before a latency-critical block arrives, so that the block's
         analysis finds its code and buffers in the caches (on an idle core it can run ~2x slower cold)."""
+        self._analyse(self._no_frames)
+
+    def _analyse(self, block: np.ndarray) -> None:
+        """Push `block` (float32 or float64; may be empty) and compute the window's descriptors into `_out64`."""
         self._pos = kern.push_and_prepare(
-            self._ring, self._pos, self._no_frames, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head,
-            self._yin_width, self._stats,
+            self._ring, self._pos, block, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head, self._yin_width,
+            self._stats,
         )  # fmt: skip
         rfft(self._yin_x, out=self._spec_x)
         rfft(self._yin_head, out=self._spec_h)

@@ -276,19 +276,17 @@ class Worker:
         """perf_counter at which to warm up for the coming block."""
         return self._last_block_s + self.block_s - self.prepare_lead_s
 
+    def _warm_pending(self) -> bool:
+        """A warm-up is configured and not yet done for the coming block, which will tick."""
+        return self._warm is not None and not self._prepared and self._last_block_s > 0.0 and self._next_block_ticks()
+
     def _warm_due(self) -> bool:
-        return (
-            self._warm is not None
-            and not self._prepared
-            and self._last_block_s > 0.0
-            and self._next_block_ticks()
-            and time.perf_counter() >= self._warm_point_s()
-        )
+        return self._warm_pending() and time.perf_counter() >= self._warm_point_s()
 
     def _idle_wait_s(self) -> float:
         now = time.perf_counter()
         wait = IDLE_WAIT_S
-        if self._warm is not None and not self._prepared and self._last_block_s > 0.0 and self._next_block_ticks():
+        if self._warm_pending():
             wait = min(wait, max(self._warm_point_s() - now, 0.0))
         if self.ring is None or self.ring_signals:
             return wait
