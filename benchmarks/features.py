@@ -3,9 +3,10 @@
 1. batched: 64 x 0.5 s @ 16 kHz, the matching-env features (log-mel, MFCC, centroid, loudness) with
    `features.batch`; also the full descriptor set and `PerceptualLoss.compare` against a cached target.
    Reference: librosa computing mel/MFCC/centroid/RMS item by item.
-2. streaming: the full descriptor set per 512-frame block at 48 kHz (`features.stream`), p50/p99/max us
-   of wall time, and of thread CPU time (the cost without preemption by other processes on a shared
-   machine). Reference: a bare numpy block pipeline (rfft + 64-band mel + centroid + RMS), same window.
+2. streaming: the full descriptor set per 512-frame block at 48 kHz (`features.stream`: the block is
+   resampled to the 16 kHz analysis rate, then analysed), p50/p99/max us of wall time, and of thread
+   CPU time (the cost without preemption by other processes on a shared machine). Reference: a bare
+   numpy block pipeline (rfft + 64-band mel + centroid + RMS) on the analysis window.
 3. file analysis: `describe_file` on a WAV vs librosa loading it and computing the same descriptors
    (STFT, mel, MFCC, centroid, bandwidth, rolloff, flatness, chroma, RMS, YIN); wall and CPU time
    (CPU time sums all threads), the threads each side used, and ours on one thread for reference.

@@ -1,15 +1,20 @@
 """Streaming descriptors for the live loop: one descriptor vector per audio block, no allocation per block.
 
 Input: successive mono blocks (`np.ndarray`, any float dtype, `block_size` frames each; other
-lengths are accepted too) at `sample_rate_hz`.
+lengths are accepted too) at `sample_rate_hz` (the device's rate).
 Output: `process(block)` -> `np.ndarray[K]` float32 in `DESCRIPTOR_NAMES` order, a buffer owned by the
 analyser and overwritten on every call (copy it to keep it).
 
-Each call analyses the last `window` frames heard (the window of `features.dsp.plan_for`, i.e. the
-settings' window duration at this rate), with the same constants and formulas as `features.batch`;
-fed blocks of `plan.hop` frames it reproduces `describe_batch` frame by frame. Per block: three
-numpy FFTs (`out=` buffers) and three numba kernels (`features.stream_kernels`) on buffers allocated
-once, in float64, with their arguments packed once (timing: benchmarks/features.py, benchmarks/live.py).
+The analysis runs at the settings' analysis rate (`features.sample_rate_hz`), the rate at which corpus
+files are analysed and the agent is trained: input at another rate is first resampled block by block
+(`features.stream_resample`: scipy's `resample_poly` filter, 0.6 ms look-ahead at 48 kHz), so a 48 kHz
+live input gives the descriptors its 16 kHz file would give, for any content (loudness and peak
+included), at a third of the analysis cost. Each call analyses the last `window` frames at the
+analysis rate (the window of `features.dsp.plan_for`), with the same constants and formulas as
+`features.batch`; at the analysis rate, fed blocks of `plan.hop` frames it reproduces `describe_batch`
+frame by frame. Per block: three numpy FFTs (`out=` buffers) and numba kernels
+(`features.stream_kernels`) on buffers allocated once, in float64, with their arguments packed once
+(timing: benchmarks/features.py, benchmarks/live.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from features import stream_kernels as kern
 from features.config import FeatureSettings
 from features.dsp import LOUDNESS_OFFSET_DB, MAX_ABS_SAMPLE, plan_for
 from features.names import DESCRIPTOR_NAMES, N_MFCC
+from features.stream_resample import StreamResampler
 
 _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
 
@@ -36,7 +42,13 @@ class StreamingDescriptors:
         self.settings = settings
         self.sample_rate_hz = int(sample_rate_hz)
         self.block_size = int(block_size)
-        plan = self.plan = plan_for(self.sample_rate_hz, settings)
+        self.analysis_rate_hz = int(settings.sample_rate_hz)
+        plan = self.plan = plan_for(self.analysis_rate_hz, settings)
+        self._resampler = (
+            StreamResampler(self.sample_rate_hz, self.analysis_rate_hz, MAX_ABS_SAMPLE)
+            if self.sample_rate_hz != self.analysis_rate_hz
+            else None
+        )
         n, nb, band = plan.window, plan.n_bins, plan.n_band
         self._ring = np.zeros(n)
         self._pos = 0
@@ -107,6 +119,8 @@ class StreamingDescriptors:
         """Forget the audio history (as after silence)."""
         self._ring.fill(0.0)
         self._pos = 0
+        if self._resampler is not None:
+            self._resampler.reset()
         self._blocks = 0
         self._out64.fill(0.0)
         self._out.fill(0.0)
@@ -131,10 +145,14 @@ class StreamingDescriptors:
 
     def _analyse(self, block: np.ndarray) -> None:
         """Push `block` (float32 or float64; may be empty) and compute the window's descriptors into `_out64`."""
-        self._pos = kern.push_and_prepare(
-            self._ring, self._pos, block, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head, self._yin_width,
-            self._stats,
-        )  # fmt: skip
+        if self._resampler is None:
+            self._pos = kern.push_and_prepare(
+                self._ring, self._pos, block, MAX_ABS_SAMPLE, self._frame, self._yin_x, self._yin_head,
+                self._yin_width, self._stats,
+            )  # fmt: skip
+        else:
+            self._pos = self._resampler.push(block, self._ring, self._pos)
+            kern.prepare_frame(self._ring, self._pos, self._frame, self._yin_x, self._yin_head, self._yin_width, self._stats)
         rfft(self._yin_x, out=self._spec_x)
         rfft(self._yin_head, out=self._spec_h)
         kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
