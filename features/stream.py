@@ -152,7 +152,9 @@ class StreamingDescriptors:
             )  # fmt: skip
         else:
             self._pos = self._resampler.push(block, self._ring, self._pos)
-            kern.prepare_frame(self._ring, self._pos, self._frame, self._yin_x, self._yin_head, self._yin_width, self._stats)
+            kern.prepare_frame(
+                self._ring, self._pos, self._frame, self._yin_x, self._yin_head, self._yin_width, self._stats
+            )
         rfft(self._yin_x, out=self._spec_x)
         rfft(self._yin_head, out=self._spec_h)
         kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
