@@ -112,6 +112,7 @@ class StreamingDescriptors:
         )
         # warm up here, not on the first live block: numba loads (or, on a fresh checkout, compiles) its kernels
         for dtype in (np.float32, np.float64):
+            self.push(np.zeros(self.block_size, dtype=dtype))
             self.process(np.zeros(self.block_size, dtype=dtype))
         self.reset()
 
@@ -127,15 +128,22 @@ class StreamingDescriptors:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""
-        if not isinstance(block, np.ndarray) or block.ndim != 1:
-            raise ValueError(f"block must be a 1-D mono numpy array, got {getattr(block, 'shape', type(block))}")
+        block = _checked(block)
         np.copyto(self._prev64, self._out64)
         self._blocks += 1
-        if block.dtype != np.float32 and block.dtype != np.float64:
-            block = block.astype(np.float64)  # rare (integer input): allocates
         self._analyse(block)
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
+
+    def push(self, block: np.ndarray) -> None:
+        """Take a block into the analysis window without analysing it: `push(a)` then `process(b)` gives
+        exactly `process(a + b)` (the live worker pushes the blocks between two control ticks as they
+        arrive, so that the tick block's analysis has only its own block to resample)."""
+        block = _checked(block)
+        if self._resampler is None:
+            self._pos = kern.push_block(self._ring, self._pos, block, MAX_ABS_SAMPLE)
+        else:
+            self._pos = self._resampler.push(block, self._ring, self._pos)
 
     def warm(self) -> None:
         """Analyse the current window again, changing nothing (every buffer is recomputed to the value it
@@ -169,3 +177,12 @@ class StreamingDescriptors:
         else:
             np.subtract(self._out64, self._prev64, out=self._delta, casting="same_kind")
         return self._delta
+
+
+def _checked(block: np.ndarray) -> np.ndarray:
+    """`block` as 1-D float32/float64 (other dtypes are converted: rare, allocates)."""
+    if not isinstance(block, np.ndarray) or block.ndim != 1:
+        raise ValueError(f"block must be a 1-D mono numpy array, got {getattr(block, 'shape', type(block))}")
+    if block.dtype != np.float32 and block.dtype != np.float64:
+        return block.astype(np.float64)
+    return block

@@ -14,6 +14,8 @@ descriptors, as in training's render + analyze). The policy runs once per contro
 Scheduling: the input and self audio are accumulated block by block and analysed once per tick
 (the extractors keep their own analysis window, so this gives the same descriptors as analysing
 every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
+The input blocks between ticks go into the input extractor's window as they arrive (`push`: the
+same window, tested), so the tick block's analysis resamples only its own block.
 On the tick block the worker analyses the input, runs the policy and sends the parameters first;
 the self voice renders that block afterwards, with the parameters just chosen (as training renders
 after each action): on the next block when that one does not tick (so the tick block carries only
@@ -83,7 +85,9 @@ class Accumulator:
 
 
 class Extractor(Protocol):
-    """`features.stream.StreamingDescriptors`: one block in, all descriptors out (a reused buffer)."""
+    """`features.stream.StreamingDescriptors`: one block in, all descriptors out (a reused buffer).
+    Optional (test doubles may lack them): `push(block)` (into the window, no analysis; the worker then
+    pushes the input blocks between ticks as they arrive instead of collecting them) and `warm()`."""
 
     def process(self, block: np.ndarray) -> np.ndarray: ...
 
@@ -166,6 +170,8 @@ class Worker:
         self._warm = warm if (prepare_lead_s > 0 and ring is not None and callable(warm)) else None
         self.prepare_lead_s = float(prepare_lead_s)
         self._prepared = False  # warmed up for the coming tick block
+        push = getattr(input_features, "push", None)  # optional (see `Extractor`)
+        self._push_input = push if callable(push) else None
         capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
         self._in_acc = Accumulator(capacity)
         self._self_acc = Accumulator(capacity)
@@ -300,12 +306,15 @@ class Worker:
         self._last_block_s = t0 * 1e-9
         self._prepared = False
         n = block.shape[0]
-        if not self._in_acc.room(n):
-            self._analyse_input()
-        self._in_acc.append(block)
         self.time_s += self.block_s
         self._since_tick_s += self.block_s
         ticked = self._since_tick_s + 1e-9 >= self.tick_s
+        if self._push_input is not None and not ticked:
+            self._push_input(block)  # into the extractor's window now: the tick block resamples only itself
+        else:
+            if not self._in_acc.room(n):
+                self._analyse_input()
+            self._in_acc.append(block)
         if ticked:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
             self._analyse_input()

@@ -118,3 +118,28 @@ def test_warm_changes_nothing_and_allocates_nothing() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 1024, after - before
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_push_then_process_equals_process_of_both(rate: int) -> None:
+    """`push` (the live worker's input between ticks) takes audio into the window without analysing it."""
+    x = phrase(rate, 1.0).astype(np.float32)
+    split, whole = StreamingDescriptors(S, rate, 512), StreamingDescriptors(S, rate, 512)
+    for i in range(0, len(x) - 1536, 1536):
+        split.push(x[i : i + 512])
+        split.push(x[i + 512 : i + 1024])
+        got = split.process(x[i + 1024 : i + 1536]).copy()
+        want = whole.process(x[i : i + 1536]).copy()
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(split.delta(), whole.delta())
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(100):
+            split.push(x[i * 512 : (i + 1) * 512])
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1024, after - before
+    with pytest.raises(ValueError, match="1-D mono"):
+        split.push(np.zeros((512, 2)))

@@ -345,3 +345,32 @@ def test_an_onset_sends_the_parameters_before_the_note_and_gate(doubles: SimpleN
     order.clear()
     feed(worker, np.zeros(BLOCK * 8, dtype=np.float32))
     assert order.index("gate False") == order.index("params") + 1 and order.count("gate False") == 1
+
+
+def test_input_pushed_between_ticks_gives_the_descriptors_of_collected_input(
+    doubles: SimpleNamespace, follow_model: Path
+) -> None:
+    """With the real extractor the input blocks between ticks go into its window as they arrive (`push`);
+    the tick's descriptors, and so every parameter sent, equal those of collecting the blocks first."""
+    from features.config import FeatureSettings
+    from features.stream import StreamingDescriptors
+
+    audio = doubles.sine(330.0, 0.6, SR, amplitude=0.7)
+    sent, targets = [], []
+    for pushes in (True, False):
+        worker, w = make_worker(doubles, follow_model, tick_s=3 * BLOCK / SR)
+        extractor = StreamingDescriptors(FeatureSettings(), SR, BLOCK)
+        calls: list[str] = []
+        inner_push = extractor.push
+        extractor.push = lambda block, log=calls, inner=inner_push: (log.append("push"), inner(block))[1]
+        worker.input_features = extractor
+        worker._push_input = extractor.push if pushes else None
+        ticks = []
+        for i in range(len(audio) // BLOCK):
+            worker.process_block(audio[i * BLOCK : (i + 1) * BLOCK])
+            ticks.append(worker._target.copy())
+        sent.append(np.array(w.osc.params))
+        targets.append(np.array(ticks))
+        assert calls.count("push") == (worker.stats.blocks - worker.stats.control_ticks if pushes else 0)
+    np.testing.assert_array_equal(targets[0], targets[1])
+    np.testing.assert_array_equal(sent[0], sent[1])
