@@ -155,6 +155,7 @@ class Worker:
         self.self_voice = self_voice
         self.self_features = self_features
         self.follower = follower
+        self._hold_closed = bool(follower.settings.hold_while_gate_closed)
         self.agent = agent
         self.control = control
         self.exchange = exchange
@@ -390,7 +391,10 @@ class Worker:
         self._follow_note(full)
         if ctl.policy_active:
             action = agent.act(self._self_desc, target, ctl.params_0to1, target_is_model_order=model_order)
-            ctl.tick(action, agent.controlled, agent.delta_max)
+            if self._frame[GATE_INDEX] > 0.0 or not self._hold_closed:
+                ctl.tick(action, agent.controlled, agent.delta_max)
+            else:  # a rest (`synth.hold_while_gate_closed`): the policy ran, its move is not applied
+                ctl.tick(None, agent.controlled, agent.delta_max)
         else:
             ctl.tick(None, agent.controlled, agent.delta_max)
         self._send_params()
@@ -414,7 +418,7 @@ class Worker:
         conf = float(descriptors[self._idx_conf]) if self._idx_conf >= 0 else math.nan
         loud = float(descriptors[self._idx_loud]) if self._idx_loud >= 0 else math.nan
         if math.isnan(loud) and self.follower.settings.gate == "follow":
-            loud = math.inf  # external features without loudness: the gate stays open (documented)
+            loud = 0.0  # external features without loudness: full scale, the gate opens and stays open (documented)
         state = self.follower.update(pitch, conf, loud)
         note = state.note_midi
         if state.triggered:

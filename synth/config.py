@@ -18,6 +18,7 @@ class SynthSettings:
     gate_on_db: float = -45.0  # loudness that opens the gate ...
     gate_off_db: float = -55.0  # ... and, lower (hysteresis), closes it
     param_smoothing_s: float = 0.02  # streaming: parameter changes are smoothed over this time
+    hold_while_gate_closed: bool = True  # the policy's moves apply only while the gate is open (not in rests)
     seed: int = 0
 
     def __post_init__(self) -> None:

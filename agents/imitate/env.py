@@ -5,7 +5,9 @@ corpus folder (default `corpus.default`), optionally a prepared `TargetCorpus` /
 (tests and training share one). Each step:
 
 1. the action moves the controlled parameters: continuous `a in [-1,1]^P` -> `delta = a * delta_max`,
-   or discrete `k in {0,1,2}^P` (down/stay/up) -> `delta = (k - 1) * delta_max`;
+   or discrete `k in {0,1,2}^P` (down/stay/up) -> `delta = (k - 1) * delta_max`; not while the
+   synth's gate is closed (`synth.hold_while_gate_closed`, as in evaluation and on stage: a rest
+   does not move the sound, so the next note starts with the last one's);
 2. the target advances one frame (corpus track; a random preset's frame, held (static_random)
    or jumping with probability `dynamic_change_prob` (dynamic_random); `mixed` draws corpus for a
    share `corpus_frac` of the episodes, else one of the random modes);
@@ -217,7 +219,9 @@ class ImitateEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         ctrl = list(self.controlled)
         before = self.params[ctrl].copy()
-        self.params[ctrl] = np.clip(before + self.decode_action(action), 0.0, 1.0)
+        if self._gate or not self.settings.synth.hold_while_gate_closed:
+            self.params[ctrl] = np.clip(before + self.decode_action(action), 0.0, 1.0)
+        # else a rest: the action is not applied (as on stage: the next note starts with the last sound)
         delta = self.params[ctrl] - before
         if self.loop is not None:
             self.loop.set_params(self.params)

@@ -128,6 +128,8 @@ def perform(
         raise ValueError(f"audio of {len(audio)} frames is shorter than one block of {block} frames")
     listen_in = StreamingDescriptors(settings.features, sr, block)
     params = np.asarray(start_params, dtype=np.float32).copy()
+    held = params.copy()
+    hold_closed = settings.synth.hold_while_gate_closed
     controller.reset(params)
     loop.reset(params)
     input_desc = np.zeros((n_ticks, N_DESCRIPTORS), dtype=np.float32)
@@ -142,7 +144,12 @@ def perform(
         output_desc[t] = loop.render(out_audio[t * block : (t + 1) * block])
         loop.follow(input_desc[t])
         notes[t], gates[t] = loop.note_midi, loop.gate
-        controller.step(output_desc[t], input_desc[t], params)
+        if loop.gate or not hold_closed:
+            controller.step(output_desc[t], input_desc[t], params)
+        else:  # a rest: the controller runs (its state moves on, as on stage) but its move is not applied
+            np.copyto(held, params)
+            controller.step(output_desc[t], input_desc[t], params)
+            np.copyto(params, held)
         loop.set_params(params)
     return Performance(loop.tick_s, input_desc, output_desc, params_log, notes, gates, out_audio)
 

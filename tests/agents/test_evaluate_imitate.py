@@ -179,3 +179,22 @@ def test_metrics_are_rmse_of_scaled_descriptors_and_mean_abs_delta() -> None:
     assert m2["per_descriptor"]["loudness_db"] == pytest.approx(np.sqrt((3 * 0.25**2 + (2 / 60) ** 2) / 4))
     m3 = imitation_metrics(perf, scale, (0, 1), silence_db=-90.0)  # not silent: the centroid counts
     assert m3["per_descriptor"]["centroid"] == pytest.approx(np.sqrt(0.5**2 / 4))
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_perform_holds_the_parameters_in_rests(hold: bool) -> None:
+    """`synth.hold_while_gate_closed`: a controller that always moves moves the sound only while the gate
+    is open; the parameters that play after a rest are those the last note ended with."""
+    from agents.imitate.perform import RandomController
+    from settings import with_overrides
+
+    settings = with_overrides(load_settings(), {"synth.hold_while_gate_closed": hold})
+    t = np.arange(SR) / SR
+    audio = (((t % 0.5) < 0.3) * 0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    preset = default_vector()
+    controlled = (PARAM_INDEX["filter_cutoff"], PARAM_INDEX["master_volume"])
+    perf = perform(audio, RandomController(controlled, 0.05, seed=3), preset, settings, voice_factory=FakeVoice)
+    moves = np.abs(np.diff(perf.params, axis=0)).sum(axis=1)  # move k: chosen at tick k, plays from k + 1
+    closed = ~perf.gates[:-1]
+    assert closed.sum() >= 4 and np.all(moves[~closed] > 0)
+    assert np.all(moves[closed] == 0) if hold else np.all(moves[closed] > 0)

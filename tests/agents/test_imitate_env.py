@@ -22,8 +22,11 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def _env(corpus_dir: Path, **overrides: object) -> ImitateEnv:
-    settings = with_overrides(load_settings(), {f"imitate.{k}": v for k, v in overrides.items()})
+def _env(corpus_dir: Path, *, hold_in_rests: bool = True, **overrides: object) -> ImitateEnv:
+    settings = with_overrides(
+        load_settings(),
+        {"synth.hold_while_gate_closed": hold_in_rests, **{f"imitate.{k}": v for k, v in overrides.items()}},
+    )
     return ImitateEnv(settings, corpus_dir, describer=FakeDescriber())
 
 
@@ -75,7 +78,7 @@ def test_same_seed_same_trajectory(corpus_dir: Path) -> None:
 
 
 def test_actions_move_only_controlled_params_within_delta(corpus_dir: Path) -> None:
-    env = _env(corpus_dir)
+    env = _env(corpus_dir, hold_in_rests=False)  # the episode may start in a rest
     env.reset(seed=0)
     before = env.params.copy()
     env.step(np.ones(8, dtype=np.float32))
@@ -203,3 +206,21 @@ def test_proxy_source_predicts_with_the_proxy(corpus_dir: Path, tmp_path: Path) 
     np.testing.assert_allclose(env._agent[[INDEX["loudness_db"], INDEX["centroid"]]], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="nowhere"):
         ImitateEnv(with_overrides(settings, {"imitate.proxy_dir": str(tmp_path / "nowhere")}), corpus_dir)
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_actions_are_not_applied_while_the_gate_is_closed(corpus_dir: Path, hold: bool) -> None:
+    """`synth.hold_while_gate_closed`: in a rest (gate closed) the parameters stay where the last note left
+    them, whatever the action (as in evaluation and on stage); without it every action moves them."""
+    settings = with_overrides(load_settings(), {"imitate.mode": "corpus", "synth.hold_while_gate_closed": hold})
+    env = ImitateEnv(settings, corpus_dir, describer=FakeDescriber())
+    env.reset(seed=0, options={"track": 0, "frame": 0})
+    moved_open, moved_closed = [], []
+    for _ in range(45):
+        gate = env._gate  # the gate the next render plays with: the one an action would apply under
+        before = env.params.copy()
+        env.step(np.full(8, 0.5 if len(moved_open) % 2 else -0.5, dtype=np.float32))
+        moved = float(np.abs(env.params - before).sum())
+        (moved_open if gate else moved_closed).append(moved)
+    assert len(moved_closed) >= 4 and min(moved_open) > 0.0
+    assert (max(moved_closed) == 0.0) if hold else (min(moved_closed) > 0.0)

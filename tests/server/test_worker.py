@@ -374,3 +374,47 @@ def test_input_pushed_between_ticks_gives_the_descriptors_of_collected_input(
         assert calls.count("push") == (worker.stats.blocks - worker.stats.control_ticks if pushes else 0)
     np.testing.assert_array_equal(targets[0], targets[1])
     np.testing.assert_array_equal(sent[0], sent[1])
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_parameters_hold_while_the_gate_is_closed(doubles: SimpleNamespace, follow_model: Path, hold: bool) -> None:
+    """`synth.hold_while_gate_closed`: in a rest the policy still runs but its moves are not applied, so
+    the next note starts with the sound the last one ended with (as in evaluation and training)."""
+    worker, w = make_worker(doubles, follow_model, synth=SynthSettings(hold_while_gate_closed=hold))
+    feed(worker, doubles.sine(440.0, 0.3, SR, amplitude=0.9))  # a note: the volume follows it up
+    assert worker._frame[GATE_INDEX] == 1.0
+    feed(worker, np.zeros(2 * BLOCK, dtype=np.float32))  # the gate closes on the first silent tick
+    assert worker._frame[GATE_INDEX] == 0.0
+    rest_start = w.control.params_0to1.copy()
+    # a quiet tail under the gate's threshold: the follow model, hearing its own silence, pushes the volume up
+    feed(worker, doubles.sine(440.0, 20 * BLOCK / SR, SR, amplitude=0.0005))
+    assert worker._frame[GATE_INDEX] == 0.0
+    moved = float(np.abs(w.control.params_0to1 - rest_start).sum())
+    assert moved == 0.0 if hold else moved > 0.05
+
+
+def test_external_features_without_loudness_keep_the_gate_open(doubles: SimpleNamespace, tmp_path: Path) -> None:
+    """`--input osc` with a model that has no `loudness_db` (e.g. Pd's four descriptors): the gate opens
+    and stays open, so the synth sounds and the policy's moves apply."""
+    from agents.policy import write_model_dir
+    from synth.params import default_vector
+
+    names = ["rms_db", "centroid", "pitch_hz", "pitch_confidence"]
+    weights = np.zeros((1, 2 * len(names) + 1), dtype=np.float32)
+    weights[0, len(names)] = 20.0  # master_volume up with the target's rms_db
+    meta = {
+        "task": "imitate", "algorithm": "hand-written", "controlled_params": ["master_volume"],
+        "descriptor_names": names,
+        "normalization": {
+            n: {"low": lo, "high": hi} for n, lo, hi in zip(names, (-80, 0, 0, 0), (0, 8000, 2000, 1), strict=True)
+        },
+        "observation": {"history": 0}, "action": {"kind": "continuous", "delta_max": 0.05},
+        "start_preset": [float(v) for v in default_vector()], "tick_s": BLOCK / SR,
+    }  # fmt: skip
+    model = write_model_dir(tmp_path / "level", meta, [(weights, np.zeros(1, dtype=np.float32))], output="tanh")
+    worker, w = make_worker(doubles, model)
+    start = w.control.params_0to1[VOL]
+    for _ in range(5):
+        worker.process_features(np.array([-6.0, 2000.0, 440.0, 1.0], dtype=np.float32))
+    assert worker._frame[GATE_INDEX] == 1.0 and w.osc.gates == [True]
+    assert w.control.params_0to1[VOL] > start + 0.1
