@@ -81,10 +81,11 @@ def push_into_ring(
         n_in += 1
         limit = n_in * up  # outputs whose newest input has arrived: t // up <= n_in - 1
         while t < limit:
-            phase = t - (t // up) * up
+            row = taps[t % up]
+            newest = history[write : write + per_phase]  # the newest P inputs, oldest first
             acc = 0.0
-            for j in range(per_phase):  # history[write : write + P] is the newest P inputs, oldest first
-                acc += taps[phase, j] * history[write + j]
+            for j in range(per_phase):
+                acc += row[j] * newest[j]
             if acc > max_abs:
                 acc = max_abs
             elif acc < -max_abs:
