@@ -12,7 +12,8 @@ live input gives the descriptors its 16 kHz file would give, for any content (lo
 included), at a third of the analysis cost. Each call analyses the last `window` frames at the
 analysis rate (the window of `features.dsp.plan_for`), with the same constants and formulas as
 `features.batch`; at the analysis rate, fed blocks of `plan.hop` frames it reproduces `describe_batch`
-frame by frame. Per block: three numpy FFTs (`out=` buffers) and numba kernels
+frame by frame. Per block: two numpy FFT calls (a batched forward pair and an inverse, `out=`
+buffers) and numba kernels
 (`features.stream_kernels`) on buffers allocated once, in float64, with their arguments packed once
 (timing: benchmarks/features.py, benchmarks/live.py).
 """
@@ -53,11 +54,13 @@ class StreamingDescriptors:
         self._ring = np.zeros(n)
         self._pos = 0
         self._frame = np.zeros(n)
-        self._yin_x = np.zeros(n)
-        self._yin_head = np.zeros(n)  # the first yin_width frames of yin_x, the rest stays 0
+        # YIN's mean-removed frame and its head (the first yin_width frames, the rest stays 0) as the two
+        # rows of one array, so that one batched rfft transforms both (~40% faster than two calls)
+        self._yin_pair = np.zeros((2, n))
+        self._yin_x, self._yin_head = self._yin_pair[0], self._yin_pair[1]
         self._spec = np.zeros(nb, dtype=np.complex128)
-        self._spec_x = np.zeros(nb, dtype=np.complex128)
-        self._spec_h = np.zeros(nb, dtype=np.complex128)
+        self._spec_pair = np.zeros((2, nb), dtype=np.complex128)
+        self._spec_x, self._spec_h = self._spec_pair[0], self._spec_pair[1]
         self._corr = np.zeros(n)
         self._stats = np.zeros(4)  # mean square, peak, mean square without DC, mean
         self._power = np.zeros(nb)
@@ -163,8 +166,7 @@ class StreamingDescriptors:
             kern.prepare_frame(
                 self._ring, self._pos, self._frame, self._yin_x, self._yin_head, self._yin_width, self._stats
             )
-        rfft(self._yin_x, out=self._spec_x)
-        rfft(self._yin_head, out=self._spec_h)
+        rfft(self._yin_pair, out=self._spec_pair)
         kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
         irfft(self._spec_h, n=self._window, out=self._corr)
         kern.finish(*self._finish_args)
