@@ -34,7 +34,8 @@ from server.osc_protocol import Dispatcher
 from server.ring_buffer import RingBuffer
 from server.stats import LiveStats
 from server.trace import Trace
-from server.worker import Extractor, Voice, Worker
+from server.worker import Worker
+from server.worker_parts import Extractor, Voice
 from settings import Settings
 from synth.note_gate import NoteGateFollower
 

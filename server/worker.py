@@ -42,7 +42,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
@@ -51,6 +50,7 @@ from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ONSETS_INDEX, Con
 from server.ring_buffer import RingBuffer, WakePipe
 from server.stats import LiveStats
 from server.trace import Trace
+from server.worker_parts import Accumulator, Extractor, OscSink, Voice
 from synth.note_gate import NoteGateFollower
 from synth.params import N_PARAMS
 
@@ -60,62 +60,6 @@ IDLE_WAIT_S = 0.05  # without audio input, the worker wakes at least this often 
 FINE_POLL_S = 0.0002  # with audio input, near the next block's arrival the worker looks this often
 EARLY_WAKE_BLOCKS = 0.75  # ... from this fraction of a block after the previous block
 GATE_UNCHANGED, GATE_ON, GATE_OFF = 0, 1, 2
-
-
-class Accumulator:
-    """Frames collected between two analyses (preallocated)."""
-
-    def __init__(self, capacity_frames: int) -> None:
-        self.buffer = np.zeros(capacity_frames, dtype=np.float32)
-        self.fill = 0
-
-    def room(self, n_frames: int) -> bool:
-        return self.fill + n_frames <= self.buffer.shape[0]
-
-    def append(self, frames: np.ndarray) -> None:
-        n = frames.shape[0]
-        self.buffer[self.fill : self.fill + n] = frames
-        self.fill += n
-
-    def take(self) -> np.ndarray:
-        """The collected frames (a view), and empty for the next round."""
-        view = self.buffer[: self.fill]
-        self.fill = 0
-        return view
-
-
-class Extractor(Protocol):
-    """`features.stream.StreamingDescriptors`: one block in, all descriptors out (a reused buffer).
-    Optional (test doubles may lack them): `push(block)` (into the window, no analysis; the worker then
-    pushes the input blocks between ticks as they arrive instead of collecting them) and `warm()`."""
-
-    def process(self, block: np.ndarray) -> np.ndarray: ...
-
-
-class Voice(Protocol):
-    """`synth.stream.StreamingVoice`."""
-
-    def set_params(self, x_0to1: np.ndarray) -> None: ...
-
-    def note_on(self, midi_note: float) -> None: ...
-
-    def set_note(self, midi_note: float) -> None: ...
-
-    def note_off(self) -> None: ...
-
-    def process(self, out: np.ndarray) -> None: ...
-
-
-class OscSink(Protocol):
-    """`server.osc_io.OscOut` (the worker is its only caller)."""
-
-    def send_params(self, frame_0to1: np.ndarray) -> None: ...
-
-    def send_note(self, midi: float) -> None: ...
-
-    def send_gate(self, on: bool) -> None: ...
-
-    def send_features(self, values: np.ndarray) -> None: ...
 
 
 class Worker:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from features.names import DESCRIPTOR_NAMES, N_DESCRIPTORS
-from server.worker import Voice  # the live worker's voice interface: evaluation plays the same way
+from server.worker_parts import Voice  # the live worker's voice interface: evaluation plays the same way
 from settings import Settings
 from synth.note_gate import NoteGateFollower
 
