@@ -168,3 +168,20 @@ def test_a_forked_child_can_render_after_the_parent_did() -> None:
     render_batch(torch.rand(4, N_PARAMS), torch.full((4,), 50.0))  # the parent's threads have run
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map(_render_in_child, [1]) == [_render_in_child(1)]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_any_thread_count_gives_the_one_thread_audio(threads: int) -> None:
+    """The kernel path splits the rows over torch's thread count: any count renders exactly what one
+    thread renders (each row has its own seed and state)."""
+    params = torch.rand(37, N_PARAMS, generator=torch.Generator().manual_seed(11))  # not a multiple of 2 or 3
+    notes = torch.linspace(36.0, 84.0, 37)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = render_batch(params, notes, duration_s=0.1)
+        torch.set_num_threads(threads)
+        got = render_batch(params, notes, duration_s=0.1)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, want)
