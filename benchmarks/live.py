@@ -9,7 +9,8 @@ first file of the demo corpus), durations. Output: one JSON object:
   ones, and the tail of `block_us`) and `block_cpu_us` (the worker thread's CPU time per block:
   no preemption, so it moves less with other load on the machine);
   `block_budget_ratio` = p99 / block duration, and `reference_fft_us` + `ratio_to_fft` (p50 over
-  the p50 of one numpy rfft of the analysis window, same run: a machine-speed reference);
+  the p50 of one numpy rfft of 3,072 points, same run: a machine-speed reference, kept at the size
+  of the former 48 kHz analysis window so that figures compare across sessions);
 - `components_p50_us`: each stage alone (extractor on one tick of audio, a voice block, the
   policy, an OSC send), to see where the block time goes;
 - `latency_ms` {p50, p99, max}: from a block's arrival (the input callback) to the receipt of its
