@@ -2,7 +2,10 @@
 
 Input / output: numpy arrays owned by `features.stream.StreamingDescriptors` (nothing is allocated here).
 The math is `features.batch` / `features.pitch` (torch) written out as loops, in float64:
-- `push_block`: copy a block into the ring (NaN -> 0, +-Inf -> +-1, clamp), return the new position;
+- `repaired`: one input sample made safe (NaN -> 0, +-Inf -> +-1, clamp), shared by the two below;
+- `push_block`: copy a block into the ring (repaired), return the new position;
+- `resample_into_ring`: the same for a block at another rate, through `features.stream_resample`'s
+  polyphase filter (input samples repaired, outputs clamped);
 - `prepare_frame`: unroll the ring into the frame, make YIN's mean-removed frame and head, frame stats;
 - `push_and_prepare`: the two above in one call (the streaming face's per-block entry);
 - `spectra`: the Hann-windowed spectrum (from the plain one) and YIN's cross spectrum (before the irfft);
@@ -20,24 +23,80 @@ import numpy as np
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no 'nnan' / 'ninf': inputs are sanitized, results stay honest
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def repaired(v: float, max_abs: float) -> float:
+    """An input sample made safe: NaN -> 0, +-Inf -> +-1, anything else clamped to +-max_abs."""
+    if v != v:
+        return 0.0
+    if v > max_abs:
+        return max_abs if v != math.inf else 1.0
+    if v < -max_abs:
+        return -max_abs if v != -math.inf else -1.0
+    return v
+
+
 @numba.njit(cache=True, nogil=True)
 def push_block(ring: np.ndarray, pos: int, block: np.ndarray, max_abs: float) -> int:
     n = ring.shape[0]
     length = block.shape[0]
     start = length - n if length > n else 0
     for i in range(start, length):
-        v = float(block[i])
-        if v != v:
-            v = 0.0
-        elif v > max_abs:
-            v = max_abs if v != math.inf else 1.0
-        elif v < -max_abs:
-            v = -max_abs if v != -math.inf else -1.0
-        ring[pos] = v
+        ring[pos] = repaired(float(block[i]), max_abs)
         pos += 1
         if pos == n:
             pos = 0
     return pos
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def resample_into_ring(
+    block: np.ndarray,
+    max_abs: float,
+    taps: np.ndarray,
+    down: int,
+    history: np.ndarray,
+    counters: np.ndarray,
+    ring: np.ndarray,
+    ring_pos: int,
+) -> int:
+    """Resample `block` into `ring` from `ring_pos` on (`features.stream_resample`: the taps, the state);
+    returns the new ring position.
+
+    `history` (2 * P float64) holds the last P inputs twice over, so that the newest P are one slice;
+    `counters` (int64): [history write position, inputs consumed, the next output's upsampled time]."""
+    up, per_phase = taps.shape
+    n_ring = ring.shape[0]
+    write = counters[0]
+    n_in = counters[1]
+    t = counters[2]
+    for i in range(block.shape[0]):
+        v = repaired(float(block[i]), max_abs)
+        history[write] = v
+        history[write + per_phase] = v
+        write += 1
+        if write == per_phase:
+            write = 0
+        n_in += 1
+        limit = n_in * up  # outputs whose newest input has arrived: t // up <= n_in - 1
+        while t < limit:
+            row = taps[t % up]
+            newest = history[write : write + per_phase]  # the newest P inputs, oldest first
+            acc = 0.0
+            for j in range(per_phase):
+                acc += row[j] * newest[j]
+            if acc > max_abs:
+                acc = max_abs
+            elif acc < -max_abs:
+                acc = -max_abs
+            ring[ring_pos] = acc
+            ring_pos += 1
+            if ring_pos == n_ring:
+                ring_pos = 0
+            t += down
+    counters[0] = write
+    counters[1] = n_in
+    counters[2] = t
+    return ring_pos
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)

@@ -2,24 +2,26 @@
 
 Input: successive mono blocks (float32/float64, any length, 0 included) at `from_hz`.
 Output: the resampled samples, written one by one into a caller's ring buffer (the streaming
-descriptors' analysis window) by `push_into_ring`; nothing is allocated per block.
+descriptors' analysis window) by `features.stream_kernels.resample_into_ring` (in that file so that
+it shares the sample repair of `push_block`); nothing is allocated per block.
 
 The filter and the alignment are scipy's `resample_poly` (the file face's resampler when libsoxr is
 absent): the rates reduced by their gcd to up / down, a Kaiser-windowed sinc (beta 5) of
 2 * 10 * max(up, down) + 1 taps cut at the lower Nyquist, zero-phase (output m is input time
 m * down / up). Fed any split of a signal, it gives `resample_poly`'s samples (tested); output m
 leaves once its last input sample has arrived, i.e. 10 * max(up, down) / up input frames late
-(0.6 ms at 48 -> 16 kHz). Input samples are repaired as `features.stream_kernels.push_block` repairs
-them (NaN -> 0, +-Inf -> +-1, clamp to +-max_abs), outputs are clamped to +-max_abs.
+(0.6 ms at 48 -> 16 kHz). Input samples are repaired as `push_block` repairs them (NaN -> 0,
++-Inf -> +-1, clamp to +-max_abs), outputs are clamped to +-max_abs.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from scipy.signal import firwin
+
+from features.stream_kernels import resample_into_ring
 
 
 def reduced_ratio(from_hz: int, to_hz: int) -> tuple[int, int]:
@@ -43,62 +45,6 @@ def polyphase_taps(up: int, down: int) -> tuple[np.ndarray, int]:
     # over the history oldest first
     table = padded.reshape(per_phase, up).T[:, ::-1]
     return np.ascontiguousarray(table), half_len
-
-
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def push_into_ring(
-    block: np.ndarray,
-    max_abs: float,
-    taps: np.ndarray,
-    down: int,
-    history: np.ndarray,
-    counters: np.ndarray,
-    ring: np.ndarray,
-    ring_pos: int,
-) -> int:
-    """Resample `block` into `ring` from `ring_pos` on; returns the new ring position.
-
-    `history` (2 * P float64) holds the last P inputs twice over, so that the newest P are one slice;
-    `counters` (int64): [history write position, inputs consumed, the next output's upsampled time]."""
-    up, per_phase = taps.shape
-    n_ring = ring.shape[0]
-    write = counters[0]
-    n_in = counters[1]
-    t = counters[2]
-    for i in range(block.shape[0]):
-        v = float(block[i])
-        if v != v:
-            v = 0.0
-        elif v > max_abs:
-            v = max_abs if v != math.inf else 1.0
-        elif v < -max_abs:
-            v = -max_abs if v != -math.inf else -1.0
-        history[write] = v
-        history[write + per_phase] = v
-        write += 1
-        if write == per_phase:
-            write = 0
-        n_in += 1
-        limit = n_in * up  # outputs whose newest input has arrived: t // up <= n_in - 1
-        while t < limit:
-            row = taps[t % up]
-            newest = history[write : write + per_phase]  # the newest P inputs, oldest first
-            acc = 0.0
-            for j in range(per_phase):
-                acc += row[j] * newest[j]
-            if acc > max_abs:
-                acc = max_abs
-            elif acc < -max_abs:
-                acc = -max_abs
-            ring[ring_pos] = acc
-            ring_pos += 1
-            if ring_pos == n_ring:
-                ring_pos = 0
-            t += down
-    counters[0] = write
-    counters[1] = n_in
-    counters[2] = t
-    return ring_pos
 
 
 class StreamResampler:
@@ -128,5 +74,5 @@ class StreamResampler:
     def push(self, block: np.ndarray, ring: np.ndarray, ring_pos: int) -> int:
         """Resample `block` (1-D float32/float64) into `ring` from `ring_pos`; returns the new position."""
         return int(
-            push_into_ring(block, self.max_abs, self.taps, self.down, self._history, self._counters, ring, ring_pos)
+            resample_into_ring(block, self.max_abs, self.taps, self.down, self._history, self._counters, ring, ring_pos)
         )
