@@ -9,13 +9,12 @@ The analysis runs at the settings' analysis rate (`features.sample_rate_hz`), th
 files are analysed and the agent is trained: input at another rate is first resampled block by block
 (`features.stream_resample`: scipy's `resample_poly` filter, 0.6 ms look-ahead at 48 kHz), so a 48 kHz
 live input gives the descriptors its 16 kHz file would give, for any content (loudness and peak
-included), at a third of the analysis cost. Each call analyses the last `window` frames at the
-analysis rate (the window of `features.dsp.plan_for`), with the same constants and formulas as
-`features.batch`; at the analysis rate, fed blocks of `plan.hop` frames it reproduces `describe_batch`
-frame by frame. Per block: two numpy FFT calls (a batched forward pair and an inverse, `out=`
-buffers) and numba kernels
-(`features.stream_kernels`) on buffers allocated once, in float64, with their arguments packed once
-(timing: benchmarks/features.py, benchmarks/live.py).
+included), at about half the cost of analysing at 48 kHz. Each call analyses the last `window`
+frames at the analysis rate (the window of `features.dsp.plan_for`), with the same constants and
+formulas as `features.batch`; at the analysis rate, fed blocks of `plan.hop` frames it reproduces
+`describe_batch` frame by frame. Per block: two numpy FFT calls (a batched forward pair and an
+inverse, `out=` buffers) and numba kernels (`features.stream_kernels`) on buffers allocated once, in
+float64, with their arguments packed once (timing: benchmarks/features.py, benchmarks/live.py).
 """
 
 from __future__ import annotations
