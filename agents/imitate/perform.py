@@ -144,12 +144,10 @@ def perform(
         output_desc[t] = loop.render(out_audio[t * block : (t + 1) * block])
         loop.follow(input_desc[t])
         notes[t], gates[t] = loop.note_midi, loop.gate
-        if loop.gate or not hold_closed:
-            controller.step(output_desc[t], input_desc[t], params)
-        else:  # a rest: the controller runs (its state moves on, as on stage) but its move is not applied
-            np.copyto(held, params)
-            controller.step(output_desc[t], input_desc[t], params)
-            np.copyto(params, held)
+        np.copyto(held, params)
+        controller.step(output_desc[t], input_desc[t], params)
+        if hold_closed and not loop.gate:
+            np.copyto(params, held)  # a rest: the controller ran (its state moves on, as on stage), no move
         loop.set_params(params)
     return Performance(loop.tick_s, input_desc, output_desc, params_log, notes, gates, out_audio)
 
