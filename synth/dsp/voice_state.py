@@ -52,7 +52,8 @@ class VoiceState:
         self.incs = np.zeros((2, K.MAX_UNISON))
         self.smooth = np.zeros(N_PARAMS)
         self.target = np.zeros(N_PARAMS)
-        self.morphed = np.zeros((2, 2, K.TABLE_SIZE + 1))  # per oscillator: current table, previous table
+        # per oscillator: current table, previous table, as float32 (value, slope) pairs
+        self.morphed = np.zeros((2, 2, 2 * K.TABLE_SIZE), dtype=np.float32)
         self.table_key = np.full((2, 2), -1.0)  # (morph, level) each morphed table was built for
         self.scratch = np.zeros((3, self.chunk))
         self.tables = tables64()
