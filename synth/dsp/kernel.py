@@ -584,7 +584,7 @@ def render(
         # wrap-around per sample): gain ramps, LFO tremolo, soft clip
         dst = out[start + i : start + i + m]
         for j in range(m):
-            k = pos + j
+            k = np.int32(pos + j)  # (int32 -> double converts as a vector on AVX2; int64 lane by lane)
             gain = scratch[OLD, j] * (v0 + dv * k) * (1.0 - to_amp * (1.0 - (l0 + dl * k)) * 0.5)
             dst[j] = softclip(scratch[ACC, j] * gain)
         st[S_IC1], st[S_IC2], st[S_DC_X], st[S_DC_Y] = ic1, ic2, dc_x, dc_y
