@@ -9,6 +9,9 @@ differentiable torch path, and the streaming voice: `stream_block_us` p50/p99/ma
 block at 48 kHz for a 7-voice unison patch. Both sides run interleaved on the same threads (torch's
 setting, which the kernel follows too) and the medians are compared, because the machine is shared
 and noisy; the CPU seconds of each side (`cpu_ratio`) are reported too (less distorted by load).
+Each timed call starts `--settle-s` (50 ms) after the previous one ended: torch's OpenMP workers keep
+spinning for a while after `Voice`'s last parallel region, and a render started at once shares the
+cores with them (measured: 27 ms instead of 21 per batch of 128 with 2 threads).
 """
 
 from __future__ import annotations
@@ -54,8 +57,11 @@ def realistic_mix(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(batch, N_PARAMS, generator=gen), torch.randint(36, 85, (batch,), generator=gen).float()
 
 
-def median_seconds(fns: list[Callable[[], object]], repeats: int, desc: str, quiet: bool) -> list[tuple[float, float]]:
-    """Run the callables interleaved `repeats` times (after one warm-up each).
+def median_seconds(
+    fns: list[Callable[[], object]], repeats: int, desc: str, quiet: bool, settle_s: float = 0.0
+) -> list[tuple[float, float]]:
+    """Run the callables interleaved `repeats` times (after one warm-up each), each `settle_s` after the
+    previous call ended (so that no thread pool is still spinning from it).
 
     Returns (median wall seconds, median CPU seconds of this process, all threads) for each."""
     for fn in fns:
@@ -63,6 +69,7 @@ def median_seconds(fns: list[Callable[[], object]], repeats: int, desc: str, qui
     times: list[list[tuple[float, float]]] = [[] for _ in fns]
     for _ in tqdm(range(repeats), desc=desc, disable=quiet, file=sys.stderr):
         for fn, bucket in zip(fns, times, strict=True):
+            time.sleep(settle_s)
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
             bucket.append((time.perf_counter() - wall, time.process_time() - cpu))
@@ -114,12 +121,14 @@ def run(args: argparse.Namespace, sample_rate_hz: int, duration_s: float) -> dic
     quiet = args.json
     reps = args.repeats
     (t_serum, c_serum), (t_voice, c_voice) = median_seconds(
-        [serumlite(params, notes), torchsynth_voice], reps, "unison-7 mix", quiet
+        [serumlite(params, notes), torchsynth_voice], reps, "unison-7 mix", quiet, args.settle_s
     )
     (t_real, c_real), (t_voice2, c_voice2) = median_seconds(
-        [serumlite(r_params, r_notes), torchsynth_voice], reps, "random mix", quiet
+        [serumlite(r_params, r_notes), torchsynth_voice], reps, "random mix", quiet, args.settle_s
     )
-    ((t_torch, _),) = median_seconds([serumlite(params, notes, "torch")], max(1, reps // 4), "torch path", quiet)
+    ((t_torch, _),) = median_seconds(
+        [serumlite(params, notes, "torch")], max(1, reps // 4), "torch path", quiet, args.settle_s
+    )
     stream = stream_block_us(48000, 512, args.stream_blocks)
     per_s = args.batch / t_serum
     return {
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace, sample_rate_hz: int, duration_s: float) -> dic
         "duration_s": duration_s,
         "threads": args.threads,
         "repeats": args.repeats,
+        "settle_s": args.settle_s,
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "targets": {"ratio": TARGET_RATIO, "sounds_per_s": TARGET_SOUNDS_PER_S, "stream_p99_us": TARGET_STREAM_P99_US},
         "meets_targets": bool(
@@ -159,11 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=12, help="timed renders per side (default 12)")
     parser.add_argument("--stream-blocks", type=int, default=3000, help="streaming blocks timed (default 3000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch mixes (default 0)")
+    parser.add_argument("--settle-s", type=float, default=0.05, help="pause before each timed call (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--settings", type=Path, default=None, help="settings YAML (default: the repository's)")
     args = parser.parse_args(argv)
     if min(args.batch, args.threads, args.repeats, args.stream_blocks) <= 0:
         print("error: --batch, --threads, --repeats and --stream-blocks must be > 0", file=sys.stderr)
+        return 2
+    if args.settle_s < 0:
+        print(f"error: --settle-s must be >= 0, got {args.settle_s}", file=sys.stderr)
         return 2
     try:
         overrides = {"synth.sample_rate_hz": args.sample_rate_hz, "synth.probe_s": args.duration_s}
