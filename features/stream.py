@@ -3,7 +3,9 @@
 Input: successive mono blocks (`np.ndarray`, any float dtype, `block_size` frames each; other
 lengths are accepted too) at `sample_rate_hz` (the device's rate).
 Output: `process(block)` -> `np.ndarray[K]` float32 in `DESCRIPTOR_NAMES` order, a buffer owned by the
-analyser and overwritten on every call (copy it to keep it).
+analyser and overwritten on every call (copy it to keep it). `process_core(block)` + `complete()` is
+`process(block)` in two steps: first everything but the `DEFERRABLE` descriptors (MFCC, chroma), then
+those (the live worker sends its parameters in between when the model reads neither).
 
 The analysis runs at the settings' analysis rate (`features.sample_rate_hz`), the rate at which corpus
 files are analysed and the agent is trained: input at another rate is first resampled block by block
@@ -25,16 +27,18 @@ from numpy.fft import irfft, rfft
 from features import stream_kernels as kern
 from features.config import FeatureSettings
 from features.dsp import LOUDNESS_OFFSET_DB, MAX_ABS_SAMPLE, plan_for
-from features.names import DESCRIPTOR_NAMES, N_MFCC
+from features.names import DESCRIPTOR_NAMES, GROUPS, N_MFCC
 from features.stream_resample import StreamResampler
 
 _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
+DEFERRABLE: tuple[str, ...] = GROUPS["mfcc"] + GROUPS["chroma"]  # what `process_core` leaves to `complete`
 
 
 class StreamingDescriptors:
     """Per-block descriptors with fixed window and buffers allocated once."""
 
     names: tuple[str, ...] = DESCRIPTOR_NAMES
+    deferrable: tuple[str, ...] = DEFERRABLE
 
     def __init__(self, settings: FeatureSettings, sample_rate_hz: int, block_size: int) -> None:
         if block_size <= 0:
@@ -76,6 +80,9 @@ class StreamingDescriptors:
         self._out64 = np.zeros(len(DESCRIPTOR_NAMES))
         self._prev64 = np.zeros(len(DESCRIPTOR_NAMES))
         self._blocks = 0
+        self._extras_due = False  # `process_core` ran, `complete` not yet
+        self._floor_power = float(plan.floor_power)
+        self._n_band = int(plan.n_band)
         self._out = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._yin_width = int(plan.yin_width)
@@ -125,16 +132,35 @@ class StreamingDescriptors:
         if self._resampler is not None:
             self._resampler.reset()
         self._blocks = 0
+        self._extras_due = False
         self._out64.fill(0.0)
         self._out.fill(0.0)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""
+        self.process_core(block)
+        return self.complete()
+
+    def process_core(self, block: np.ndarray) -> np.ndarray:
+        """`process` without the `DEFERRABLE` descriptors: their entries of the returned buffer still hold
+        the previous window's values until `complete()`."""
         block = _checked(block)
+        self.complete()  # a pending window's extras first: `delta` compares whole vectors
         np.copyto(self._prev64, self._out64)
         self._blocks += 1
-        self._analyse(block)
+        self._analyse(block, extras=False)
         np.copyto(self._out, self._out64, casting="same_kind")
+        self._extras_due = True
+        return self._out
+
+    def complete(self) -> np.ndarray:
+        """Compute the `DEFERRABLE` descriptors of the window `process_core` analysed (nothing to do
+        otherwise) and return the full vector (the buffer `process` returns)."""
+        if self._extras_due:
+            self._extras_due = False
+            kern.finish_extras(self._power, self._mel, self._mel_bounds, self._dct, self._chroma,
+                               self._floor_power, self._n_band, self._mel_db, self._out64)  # fmt: skip
+            np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
 
     def push(self, block: np.ndarray) -> None:
@@ -151,9 +177,9 @@ class StreamingDescriptors:
         """Analyse the current window again, changing nothing (every buffer is recomputed to the value it
         holds): the live worker calls this just before a latency-critical block arrives, so that the block's
         analysis finds its code and buffers in the caches (on an idle core it can run ~2x slower cold)."""
-        self._analyse(self._no_frames)
+        self._analyse(self._no_frames, extras=not self._extras_due)
 
-    def _analyse(self, block: np.ndarray) -> None:
+    def _analyse(self, block: np.ndarray, *, extras: bool = True) -> None:
         """Push `block` (float32 or float64; may be empty) and compute the window's descriptors into `_out64`."""
         if self._resampler is None:
             self._pos = kern.push_and_prepare(
@@ -168,7 +194,7 @@ class StreamingDescriptors:
         rfft(self._yin_pair, out=self._spec_pair)
         kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
         irfft(self._spec_h, n=self._window, out=self._corr)
-        kern.finish(*self._finish_args)
+        kern.finish(*self._finish_args, extras)
 
     def delta(self) -> np.ndarray:
         """The last vector minus the one before (float32 [K], reused buffer; zeros after the first block),

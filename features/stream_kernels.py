@@ -9,7 +9,8 @@ The math is `features.batch` / `features.pitch` (torch) written out as loops, in
 - `prepare_frame`: unroll the ring into the frame, make YIN's mean-removed frame and head, frame stats;
 - `push_and_prepare`: the two above in one call (the streaming face's per-block entry);
 - `spectra`: the Hann-windowed spectrum (from the plain one) and YIN's cross spectrum (before the irfft);
-- `finish`: power spectrum, loudness group, spectral shape, MFCC, chroma and YIN -> the descriptor vector.
+- `finish`: power spectrum, loudness group, spectral shape, YIN and (`extras`) MFCC and chroma -> the
+  descriptor vector; `finish_extras`: the MFCC and chroma alone, from the power spectrum `finish` left.
 Every constant travels as an argument (numba's on-disk cache cannot hold module-level arrays).
 """
 
@@ -204,6 +205,7 @@ def finish(
     cs: np.ndarray,
     cmnd: np.ndarray,
     out: np.ndarray,
+    extras: bool,
 ) -> None:
     db = 10.0 / math.log(10.0)
     # -- loudness group
@@ -262,7 +264,31 @@ def finish(
     out[7] = 1000.0 * rolloff
     out[8] = 2.0 * db * (log_sum / n_band - math.log(mean))
     out[9] = 2.0 * db * (math.log(biggest) - math.log(mean))
-    # -- MFCC
+    if extras:
+        finish_extras(power, mel, mel_bounds, dct, chroma, floor_power, n_band, mel_db, out)
+    base = 10 + dct.shape[0]
+    # -- YIN
+    pitch, confidence = yin_pitch(
+        corr, yin_x, stats[2], floor_power, tau_min, tau_max, width, threshold, sample_rate_hz, cs, cmnd
+    )
+    out[base + 12] = pitch
+    out[base + 13] = confidence
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def finish_extras(
+    power: np.ndarray,
+    mel: np.ndarray,
+    mel_bounds: np.ndarray,
+    dct: np.ndarray,
+    chroma: np.ndarray,
+    floor_power: float,
+    n_band: int,
+    mel_db: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """MFCC (out[10 : 10 + n_mfcc]) and chroma (the next 12) from the power spectrum `finish` computed."""
+    db = 10.0 / math.log(10.0)
     n_mels = mel.shape[0]
     for j in range(n_mels):
         acc = 0.0
@@ -274,7 +300,6 @@ def finish(
         for j in range(n_mels):
             acc += dct[c, j] * mel_db[j]
         out[10 + c] = acc
-    # -- chroma
     base = 10 + dct.shape[0]
     top = 0.0
     for c in range(12):
@@ -286,12 +311,6 @@ def finish(
             top = acc
     for c in range(12):
         out[base + c] /= top + floor_power
-    # -- YIN
-    pitch, confidence = yin_pitch(
-        corr, yin_x, stats[2], floor_power, tau_min, tau_max, width, threshold, sample_rate_hz, cs, cmnd
-    )
-    out[base + 12] = pitch
-    out[base + 13] = confidence
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)

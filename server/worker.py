@@ -16,7 +16,8 @@ Scheduling: the input and self audio are accumulated block by block and analysed
 every block, at a fraction of the cost; fed one hop per tick it is exactly training's framing).
 The input blocks between ticks go into the input extractor's window as they arrive (`push`: the
 same window, tested), so the tick block's analysis resamples only its own block.
-On the tick block the worker analyses the input, runs the policy and sends the parameters first;
+On the tick block the worker analyses the input (without the descriptors the model does not read and
+the extractor can defer, MFCC and chroma: those follow the send), runs the policy and sends the parameters first;
 the self voice renders that block afterwards, with the parameters just chosen (as training renders
 after each action): on the next block when that one does not tick (so the tick block carries only
 the input analysis and the policy), else right away, followed, when every block ticks, by the
@@ -46,11 +47,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from server.agent import LiveAgent
-from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ONSETS_INDEX, ControlState, FrameExchange
+from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ControlState, FrameExchange
 from server.ring_buffer import RingBuffer, WakePipe
 from server.stats import LiveStats
 from server.trace import Trace
-from server.worker_parts import Accumulator, Extractor, OscSink, Voice
+from server.worker_parts import Accumulator, Extractor, NoteGateStage, OscSink, Voice
 from synth.note_gate import NoteGateFollower
 from synth.params import N_PARAMS
 
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.05  # without audio input, the worker wakes at least this often to check stop
 FINE_POLL_S = 0.0002  # with audio input, near the next block's arrival the worker looks this often
 EARLY_WAKE_BLOCKS = 0.75  # ... from this fraction of a block after the previous block
-GATE_UNCHANGED, GATE_ON, GATE_OFF = 0, 1, 2
 
 
 class Worker:
@@ -117,15 +117,17 @@ class Worker:
         self._prepared = False  # warmed up for the coming tick block
         push = getattr(input_features, "push", None)  # optional (see `Extractor`)
         self._push_input = push if callable(push) else None
+        core = getattr(input_features, "process_core", None)  # optional too: a split analysis
+        self._deferrable = frozenset(getattr(input_features, "deferrable", ())) if callable(core) else frozenset()
+        self._split_input = False  # the current model reads none of the deferrable descriptors
+        self._input_due = False  # the tick's input analysis waits for `complete()`
         capacity = (math.ceil(self.tick_s / self.block_s) + 2) * self.block_size
         self._in_acc = Accumulator(capacity)
         self._self_acc = Accumulator(capacity)
         self._self_fresh = False  # the self audio was analysed since the last tick
         self._deferred_frames = 0  # the tick block's self audio, rendered at the next block
         self._voice_params_due = False  # the self voice gets the published parameters before it renders
-        self._idx_pitch = self.names.index("pitch_hz") if "pitch_hz" in self.names else -1
-        self._idx_conf = self.names.index("pitch_confidence") if "pitch_confidence" in self.names else -1
-        self._idx_loud = self.names.index("loudness_db") if "loudness_db" in self.names else -1
+        self._notes = NoteGateStage(follower, self.names)
         self._block = np.zeros(self.block_size, dtype=np.float32)
         self._self_block = np.zeros(self.block_size, dtype=np.float32)
         self._self_desc = np.zeros(len(self.names), dtype=np.float32)
@@ -133,8 +135,6 @@ class Worker:
         self._target = self._target_all
         self._frame = np.zeros(FRAME_SIZE, dtype=np.float32)
         self._since_tick_s = self.tick_s  # the first block ticks
-        self._onsets = 0
-        self._osc_note, self._osc_gate = False, GATE_UNCHANGED  # what `_send_note_gate` sends this tick
         self._swaps: deque[LiveAgent] = deque()  # hot-swaps from the OSC thread (append/popleft are atomic)
         self._reset_history = False
         self._external: np.ndarray | None = None  # latest `/agent/features` (a fresh array per message)
@@ -146,6 +146,7 @@ class Worker:
         self.error: BaseException | None = None
         self.time_s = 0.0  # audio time processed so far
         self._self_desc[:] = self_features.process(self._self_block)  # the silent voice, before any tick
+        self._take_agent(agent)
         self._publish()
 
     # --- other threads ----------------------------------------------------------------------------
@@ -262,7 +263,7 @@ class Worker:
             self._in_acc.append(block)
         if ticked:
             self._since_tick_s = min(self._since_tick_s - self.tick_s, self.tick_s)
-            self._analyse_input()
+            self._analyse_input(split=self._split_input)
             self._tick(self._target, model_order=False)  # the OSC message leaves here
             if self._since_tick_s + self.block_s + 1e-9 < self.tick_s:
                 self._deferred_frames = n  # the next block does not tick: it renders this one too
@@ -319,20 +320,28 @@ class Worker:
             self._self_desc[:] = self.self_features.process(self._self_acc.take())
         self._self_fresh = True
 
-    def _analyse_input(self) -> None:
-        if self._in_acc.fill and self.input_features is not None:
-            self._target = self.input_features.process(self._in_acc.take())
+    def _analyse_input(self, *, split: bool = False) -> None:
+        features = self.input_features
+        if self._in_acc.fill and features is not None:
+            if split:
+                self._target = features.process_core(self._in_acc.take())  # type: ignore[attr-defined]
+            else:
+                self._target = features.process(self._in_acc.take())
+            self._input_due = split
 
     def _tick(self, target: np.ndarray, *, model_order: bool) -> None:
         ctl = self.control
         self._take_pending_agent()
+        if self._input_due and not self._split_input:  # a model swapped in that reads them: complete first
+            self._input_due = False
+            self.input_features.complete()  # type: ignore[union-attr]
         if self._reset_history:
             self._reset_history = False
             self.agent.reset()
         agent = self.agent
         ctl.apply_commands()
         full = self._target_all if model_order else target
-        self._follow_note(full)
+        self._notes.follow(full, self.self_voice, self._frame)
         if ctl.policy_active:
             action = agent.act(self._self_desc, target, ctl.params_0to1, target_is_model_order=model_order)
             if self._frame[GATE_INDEX] > 0.0 or not self._hold_closed:
@@ -342,8 +351,11 @@ class Worker:
         else:
             ctl.tick(None, agent.controlled, agent.delta_max)
         self._send_params()
-        self._send_note_gate()  # after the parameters: a note starts with them, and they leave sooner
+        self._notes.send(self.osc, self._frame)  # after the parameters: a note starts with them, they leave sooner
         self._publish()
+        if self._input_due:  # the deferred descriptors of this tick's input, now that the parameters left
+            self._input_due = False
+            self.input_features.complete()  # type: ignore[union-attr]  # in place: `self._target`
         if self.feature_echo and self.osc is not None:
             self.osc.send_features(target if model_order else target[agent.descriptor_index])
         self.stats.control_ticks += 1
@@ -354,41 +366,12 @@ class Worker:
 
     def _take_pending_agent(self) -> None:
         while self._swaps:
-            self.agent = self._swaps.popleft()
+            self._take_agent(self._swaps.popleft())
             self.agent.reset()
 
-    def _follow_note(self, descriptors: np.ndarray) -> None:
-        pitch = float(descriptors[self._idx_pitch]) if self._idx_pitch >= 0 else math.nan
-        conf = float(descriptors[self._idx_conf]) if self._idx_conf >= 0 else math.nan
-        loud = float(descriptors[self._idx_loud]) if self._idx_loud >= 0 else math.nan
-        if math.isnan(loud) and self.follower.settings.gate == "follow":
-            loud = 0.0  # external features without loudness: full scale, the gate opens and stays open (documented)
-        state = self.follower.update(pitch, conf, loud)
-        note = state.note_midi
-        if state.triggered:
-            self._onsets += 1
-            self.self_voice.note_on(note)
-            self._osc_note, self._osc_gate = True, GATE_ON
-        elif state.note_changed:
-            if state.gate:
-                self.self_voice.set_note(note)
-            self._osc_note = True
-        if state.released:
-            self.self_voice.note_off()
-            self._osc_gate = GATE_OFF
-        self._frame[NOTE_INDEX] = note
-        self._frame[GATE_INDEX] = 1.0 if state.gate else 0.0
-        self._frame[ONSETS_INDEX] = float(self._onsets)
-
-    def _send_note_gate(self) -> None:
-        """The note / gate changes of this tick's `_follow_note` (note first, as a synth expects)."""
-        osc = self.osc
-        if osc is not None:
-            if self._osc_note:
-                osc.send_note(float(self._frame[NOTE_INDEX]))
-            if self._osc_gate != GATE_UNCHANGED:
-                osc.send_gate(self._osc_gate == GATE_ON)
-        self._osc_note, self._osc_gate = False, GATE_UNCHANGED
+    def _take_agent(self, agent: LiveAgent) -> None:
+        self.agent = agent
+        self._split_input = bool(self._deferrable) and self._deferrable.isdisjoint(agent.descriptor_names)
 
     def _publish(self) -> None:
         self._frame[:N_PARAMS] = self.control.output_0to1

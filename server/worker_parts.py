@@ -1,15 +1,24 @@
-"""The live worker's collaborators: the interfaces it drives and its input/self audio accumulator.
+"""The live worker's collaborators: the interfaces it drives, its audio accumulator, its note/gate stage.
 
 `Extractor` (`features.stream.StreamingDescriptors`), `Voice` (`synth.stream.StreamingVoice`) and
 `OscSink` (`server.osc_io.OscOut`) are what `server.worker.Worker` calls; test doubles implement the
 same methods. `Accumulator` collects the frames between two analyses in a buffer allocated once.
+`NoteGateStage`: input descriptors -> the follower -> the self voice's note on/off, the frame's note,
+gate and onset count, and the `/serumlite/note` / `/serumlite/gate` messages of the tick.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+
+from server.control import GATE_INDEX, NOTE_INDEX, ONSETS_INDEX
+from synth.note_gate import NoteGateFollower
+
+GATE_UNCHANGED, GATE_ON, GATE_OFF = 0, 1, 2
 
 
 class Accumulator:
@@ -37,7 +46,9 @@ class Accumulator:
 class Extractor(Protocol):
     """`features.stream.StreamingDescriptors`: one block in, all descriptors out (a reused buffer).
     Optional (test doubles may lack them): `push(block)` (into the window, no analysis; the worker then
-    pushes the input blocks between ticks as they arrive instead of collecting them) and `warm()`."""
+    pushes the input blocks between ticks as they arrive instead of collecting them), `warm()`, and
+    `process_core(block)` + `complete()` with the names `deferrable` (`process` in two steps: the
+    worker sends the parameters in between when its model reads none of the deferrable names)."""
 
     def process(self, block: np.ndarray) -> np.ndarray: ...
 
@@ -66,3 +77,48 @@ class OscSink(Protocol):
     def send_gate(self, on: bool) -> None: ...
 
     def send_features(self, values: np.ndarray) -> None: ...
+
+
+class NoteGateStage:
+    """Per tick: `follow(descriptors, voice, frame)` runs the note/gate follower on the input's descriptors
+    (in `names` order), plays its decisions on the self voice and writes note, gate and onset count into
+    the frame; `send(osc, frame)` then sends what changed (note first, as a synth expects)."""
+
+    def __init__(self, follower: NoteGateFollower, names: Sequence[str]) -> None:
+        self.follower = follower
+        self._idx_pitch = names.index("pitch_hz") if "pitch_hz" in names else -1
+        self._idx_conf = names.index("pitch_confidence") if "pitch_confidence" in names else -1
+        self._idx_loud = names.index("loudness_db") if "loudness_db" in names else -1
+        self.onsets = 0
+        self._note_due, self._gate_due = False, GATE_UNCHANGED  # what `send` sends this tick
+
+    def follow(self, descriptors: np.ndarray, voice: Voice, frame: np.ndarray) -> None:
+        pitch = float(descriptors[self._idx_pitch]) if self._idx_pitch >= 0 else math.nan
+        conf = float(descriptors[self._idx_conf]) if self._idx_conf >= 0 else math.nan
+        loud = float(descriptors[self._idx_loud]) if self._idx_loud >= 0 else math.nan
+        if math.isnan(loud) and self.follower.settings.gate == "follow":
+            loud = 0.0  # external features without loudness: full scale, the gate opens and stays open (documented)
+        state = self.follower.update(pitch, conf, loud)
+        note = state.note_midi
+        if state.triggered:
+            self.onsets += 1
+            voice.note_on(note)
+            self._note_due, self._gate_due = True, GATE_ON
+        elif state.note_changed:
+            if state.gate:
+                voice.set_note(note)
+            self._note_due = True
+        if state.released:
+            voice.note_off()
+            self._gate_due = GATE_OFF
+        frame[NOTE_INDEX] = note
+        frame[GATE_INDEX] = 1.0 if state.gate else 0.0
+        frame[ONSETS_INDEX] = float(self.onsets)
+
+    def send(self, osc: OscSink | None, frame: np.ndarray) -> None:
+        if osc is not None:
+            if self._note_due:
+                osc.send_note(float(frame[NOTE_INDEX]))
+            if self._gate_due != GATE_UNCHANGED:
+                osc.send_gate(self._gate_due == GATE_ON)
+        self._note_due, self._gate_due = False, GATE_UNCHANGED

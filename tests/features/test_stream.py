@@ -143,3 +143,51 @@ def test_push_then_process_equals_process_of_both(rate: int) -> None:
     assert after - before < 1024, after - before
     with pytest.raises(ValueError, match="1-D mono"):
         split.push(np.zeros((512, 2)))
+
+
+def test_process_core_then_complete_equals_process() -> None:
+    """The live worker's split: everything but MFCC and chroma first, those after the parameters left."""
+    from features.names import INDEX
+    from features.stream import DEFERRABLE
+
+    deferred = np.array([INDEX[n] for n in DEFERRABLE])
+    core = np.setdiff1d(np.arange(N_DESCRIPTORS), deferred)
+    assert deferred.size == 25 and core.size == N_DESCRIPTORS - 25
+    whole, split = StreamingDescriptors(S, 48000, 512), StreamingDescriptors(S, 48000, 512)
+    x = phrase(48000, 1.5).astype(np.float32)
+    blocks = [x[i : i + 512] for i in range(0, len(x) - 512, 512)]
+    before = np.zeros(N_DESCRIPTORS, dtype=np.float32)
+    for i, b in enumerate(blocks):
+        want = whole.process(b).copy()
+        got = split.process_core(b)
+        np.testing.assert_array_equal(got[core], want[core])
+        np.testing.assert_array_equal(got[deferred], before[deferred])  # the last window's, until complete()
+        if i % 5 == 4:
+            split.warm()  # the worker's warm-up between the two steps changes nothing
+        np.testing.assert_array_equal(split.complete(), want)
+        np.testing.assert_array_equal(split.complete(), want)  # nothing left to do
+        np.testing.assert_array_equal(split.delta(), whole.delta())
+        before = want
+    assert np.ptp(before[deferred]) > 0  # the deferred values are real ones (a tonal phrase)
+    tracemalloc.start()
+    try:
+        m0, _ = tracemalloc.get_traced_memory()
+        for b in blocks[:40]:
+            split.process_core(b)
+            split.complete()
+        m1, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert m1 - m0 < 1024, m1 - m0
+
+
+def test_process_core_twice_completes_the_first_window() -> None:
+    """A second `process_core` without `complete` first finishes the pending window (deltas stay whole)."""
+    a, b = StreamingDescriptors(S, 16000, 512), StreamingDescriptors(S, 16000, 512)
+    x = phrase(16000, 0.5).astype(np.float32)
+    a.process(x[:512])
+    want = a.process(x[512:1024]).copy()
+    b.process_core(x[:512])
+    b.process_core(x[512:1024])
+    np.testing.assert_array_equal(b.complete(), want)
+    np.testing.assert_array_equal(b.delta(), a.delta())

@@ -33,6 +33,7 @@ def make_worker(
     ring: RingBuffer | None = None,
     synth: SynthSettings | None = None,
     trace: bool = False,
+    input_features: object | None = None,
 ) -> tuple[Worker, SimpleNamespace]:
     agent = LiveAgent.from_dir(model_dir, DESCRIPTOR_NAMES)
     osc = doubles.RecordingOsc()
@@ -43,7 +44,7 @@ def make_worker(
         sample_rate_hz=SR,
         tick_s=tick_s,
         descriptor_names=DESCRIPTOR_NAMES,
-        input_features=doubles.FakeExtractor(SR),
+        input_features=input_features or doubles.FakeExtractor(SR),
         self_voice=voice,
         self_features=doubles.FakeExtractor(SR),
         follower=NoteGateFollower(synth or SynthSettings(gate="follow", note="follow"), tick_s),
@@ -418,3 +419,69 @@ def test_external_features_without_loudness_keep_the_gate_open(doubles: SimpleNa
         worker.process_features(np.array([-6.0, 2000.0, 440.0, 1.0], dtype=np.float32))
     assert worker._frame[GATE_INDEX] == 1.0 and w.osc.gates == [True]
     assert w.control.params_0to1[VOL] > start + 0.1
+
+
+def _mfcc_model(model_dir: Path, follow_model: Path) -> Path:
+    """The follow model's layer, reading mfcc_1 in place of pitch_confidence (a model that needs the
+    descriptors the extractor can defer)."""
+    from agents.policy import load_model, write_model_dir
+
+    model = load_model(follow_model)
+    meta = dict(model.meta)
+    meta["descriptor_names"] = ["loudness_db", "centroid", "pitch_hz", "mfcc_1"]
+    meta["normalization"] = {**meta["normalization"], "mfcc_1": {"low": -100.0, "high": 100.0}}
+    return write_model_dir(model_dir, meta, model.policy.weights(), output="tanh")
+
+
+def test_the_tick_sends_before_the_deferred_descriptors(
+    doubles: SimpleNamespace, follow_model: Path, tmp_path: Path
+) -> None:
+    """With the real extractor and a model that reads no MFCC / chroma, the tick block's analysis leaves
+    those for after the OSC message (`process_core`, send, `complete`); what is sent and the descriptors
+    the tick ends with equal an unsplit analysis. A model that reads one is fed whole analyses, also when
+    it is swapped in between the tick block's analysis and its policy step."""
+    from features.config import FeatureSettings
+    from features.stream import StreamingDescriptors
+
+    audio = doubles.sine(330.0, 0.5, SR, amplitude=0.7)
+    runs = []
+    for split in (True, False):
+        extractor = StreamingDescriptors(FeatureSettings(), SR, BLOCK)
+        events: list[str] = []
+        core, complete = extractor.process_core, extractor.complete
+        extractor.process_core = lambda b, log=events, f=core: (log.append("core"), f(b))[1]
+        extractor.complete = lambda log=events, f=complete, x=extractor: (  # logged when it has work to do
+            log.append("Complete") if x._extras_due else None,
+            f(),
+        )[1]
+        if not split:
+            extractor.deferrable = ()  # nothing to defer: plain `process`
+        worker, w = make_worker(doubles, follow_model, tick_s=3 * BLOCK / SR, input_features=extractor)
+        send = w.osc.send_params
+        w.osc.send_params = lambda frame, log=events, f=send: (log.append("send"), f(frame))[1]
+        targets = []
+        for i in range(len(audio) // BLOCK):
+            worker.process_block(audio[i * BLOCK : (i + 1) * BLOCK])
+            targets.append(worker._target.copy())
+        ticks = worker.stats.control_ticks
+        if split:  # per tick: the analysis without the extras, the message, then the extras
+            assert "".join(e[0] for e in events) == "csC" * ticks, events
+        else:  # whole analyses (`process` runs both steps) before each message
+            assert "".join(e[0] for e in events) == "cCs" * ticks, events
+        runs.append((np.array(w.osc.params), np.array(targets)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+    mfcc_agent = LiveAgent.from_dir(_mfcc_model(tmp_path / "mfcc", follow_model), DESCRIPTOR_NAMES)
+    extractor = StreamingDescriptors(FeatureSettings(), SR, BLOCK)
+    reference = StreamingDescriptors(FeatureSettings(), SR, BLOCK)
+    worker, w = make_worker(doubles, follow_model, input_features=extractor)
+    assert worker._split_input
+    seen: list[np.ndarray] = []
+    act = mfcc_agent.act
+    mfcc_agent.act = lambda a, t, p, **kw: (seen.append(t.copy()), act(a, t, p, **kw))[1]
+    worker.swap_agent(mfcc_agent)  # queued: taken at the next tick, after that block's analysis
+    block = audio[:BLOCK]
+    worker.process_block(block)
+    assert not worker._split_input
+    np.testing.assert_array_equal(seen[0], reference.process(block))  # whole, MFCC included
