@@ -138,19 +138,21 @@ class StreamingDescriptors:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push one block and return the descriptors of the last window (float32 [K], reused buffer)."""
-        self.process_core(block)
-        return self.complete()
+        return self._process(block, extras=True)
 
     def process_core(self, block: np.ndarray) -> np.ndarray:
         """`process` without the `DEFERRABLE` descriptors: their entries of the returned buffer still hold
         the previous window's values until `complete()`."""
+        return self._process(block, extras=False)
+
+    def _process(self, block: np.ndarray, *, extras: bool) -> np.ndarray:
         block = _checked(block)
         self.complete()  # a pending window's extras first: `delta` compares whole vectors
         np.copyto(self._prev64, self._out64)
         self._blocks += 1
-        self._analyse(block, extras=False)
+        self._analyse(block, extras=extras)
         np.copyto(self._out, self._out64, casting="same_kind")
-        self._extras_due = True
+        self._extras_due = not extras
         return self._out
 
     def complete(self) -> np.ndarray:

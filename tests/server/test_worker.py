@@ -466,8 +466,8 @@ def test_the_tick_sends_before_the_deferred_descriptors(
         ticks = worker.stats.control_ticks
         if split:  # per tick: the analysis without the extras, the message, then the extras
             assert "".join(e[0] for e in events) == "csC" * ticks, events
-        else:  # whole analyses (`process` runs both steps) before each message
-            assert "".join(e[0] for e in events) == "cCs" * ticks, events
+        else:  # whole analyses (`process`, no split step) before each message
+            assert "".join(e[0] for e in events) == "s" * ticks, events
         runs.append((np.array(w.osc.params), np.array(targets)))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
