@@ -329,12 +329,16 @@ class Worker:
                 self._target = features.process(self._in_acc.take())
             self._input_due = split
 
+    def _complete_input(self) -> None:
+        if self._input_due:
+            self._input_due = False
+            self.input_features.complete()  # type: ignore[union-attr]  # in place: `self._target`
+
     def _tick(self, target: np.ndarray, *, model_order: bool) -> None:
         ctl = self.control
         self._take_pending_agent()
-        if self._input_due and not self._split_input:  # a model swapped in that reads them: complete first
-            self._input_due = False
-            self.input_features.complete()  # type: ignore[union-attr]
+        if not self._split_input:  # a model swapped in that reads the deferred descriptors: complete first
+            self._complete_input()
         if self._reset_history:
             self._reset_history = False
             self.agent.reset()
@@ -353,9 +357,7 @@ class Worker:
         self._send_params()
         self._notes.send(self.osc, self._frame)  # after the parameters: a note starts with them, they leave sooner
         self._publish()
-        if self._input_due:  # the deferred descriptors of this tick's input, now that the parameters left
-            self._input_due = False
-            self.input_features.complete()  # type: ignore[union-attr]  # in place: `self._target`
+        self._complete_input()  # the deferred descriptors of this tick's input, now that the parameters left
         if self.feature_echo and self.osc is not None:
             self.osc.send_features(target if model_order else target[agent.descriptor_index])
         self.stats.control_ticks += 1
