@@ -201,7 +201,8 @@ def _morph_table(state_tables: Arr, morphed: Arr, key: Arr, osc: int, morph: flo
     """Rebuild morphed[osc, 0] for (morph, level) if it changed, keeping the old one in morphed[osc, 1].
 
     A morphed table is float32 pairs (value at i, value at i + 1 minus it) for i < TABLE_SIZE: the
-    unison lookup fetches both with one 64-bit gather. Returns True when the chunk must crossfade
+    unison lookup fetches both with one 64-bit load (the last pair's slope leads back to the first
+    value: a period). Returns True when the chunk must crossfade
     from the old table (not on a fresh start)."""
     if key[osc, 0] == morph and key[osc, 1] == level:
         return False
@@ -494,8 +495,8 @@ def _unison(
     """scratch[row, :m] = sum of `voices` linear-interpolated lookups in morphed[osc, slot]; phases[osc]
     advance by m samples if `advance`.
 
-    Phases run in 32-bit fixed point held in int64 (wrap-around by a mask, 3x faster than float phases):
-    the top log2(table size) bits index the table, the rest interpolate. The table repeats its first sample."""
+    Phases run in 32-bit fixed point (wrap-around, 3x faster than float phases): the top log2(pairs) bits
+    index the table's (value, slope) pairs, the rest interpolate."""
     size = morphed.shape[2]  # float32 entries: (value, slope) pairs
     bits = 32  # 32 - log2(size / 2)
     while (1 << (32 - bits)) < size // 2:
