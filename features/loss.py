@@ -107,22 +107,27 @@ class PerceptualLoss(nn.Module):
     def _constants(self) -> batch.Constants:
         return batch.Constants(**{f.name: getattr(self, f"an_{f.name}") for f in fields(batch.Constants)})
 
-    def _stft(self, audio: torch.Tensor, size: int) -> torch.Tensor:
-        """Complex STFT `[B, frames, bins]` (contiguous) of sanitized audio; hop size / 4, centred frames."""
+    def _stft(self, audio: torch.Tensor, size: int, numba_stft: bool = True) -> torch.Tensor:
+        """Complex STFT `[B, frames, bins]` (contiguous) of sanitized audio; hop size / 4, centred frames.
+        On the fast path (`la.numba_ok`) `features.loss_kernels.stft` unless `numba_stft` is False: torch's
+        values to FFT rounding."""
+        window = getattr(self, f"window_{size}")
+        if numba_stft and la.numba_ok(audio, window):
+            audio = audio.detach().contiguous()
+            n_frames = loss_kernels.n_frames(audio.shape[-1], size)
+            spec = torch.empty(audio.shape[0], n_frames, size // 2 + 1, dtype=torch.complex64)
+            loss_kernels.stft(audio.numpy(), window.numpy(), spec.numpy())
+            return spec
         spec = torch.stft(
             audio,
             n_fft=size,
             hop_length=size // 4,
-            window=getattr(self, f"window_{size}"),
+            window=window,
             center=True,
             pad_mode="constant",
             return_complex=True,
         )
         return spec.transpose(-1, -2).contiguous()  # torch lays it out frames-major already: no copy
-
-    def _stft_power(self, audio: torch.Tensor, size: int) -> torch.Tensor:
-        """`[B, frames, bins]` power (`features.batch.stft_power`'s, transposed, window rounded from float64)."""
-        return la.power(self._stft(audio, size))
 
     def _frames(self, audio: torch.Tensor) -> batch.Frames:
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
@@ -140,13 +145,13 @@ class PerceptualLoss(nn.Module):
         """
         return self._analyze(la.sanitize(self._as_batch(render, "render")))
 
-    def _analyze(self, audio: torch.Tensor) -> RenderAnalysis:
+    def _analyze(self, audio: torch.Tensor, numba_stft: bool = True) -> RenderAnalysis:
         sizes = self.settings.fft_sizes
         shared = la.shared_stft(self.plan, sizes, audio.shape[-1])
         if shared is None:
             return la.analysis_of(self._frames(audio))
         index, *geometry = shared
-        spec = self._stft(audio, sizes[index])
+        spec = self._stft(audio, sizes[index], numba_stft)
         specs = tuple(spec if i == index else None for i in range(len(sizes)))
         fr, mel_power, kms = la.frames_from_stft(audio, spec, self.plan, self._constants(), tuple(geometry))  # type: ignore[arg-type]
         return la.analysis_of(fr, specs, mel_power, kms)
@@ -190,10 +195,14 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             return self._target_features(target, analysis)
 
-    def _target_features(self, target: torch.Tensor, analysis: RenderAnalysis | None = None) -> TargetFeatures:
-        """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats."""
-        analysis = self._analyze(target) if analysis is None else analysis
-        powers = tuple(la.power(self._spectrum(target, analysis, i)) for i in range(len(self.settings.fft_sizes)))
+    def _target_features(
+        self, target: torch.Tensor, analysis: RenderAnalysis | None = None, numba_stft: bool = True
+    ) -> TargetFeatures:
+        """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats
+        (`numba_stft`: the STFTs the renders will get, see `forward`)."""
+        analysis = self._analyze(target, numba_stft) if analysis is None else analysis
+        sizes = range(len(self.settings.fft_sizes))
+        powers = tuple(la.power(self._spectrum(target, analysis, i, numba_stft)) for i in sizes)
         fr = analysis.frames
         fast = self._fast_path(target, None)
         if fast:
@@ -272,7 +281,7 @@ class PerceptualLoss(nn.Module):
     ) -> LossTerms:
         s = self.settings
         if analysis is None:
-            analysis = self._analyze(render)
+            analysis = self._analyze(render, numba_stft=fast)
         fr, loud = analysis.frames, analysis.loudness_lufs
         loudness = (loud - target.loudness_lufs).abs()
         gain2 = None
@@ -283,7 +292,7 @@ class PerceptualLoss(nn.Module):
         else:
             mr = torch.zeros_like(loud)
             for i in range(len(s.fft_sizes)):
-                sc, log_l1 = self._stft_terms(self._spectrum(render, analysis, i), gain2, target, i)
+                sc, log_l1 = self._stft_terms(self._spectrum(render, analysis, i, False), gain2, target, i)
                 mr = mr + sc + 0.5 * log_l1  # 0.5: |d ln magnitude|
             mr = mr / len(s.fft_sizes)
         mfcc = (self._mfcc(fr, gain2, analysis.mel_power) - target.mfcc).abs().mean((-1, -2))
@@ -314,31 +323,37 @@ class PerceptualLoss(nn.Module):
         log_l1 = (torch.log(power + LOG_FLOOR_POWER) - target.stft_logpower[i]).abs().mean((-1, -2))
         return sc, log_l1
 
-    def _spectrum(self, audio: torch.Tensor, analysis: RenderAnalysis, i: int) -> torch.Tensor:
+    def _spectrum(self, audio: torch.Tensor, analysis: RenderAnalysis, i: int, numba_stft: bool = True) -> torch.Tensor:
         """The STFT at fft size number i: the analysis' if it computed it, else computed now."""
         spec = analysis.spectra[i] if analysis.spectra else None
-        return self._stft(audio, self.settings.fft_sizes[i]) if spec is None else spec
+        return self._stft(audio, self.settings.fft_sizes[i], numba_stft) if spec is None else spec
 
     def _mr_stft_fast(
         self, render: torch.Tensor, analysis: RenderAnalysis, gain2: torch.Tensor | None, target: TargetFeatures
     ) -> torch.Tensor:
-        """The MR-STFT term as `_stft_terms` sums it, without gradient: per resolution, its STFT, then at
-        once (while in cache) one numba pass over it (`loss_kernels.stft_distances`); combined in float64."""
+        """The MR-STFT term as `_stft_terms` sums it, without gradient: per resolution, one numba pass
+        (`loss_kernels.stft_distances` over the analysis' STFT, or `stft_scores`, which transforms and
+        scores each row while in cache: `_stft`'s values, never materialized); combined in float64."""
         n_rows, n_sizes = render.shape[0], len(self.settings.fft_sizes)
         gain = np.ones(n_rows, np.float32) if gain2 is None else gain2.detach().float().contiguous().numpy()
         sums = np.empty((n_rows, n_sizes, 2))
         n_values = np.empty(n_sizes)
-        for i in range(n_sizes):
-            spec = self._spectrum(render, analysis, i).detach()
-            n_values[i] = spec.shape[1] * spec.shape[2]
-            sums[:, i] = loss_kernels.stft_distances(
-                (torch.view_as_real(spec).reshape(n_rows, -1).numpy(),),
-                gain,
-                (la.flat(target.stft_mag[i]),),
-                (la.flat(target.stft_logpower[i]),),
-                SQRT_EPS,
-                LOG_FLOOR_POWER,
-            )[:, 0]
+        for i, size in enumerate(self.settings.fft_sizes):
+            mag, logpower = la.flat(target.stft_mag[i]), la.flat(target.stft_logpower[i])
+            n_values[i] = mag.shape[1]
+            spec = analysis.spectra[i] if analysis.spectra else None
+            if spec is None:  # computed and scored row by row, while in cache
+                window = getattr(self, f"window_{size}").numpy()
+                n_frames = loss_kernels.n_frames(render.shape[-1], size)
+                audio = render.detach().contiguous().numpy()
+                sums[:, i] = loss_kernels.stft_scores(
+                    audio, window, n_frames, gain, mag, logpower, SQRT_EPS, LOG_FLOOR_POWER
+                )
+            else:
+                spec_ri = torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy()
+                sums[:, i] = loss_kernels.stft_distances(
+                    (spec_ri,), gain, (mag,), (logpower,), SQRT_EPS, LOG_FLOOR_POWER
+                )[:, 0]
         energy = np.stack([e.detach().numpy() for e in target.stft_energy], axis=-1).astype(np.float64)  # [b, R]
         sc = np.sqrt(sums[:, :, 0] + 1e-20) / np.sqrt(energy + n_values * LOG_FLOOR_POWER)
         mr = (sc + 0.5 * sums[:, :, 1] / n_values).mean(-1)  # 0.5: |d ln magnitude|; float64 until here
@@ -347,7 +362,10 @@ class PerceptualLoss(nn.Module):
     def forward(self, render: torch.Tensor, target: torch.Tensor) -> LossTerms:
         """Loss of renders `[B, N]` against target audio (gradient flows into the target too if it requires it)."""
         target = batch.sanitize(self._as_batch(target, "target"))
-        return self.compare(render, self._target_features(target))
+        # the target's STFTs from the same transform as the render's (numba or torch: FFT rounding
+        # differs), so identical audio scores ~0 on both paths
+        render = self._as_batch(render, "render")
+        return self.compare(render, self._target_features(target, numba_stft=self._fast_path(render, None)))
 
     @staticmethod
     def _as_batch(audio: torch.Tensor, what: str) -> torch.Tensor:

@@ -4,7 +4,15 @@ Input: float32 arrays (views of torch tensors, no copies). Output: per-row sums 
 float32 arrays. Each kernel is one pass over its data where the torch expressions it replaces make
 several (each with a fresh tensor): `stft_distances` (power, magnitude distance, log distance of all
 STFT resolutions), `frame_bands` (power of the analysis frames, their mel band power through the
-filters' nonzero ranges, K-weighted mean square), `spectral_centroids`, `penalty_sums`, `is_clean`.
+filters' nonzero ranges, K-weighted mean square), `spectral_centroids`, `penalty_sums`, `is_clean`,
+and the STFT: `stft` (torch.stft's centred, zero-padded frames, hop size / 4, as complex64 `[B, frames,
+bins]`) and `stft_scores` (one resolution's `stft_distances` with each row's spectrum computed and
+scored while in cache, never materialized for the batch). Each row is framed and windowed into
+row-sized scratch and transformed there by `rocket_fft.r2c` (the `rocket-fft` package: DUCC0's FFTs
+called from numba, float32 in, complex64 out; on this project's AMD EPYC VMs 1.3-2x faster than torch's
+MKL, which takes a generic path on AMD), through `stft_row`, the one place a row is transformed:
+identical samples give bit-identical spectra in every caller. They live in this one file because
+numba's cache watches only the file that defines a kernel, not the kernels it calls.
 Elementwise values are the same float32 operations as torch's, except the natural log: `ln_into` /
 `_ln_row` is a vectorizable float32 log (Cephes `logf`'s polynomial with FMAs, within 1 ulp of the
 correctly rounded value; torch's own is within 1 ulp too), used for the renders and for the cached
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import rocket_fft
 
 # reassociation (and ignoring the sign of zero) lets LLVM vectorize the float64 row sums; no
 # contraction into FMAs, so the elementwise float32 values match torch's separate operations.
@@ -94,6 +103,40 @@ def ln_into(args: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(**_JIT)
+def row_distances(
+    spec: np.ndarray,
+    gain: np.float32,
+    mag: np.ndarray,
+    logpower: np.ndarray,
+    eps: np.float32,
+    floor: np.float32,
+    scratch: np.ndarray,
+    mantissa: np.ndarray,
+    exponent: np.ndarray,
+) -> tuple[float, float]:
+    """(sum (sqrt(power + eps) - mag)^2, sum |ln(power + floor) - logpower|) of one row's spectrum
+    `spec` `[2F]` (real, imaginary, ...; power = |.|^2 * gain) against `mag` and `logpower` `[F]`
+    (scratch: float32 `[>= 2F]`, mantissa and exponent `[>= F]`). The one place these sums are taken:
+    `stft_distances` and `stft_scores` give the same values."""
+    n_values = mag.shape[0]
+    arg = scratch[:n_values]
+    log = scratch[n_values : 2 * n_values]
+    squares = 0.0
+    for i in range(n_values):
+        re = spec[2 * i]
+        im = spec[2 * i + 1]
+        power = (re * re + im * im) * gain
+        diff = np.float32(np.sqrt(power + eps)) - mag[i]  # float32, as torch rounds it
+        squares += diff * diff
+        arg[i] = power + floor
+    _ln_row(arg, mantissa[:n_values], exponent[:n_values], log)
+    abs_sum = 0.0
+    for i in range(n_values):
+        abs_sum += abs(log[i] - logpower[i])
+    return squares, abs_sum
+
+
+@numba.njit(**_JIT)
 def stft_distances(
     specs: tuple[np.ndarray, ...],
     gain2: np.ndarray,
@@ -103,7 +146,7 @@ def stft_distances(
     log_floor: float,
 ) -> np.ndarray:
     """Per row and resolution `[B, R, 2]` float64: sum (sqrt(power + sqrt_eps) - target_mag)^2 and
-    sum |ln(power + log_floor) - target_log|, over the F values of each of R spectra.
+    sum |ln(power + log_floor) - target_log|, over the F values of each of R spectra (`row_distances`).
 
     specs: R arrays `[B, 2F]` (real, imaginary, ... of F = frames * bins values), gain2 `[B]` (power
     gain, 1.0 for none), target_mags and target_logs: R arrays `[B or 1, F]`. One pass per row through
@@ -115,32 +158,17 @@ def stft_distances(
         most = max(most, spec.shape[1] // 2)
     eps = np.float32(sqrt_eps)
     floor = np.float32(log_floor)
-    arg = np.empty(most, np.float32)
+    scratch = np.empty(2 * most, np.float32)
     mantissa = np.empty(most, np.int32)
     exponent = np.empty(most, np.float32)
-    log = np.empty(most, np.float32)
     out = np.zeros((n_rows, len(specs), 2))
     for r in range(len(specs)):
-        n_values = specs[r].shape[1] // 2
         for row in range(n_rows):
-            spec = specs[r][row]
             mag = target_mags[r][row if target_mags[r].shape[0] > 1 else 0]
             logpower = target_logs[r][row if target_logs[r].shape[0] > 1 else 0]
-            gain = gain2[row]
-            squares = 0.0
-            for i in range(n_values):
-                re = spec[2 * i]
-                im = spec[2 * i + 1]
-                power = (re * re + im * im) * gain
-                diff = np.float32(np.sqrt(power + eps)) - mag[i]  # float32, as torch rounds it
-                squares += diff * diff
-                arg[i] = power + floor
-            _ln_row(arg[:n_values], mantissa[:n_values], exponent[:n_values], log[:n_values])
-            abs_sum = 0.0
-            for i in range(n_values):
-                abs_sum += abs(log[i] - logpower[i])
-            out[row, r, 0] = squares
-            out[row, r, 1] = abs_sum
+            out[row, r, 0], out[row, r, 1] = row_distances(
+                specs[r][row], gain2[row], mag, logpower, eps, floor, scratch, mantissa, exponent
+            )
     return out
 
 
@@ -252,3 +280,86 @@ def is_clean(audio: np.ndarray, max_abs: float) -> bool:
         x = flat[i]
         bad += 0 if abs(x) <= limit else 1  # NaN compares False: counted
     return bad == 0
+
+
+# -- the STFT -----------------------------------------------------------------------------------------
+
+_LAST_AXIS = np.array([1], np.int64)
+
+
+def n_frames(n_samples: int, size: int) -> int:
+    """Frames of a centred STFT with hop size / 4 (`torch.stft(center=True)`)."""
+    return n_samples // (size // 4) + 1
+
+
+@numba.njit(**_JIT)
+def frame_row(audio: np.ndarray, window: np.ndarray, frames: np.ndarray) -> None:
+    """frames `[F, size]` = the windowed frames of one row `[N]`, centred, zero-padded, hop size / 4."""
+    n_frames_, size = frames.shape
+    hop = size // 4
+    half = size // 2
+    n = audio.shape[0]
+    for t in range(n_frames_):
+        start = t * hop - half
+        lo = min(size, max(0, -start))
+        hi = max(lo, min(size, n - start))
+        frame = frames[t]
+        frame[:lo] = 0.0
+        frame[hi:] = 0.0
+        # through slice views, indexed from 0: no negative-index wrap-around, so LLVM vectorizes
+        dst = frame[lo:hi]
+        src = audio[start + lo : start + hi]
+        win = window[lo:hi]
+        for k in range(hi - lo):
+            dst[k] = src[k] * win[k]
+
+
+@numba.njit(**_JIT)
+def stft_row(audio: np.ndarray, window: np.ndarray, frames: np.ndarray, out: np.ndarray) -> None:
+    """out `[F, size / 2 + 1]` complex64 = the STFT of one row `[N]` (frames: float32 scratch `[F, size]`)."""
+    frame_row(audio, window, frames)
+    rocket_fft.r2c(frames, out, _LAST_AXIS, True, 1.0, 1)
+
+
+@numba.njit(**_JIT)
+def stft(audio: np.ndarray, window: np.ndarray, out: np.ndarray) -> None:
+    """out `[B, F, size / 2 + 1]` complex64 = the STFT of each row of audio `[B, N]` float32."""
+    frames = np.empty((out.shape[1], window.shape[0]), np.float32)
+    for row in range(audio.shape[0]):
+        stft_row(audio[row], window, frames, out[row])
+
+
+@numba.njit(**_JIT)
+def stft_scores(
+    audio: np.ndarray,
+    window: np.ndarray,
+    n_frames_: int,
+    gain2: np.ndarray,
+    target_mag: np.ndarray,
+    target_log: np.ndarray,
+    sqrt_eps: float,
+    log_floor: float,
+) -> np.ndarray:
+    """`stft_distances` of one resolution `[B, 2]`, its spectra computed here row by
+    row (`stft_row`) and scored while in cache instead of materialized for the batch: the same values
+    as scoring `stft`'s output. audio `[B, N]`, window `[size]`, gain2 `[B]`, targets `[B or 1, F]`."""
+    n_rows = audio.shape[0]
+    size = window.shape[0]
+    n_values = n_frames_ * (size // 2 + 1)
+    frames = np.empty((n_frames_, size), np.float32)
+    spec = np.empty((n_frames_, size // 2 + 1), np.complex64)
+    spec_ri = spec.reshape(-1).view(np.float32)
+    scratch = np.empty(2 * n_values, np.float32)
+    mantissa = np.empty(n_values, np.int32)
+    exponent = np.empty(n_values, np.float32)
+    eps = np.float32(sqrt_eps)
+    floor = np.float32(log_floor)
+    out = np.zeros((n_rows, 2))
+    for row in range(n_rows):
+        stft_row(audio[row], window, frames, spec)
+        mag = target_mag[row if target_mag.shape[0] > 1 else 0]
+        logpower = target_log[row if target_log.shape[0] > 1 else 0]
+        out[row, 0], out[row, 1] = row_distances(
+            spec_ri, gain2[row], mag, logpower, eps, floor, scratch, mantissa, exponent
+        )
+    return out

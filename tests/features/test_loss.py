@@ -174,7 +174,9 @@ def test_given_frames_give_the_same_loss(loss: PerceptualLoss) -> None:
         given = loss.compare(r, target, frames=frames)  # analyze_frames' own FFT: the same to FFT rounding
         shared = loss.compare(r, target, analysis=loss.analyze(r))  # exactly what compare computes
         for name in own.as_dict():
-            torch.testing.assert_close(getattr(given, name), getattr(own, name), rtol=1e-5, atol=1e-6)
+            # given frames come from torch's FFT, the target's (prepared without gradient) from numba's:
+            # FFT rounding moves the MFCC term of identical audio (mean |d| of cepstra in dB) by ~1e-5
+            torch.testing.assert_close(getattr(given, name), getattr(own, name), rtol=1e-5, atol=5e-5)
             assert torch.equal(getattr(own, name), getattr(shared, name)), name
     with pytest.raises(ValueError, match="frames"):
         loss.compare(renders[:3], loss.prepare_target(targets[:3]), frames=frames)
