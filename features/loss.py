@@ -32,6 +32,7 @@ kernel's own float32 log, within 1 ulp); see tests/features/test_loss.py.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -151,6 +152,11 @@ class PerceptualLoss(nn.Module):
         if shared is None:
             return la.analysis_of(self._frames(audio))
         index, *geometry = shared
+        window = getattr(self, f"window_{sizes[index]}")
+        if numba_stft and la.numba_ok(audio, window):  # the STFT and its frames' analysis in one pass
+            analysis = la.stft_analysis(audio, window, self.plan, self._constants(), tuple(geometry))  # type: ignore[arg-type]
+            specs = tuple(analysis.spectra[0] if i == index else None for i in range(len(sizes)))
+            return dataclasses.replace(analysis, spectra=specs)
         spec = self._stft(audio, sizes[index], numba_stft)
         specs = tuple(spec if i == index else None for i in range(len(sizes)))
         fr, mel_power, kms = la.frames_from_stft(audio, spec, self.plan, self._constants(), tuple(geometry))  # type: ignore[arg-type]
@@ -234,8 +240,9 @@ class PerceptualLoss(nn.Module):
     ) -> LossTerms:
         """Score renders `[B, N]` against prepared target features (broadcast over B when the target has 1).
 
-        Runs in row chunks of about `features.batch.CHUNK_FRAMES` analysis frames (cache-friendly: ~1.7x
-        faster at B = 64 than one pass; same values, gradients included). `frames`: the renders'
+        The torch path runs in row chunks of about `features.batch.CHUNK_FRAMES` analysis frames
+        (cache-friendly: ~1.7x faster at B = 64 than one pass; same values, gradients included); the fast
+        path in one pass (its kernels work row by row; chunks would only add per-call costs). `frames`: the renders'
         `features.batch.analyze_frames` at this loss's rate and feature settings, if already computed
         (the same values as computing them here, which is then skipped). `analysis`: the renders'
         `analyze(render)` (then `frames` is ignored), the same values as `compare` computes without it.
@@ -252,7 +259,7 @@ class PerceptualLoss(nn.Module):
         if analysis is None and frames is not None:
             analysis = la.analysis_of(batch.Frames(frames.plan, self._constants(), frames.frames, frames.power))
         fast = self._fast_path(render, target)
-        chunks = batch.row_chunks(render.shape[0], target.mfcc.shape[1])
+        chunks = [slice(0, render.shape[0])] if fast else batch.row_chunks(render.shape[0], target.mfcc.shape[1])
         if len(chunks) == 1:
             return self._compare(render, target, analysis, fast)
         parts = [

@@ -85,10 +85,7 @@ def frames_from_stft(
     numba pass, `loss_kernels.frame_bands`), else None). The raw frames are a view of the padded audio,
     cut as `features.batch.analyze_frames` cuts them."""
     first, step, count = geometry
-    left = plan.window - plan.hop
-    total = (count - 1) * plan.hop + plan.window
-    padded = F.pad(audio, (left, max(0, total - left - audio.shape[-1])))[..., :total]
-    frames = padded.unfold(-1, plan.window, plan.hop)
+    frames = _raw_frames(audio, plan, count)
     if not numba_ok(spec):
         out = power(spec[:, first : first + step * (count - 1) + 1 : step])
         return batch.Frames(plan=plan, const=const, frames=frames, power=out), None, None
@@ -110,6 +107,60 @@ def frames_from_stft(
         kms.numpy(),
     )
     return batch.Frames(plan=plan, const=const, frames=frames, power=out), mel_power, kms
+
+
+def stft_analysis(
+    audio: torch.Tensor,
+    window: torch.Tensor,
+    plan: AnalysisPlan,
+    const: batch.Constants,
+    geometry: tuple[int, int, int],
+) -> RenderAnalysis:
+    """Fast path (`numba_ok`): the analysis of `audio` whose frames are frames of its STFT with `window`
+    (`shared_stft`'s `geometry`), in one per-row numba pass (`loss_kernels.stft_frames`): the STFT, the
+    frames' power, mel band power, K-weighted mean squares and centroids. The same values as
+    `frames_from_stft` of `loss_kernels.stft`'s STFT, then `analysis_of`; `spectra` holds only this STFT
+    (the caller places it)."""
+    first, step, count = geometry
+    n_rows, n_samples = audio.shape
+    size = window.shape[0]
+    spec = torch.empty(n_rows, loss_kernels.n_frames(n_samples, size), size // 2 + 1, dtype=torch.complex64)
+    power = torch.empty(n_rows, count, size // 2 + 1)
+    mel_power = torch.empty(n_rows, count, plan.mel.shape[0])
+    kms = torch.empty(n_rows, count)
+    centroid = torch.empty(n_rows, count)
+    clip_centroid = torch.empty(n_rows)
+    mel, mel_first, mel_stop = _sparse_mel(plan, const)
+    loss_kernels.stft_frames(
+        audio.detach().contiguous().numpy(),
+        window.numpy(),
+        first,
+        step,
+        mel,
+        mel_first,
+        mel_stop,
+        const.kweight_ms.numpy(),
+        const.freqs_khz.numpy(),
+        plan.band_floor_amp**2,
+        spec.numpy(),
+        power.numpy(),
+        mel_power.numpy(),
+        kms.numpy(),
+        centroid.numpy(),
+        clip_centroid.numpy(),
+    )
+    fr = batch.Frames(plan=plan, const=const, frames=_raw_frames(audio, plan, count), power=power)
+    loudness = _DB * torch.log(kms.mean(-1) * _LOUDNESS_GAIN + plan.floor_power)  # as analysis_of
+    return RenderAnalysis(fr, (spec,), mel_power, loudness, centroid, clip_centroid)
+
+
+def _raw_frames(audio: torch.Tensor, plan: AnalysisPlan, count: int) -> torch.Tensor:
+    """The analysis frames' samples `[B, count, window]`: a view of the padded audio, cut as
+    `features.batch.analyze_frames` cuts them."""
+    left = plan.window - plan.hop
+    total = (count - 1) * plan.hop + plan.window
+    padded = F.pad(audio, (left, max(0, total - left - audio.shape[-1])))[..., :total]
+    return padded.unfold(-1, plan.window, plan.hop)
 
 
 @functools.lru_cache(maxsize=8)

@@ -189,23 +189,42 @@ def frame_bands(
     mel band power `[B, T, n_mels]` (mel `[n_mels, n_band]`, nonzero on bins mel_first..mel_stop - 1
     of each band: triangular filters touch ~2 bands per bin, 30x less work than the dense product) and
     K-weighted mean square `[B, T]` (kweight `[bins]`), in one pass over the spectrum."""
-    n_rows, n_frames, n_bins = power_out.shape
-    for row in range(n_rows):
-        for t in range(n_frames):
-            spec = spec_ri[row, first + step * t]
-            p = power_out[row, t]
-            kms = 0.0
-            for k in range(n_bins):
-                re = spec[k, 0]
-                im = spec[k, 1]
-                p[k] = re * re + im * im
-                kms += p[k] * kweight[k]
-            kms_out[row, t] = kms
-            for band in range(mel.shape[0]):
-                acc = 0.0
-                for k in range(mel_first[band], mel_stop[band]):
-                    acc += p[k] * mel[band, k]
-                mel_out[row, t, band] = acc
+    for row in range(power_out.shape[0]):
+        _row_bands(
+            spec_ri[row], first, step, mel, mel_first, mel_stop, kweight, power_out[row], mel_out[row], kms_out[row]
+        )
+
+
+@numba.njit(**_JIT)
+def _row_bands(
+    spec_ri: np.ndarray,
+    first: int,
+    step: int,
+    mel: np.ndarray,
+    mel_first: np.ndarray,
+    mel_stop: np.ndarray,
+    kweight: np.ndarray,
+    power_out: np.ndarray,
+    mel_out: np.ndarray,
+    kms_out: np.ndarray,
+) -> None:
+    """`frame_bands` of one row (spec_ri `[frames, bins, 2]`, outputs `[T, ...]`)."""
+    n_frames, n_bins = power_out.shape
+    for t in range(n_frames):
+        spec = spec_ri[first + step * t]
+        p = power_out[t]
+        kms = 0.0
+        for k in range(n_bins):
+            re = spec[k, 0]
+            im = spec[k, 1]
+            p[k] = re * re + im * im
+            kms += p[k] * kweight[k]
+        kms_out[t] = kms
+        for band in range(mel.shape[0]):
+            acc = 0.0
+            for k in range(mel_first[band], mel_stop[band]):
+                acc += p[k] * mel[band, k]
+            mel_out[t, band] = acc
 
 
 @numba.njit(**_JIT)
@@ -218,32 +237,45 @@ def spectral_centroids(
     `[B, T]` per frame (ungained) and `[B]` of the frame-averaged power spectrum (gained), in one pass.
     """
     n_rows, n_frames, _ = power.shape
-    n_band = freqs_khz.shape[0]
-    floor = np.float32(floor_power)
     frame_out = np.empty((n_rows, n_frames), np.float32)
     clip_out = np.empty(n_rows, np.float32)
-    mean = np.empty(n_band, np.float64)
+    mean = np.empty(freqs_khz.shape[0], np.float64)
     for row in range(n_rows):
-        mean[:] = 0.0
-        for t in range(n_frames):
-            p = power[row, t]
-            weighted = 0.0
-            total = 0.0
-            for k in range(n_band):
-                mag = np.sqrt(p[k] + floor)
-                weighted += mag * freqs_khz[k]
-                total += mag
-                mean[k] += p[k]
-            frame_out[row, t] = 1000.0 * weighted / total
-        gain = gain2[row]
+        clip_out[row] = _row_centroids(power[row], freqs_khz, np.float32(floor_power), gain2[row], mean, frame_out[row])
+    return frame_out, clip_out
+
+
+@numba.njit(**_JIT)
+def _row_centroids(
+    power: np.ndarray,
+    freqs_khz: np.ndarray,
+    floor: np.float32,
+    gain: np.float32,
+    mean: np.ndarray,
+    frame_out: np.ndarray,
+) -> np.float32:
+    """`spectral_centroids` of one row (power `[T, bins]`, mean: float64 scratch `[n_band]`): fills
+    frame_out `[T]`, returns the clip centroid."""
+    n_frames = power.shape[0]
+    n_band = freqs_khz.shape[0]
+    mean[:] = 0.0
+    for t in range(n_frames):
+        p = power[t]
         weighted = 0.0
         total = 0.0
         for k in range(n_band):
-            mag = np.sqrt(np.float32(mean[k] / n_frames) * gain + floor)
+            mag = np.sqrt(p[k] + floor)
             weighted += mag * freqs_khz[k]
             total += mag
-        clip_out[row] = 1000.0 * weighted / total
-    return frame_out, clip_out
+            mean[k] += p[k]
+        frame_out[t] = 1000.0 * weighted / total
+    weighted = 0.0
+    total = 0.0
+    for k in range(n_band):
+        mag = np.sqrt(np.float32(mean[k] / n_frames) * gain + floor)
+        weighted += mag * freqs_khz[k]
+        total += mag
+    return np.float32(1000.0 * weighted / total)
 
 
 @numba.njit(**_JIT)
@@ -363,3 +395,38 @@ def stft_scores(
             spec_ri, gain2[row], mag, logpower, eps, floor, scratch, mantissa, exponent
         )
     return out
+
+
+@numba.njit(**_JIT)
+def stft_frames(
+    audio: np.ndarray,
+    window: np.ndarray,
+    first: int,
+    step: int,
+    mel: np.ndarray,
+    mel_first: np.ndarray,
+    mel_stop: np.ndarray,
+    kweight: np.ndarray,
+    freqs_khz: np.ndarray,
+    floor_power: float,
+    spec_out: np.ndarray,
+    power_out: np.ndarray,
+    mel_out: np.ndarray,
+    kms_out: np.ndarray,
+    centroid_out: np.ndarray,
+    clip_centroid_out: np.ndarray,
+) -> None:
+    """`stft` into spec_out, then `frame_bands` and `spectral_centroids` (no gain) of its frames first,
+    first + step, ..., row by row while the row's spectrum is in cache: the same values as the three
+    calls. audio `[B, N]`, spec_out `[B, F, bins]` complex64, the others as those kernels' outputs."""
+    n_frames_, n_bins = spec_out.shape[1], spec_out.shape[2]
+    frames = np.empty((n_frames_, window.shape[0]), np.float32)
+    mean = np.empty(freqs_khz.shape[0], np.float64)
+    floor = np.float32(floor_power)
+    for row in range(audio.shape[0]):
+        stft_row(audio[row], window, frames, spec_out[row])
+        spec_ri = spec_out[row].reshape(-1).view(np.float32).reshape((n_frames_, n_bins, 2))
+        _row_bands(spec_ri, first, step, mel, mel_first, mel_stop, kweight, power_out[row], mel_out[row], kms_out[row])
+        clip_centroid_out[row] = _row_centroids(
+            power_out[row], freqs_khz, floor, np.float32(1.0), mean, centroid_out[row]
+        )

@@ -66,3 +66,25 @@ def test_fused_scores_equal_scoring_the_materialized_stft(broadcast: bool) -> No
     got = loss_kernels.stft_scores(audio, window, n, gain, mag, log, 1e-12, 1e-9)
     assert np.array_equal(got, want)
     assert np.all(want > 0)
+
+
+def test_fused_analysis_equals_the_stft_then_its_frames() -> None:
+    """loss_analysis.stft_analysis (one per-row pass) = loss_kernels.stft, frames_from_stft, analysis_of."""
+    from features import loss_analysis as la
+    from features.loss import PerceptualLoss
+
+    loss = PerceptualLoss()
+    rng = np.random.default_rng(3)
+    audio = torch.from_numpy(rng.uniform(-0.5, 0.5, (3, 8000)).astype(np.float32))
+    audio[1] = 0.0  # silence: centroids of the floor alone
+    size, *geometry = la.shared_stft(loss.plan, loss.settings.fft_sizes, 8000)  # type: ignore[misc]
+    window = getattr(loss, f"window_{loss.settings.fft_sizes[size]}")
+    fused = la.stft_analysis(audio, window, loss.plan, loss._constants(), tuple(geometry))  # type: ignore[arg-type]
+    spec = torch.empty_like(fused.spectra[0])
+    loss_kernels.stft(audio.numpy(), window.numpy(), spec.numpy())
+    fr, mel_power, kms = la.frames_from_stft(audio, spec, loss.plan, loss._constants(), tuple(geometry))  # type: ignore[arg-type]
+    apart = la.analysis_of(fr, (spec,), mel_power, kms)
+    assert torch.equal(fused.spectra[0], spec)
+    assert torch.equal(fused.frames.power, apart.frames.power) and torch.equal(fused.frames.frames, apart.frames.frames)
+    for name in ("mel_power", "loudness_lufs", "centroid_hz", "clip_centroid_hz"):
+        assert torch.equal(getattr(fused, name), getattr(apart, name)), name
