@@ -19,6 +19,7 @@ class MatchSettings:
     stage: int = 1  # curriculum stage 1..5
     n_envs: int = 32
     worker_threads: int | None = None  # vector envs: threads that render and hear a batch (None: min(2, cores))
+    heap_keep_mb: int = 256  # freed memory malloc may keep (agents.match.heap; 0: glibc's defaults)
     seed: int = 0
     probe_note_off_s: float | None = 0.35  # note released here within the probe (None: held)
     observe_best_diff: bool = False  # add current-minus-best log-mel to the observation

@@ -207,10 +207,17 @@ class PerceptualLoss(nn.Module):
         """The renders' own analysis of the target (`_analyze`), so identical audio gives identical stats
         (`numba_stft`: the STFTs the renders will get, see `forward`)."""
         analysis = self._analyze(target, numba_stft) if analysis is None else analysis
-        sizes = range(len(self.settings.fft_sizes))
-        powers = tuple(la.power(self._spectrum(target, analysis, i, numba_stft)) for i in sizes)
         fr = analysis.frames
         fast = self._fast_path(target, None)
+        if fast and numba_stft:  # per row: STFT (or the analysis'), magnitudes, logs, energy in one pass
+            windows = tuple(getattr(self, f"window_{size}") for size in self.settings.fft_sizes)
+            mags, logs, energies = la.target_spectra(target, analysis.spectra, windows)
+        else:
+            sizes = range(len(self.settings.fft_sizes))
+            powers = tuple(la.power(self._spectrum(target, analysis, i, numba_stft)) for i in sizes)
+            mags = tuple(la.magnitude(p, fast) for p in powers)
+            logs = tuple(la.log_power(p, fast) for p in powers)
+            energies = tuple(p.sum((-1, -2)) for p in powers)
         if fast:
             dc, clip_fraction, overshoot = la.penalty_stats_fast(target, self.settings.clip_threshold)
         else:
@@ -218,9 +225,9 @@ class PerceptualLoss(nn.Module):
         centroid = analysis.clip_centroid_hz
         return TargetFeatures(
             n_samples=target.shape[-1],
-            stft_mag=tuple(la.magnitude(p, fast) for p in powers),
-            stft_logpower=tuple(la.log_power(p, fast) for p in powers),
-            stft_energy=tuple(p.sum((-1, -2)) for p in powers),
+            stft_mag=mags,
+            stft_logpower=logs,
+            stft_energy=energies,
             mfcc=self._mfcc(fr, None, analysis.mel_power),
             centroid_hz=self._clip_centroid_hz(fr) if centroid is None else centroid,
             loudness_lufs=analysis.loudness_lufs,

@@ -249,6 +249,35 @@ def log_power(power_: torch.Tensor, fast: bool) -> torch.Tensor:
     return out.reshape(arg.shape)
 
 
+def target_spectra(
+    audio: torch.Tensor, spectra: tuple[torch.Tensor | None, ...], windows: tuple[torch.Tensor, ...]
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Fast path: per STFT resolution (window), a target's magnitudes sqrt(power + SQRT_EPS) and
+    ln(power + LOG_FLOOR_POWER) `[B, frames, bins]` (`magnitude` and `log_power`'s values) and its
+    energy (sum of power) `[B]`, from the given spectrum or from `loss_kernels.stft` computed row by
+    row in cache (`loss_kernels.spectrum_targets` / `stft_targets`): no power tensors."""
+    mags, logs, energies = [], [], []
+    n_rows, n_samples = audio.shape
+    for i, window in enumerate(windows):
+        size = window.shape[0]
+        shape = (n_rows, loss_kernels.n_frames(n_samples, size), size // 2 + 1)
+        mag, log, energy = torch.empty(shape), torch.empty(shape), torch.empty(n_rows)
+        flat_mag, flat_log = mag.view(n_rows, -1).numpy(), log.view(n_rows, -1).numpy()
+        spec = spectra[i] if spectra else None
+        if spec is None:
+            samples = audio.detach().contiguous().numpy()
+            loss_kernels.stft_targets(
+                samples, window.numpy(), SQRT_EPS, LOG_FLOOR_POWER, flat_mag, flat_log, energy.numpy()
+            )
+        else:
+            spec_ri = torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy()
+            loss_kernels.spectrum_targets(spec_ri, SQRT_EPS, LOG_FLOOR_POWER, flat_mag, flat_log, energy.numpy())
+        mags.append(mag)
+        logs.append(log)
+        energies.append(energy)
+    return tuple(mags), tuple(logs), tuple(energies)
+
+
 def penalty_stats_fast(audio: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(|mean|, clipped fraction, mean overshoot beyond full scale) `[B]` each, in one numba pass."""
     sums = torch.from_numpy(loss_kernels.penalty_sums(audio.detach().contiguous().numpy(), threshold))

@@ -430,3 +430,93 @@ def stft_frames(
         clip_centroid_out[row] = _row_centroids(
             power_out[row], freqs_khz, floor, np.float32(1.0), mean, centroid_out[row]
         )
+
+
+@numba.njit(**_JIT)
+def _row_targets(
+    spec: np.ndarray,
+    mag_out: np.ndarray,
+    log_out: np.ndarray,
+    sqrt_eps: np.float32,
+    log_floor: np.float32,
+    scratch: np.ndarray,
+    mantissa: np.ndarray,
+    exponent: np.ndarray,
+) -> float:
+    """A target row's spectrum `[2F]` (real, imaginary, ...) -> mag_out = sqrt(power + sqrt_eps) and
+    log_out = ln(power + log_floor) `[F]` (the values `row_distances` compares renders with: the same
+    float32 operations), returns the sum of power (float64)."""
+    n_values = mag_out.shape[0]
+    arg = scratch[:n_values]
+    energy = 0.0
+    for i in range(n_values):
+        re = spec[2 * i]
+        im = spec[2 * i + 1]
+        power = re * re + im * im
+        mag_out[i] = np.sqrt(power + sqrt_eps)
+        arg[i] = power + log_floor
+        energy += power
+    _ln_row(arg, mantissa[:n_values], exponent[:n_values], log_out)
+    return energy
+
+
+@numba.njit(**_JIT)
+def spectrum_targets(
+    spec_ri: np.ndarray,
+    sqrt_eps: float,
+    log_floor: float,
+    mag_out: np.ndarray,
+    log_out: np.ndarray,
+    energy_out: np.ndarray,
+) -> None:
+    """Target features of spectra spec_ri `[B, 2F]`: mag_out, log_out `[B, F]`, energy_out `[B]` (`_row_targets`)."""
+    n_values = mag_out.shape[1]
+    scratch = np.empty(n_values, np.float32)
+    mantissa = np.empty(n_values, np.int32)
+    exponent = np.empty(n_values, np.float32)
+    for row in range(spec_ri.shape[0]):
+        energy_out[row] = _row_targets(
+            spec_ri[row],
+            mag_out[row],
+            log_out[row],
+            np.float32(sqrt_eps),
+            np.float32(log_floor),
+            scratch,
+            mantissa,
+            exponent,
+        )
+
+
+@numba.njit(**_JIT)
+def stft_targets(
+    audio: np.ndarray,
+    window: np.ndarray,
+    sqrt_eps: float,
+    log_floor: float,
+    mag_out: np.ndarray,
+    log_out: np.ndarray,
+    energy_out: np.ndarray,
+) -> None:
+    """`spectrum_targets` of the rows' STFTs (`stft_row`, transformed and used while in cache): audio
+    `[B, N]`, mag_out and log_out `[B, frames * bins]`, energy_out `[B]`."""
+    size = window.shape[0]
+    n_frames_ = mag_out.shape[1] // (size // 2 + 1)
+    frames = np.empty((n_frames_, size), np.float32)
+    spec = np.empty((n_frames_, size // 2 + 1), np.complex64)
+    spec_ri = spec.reshape(-1).view(np.float32)
+    n_values = mag_out.shape[1]
+    scratch = np.empty(n_values, np.float32)
+    mantissa = np.empty(n_values, np.int32)
+    exponent = np.empty(n_values, np.float32)
+    for row in range(audio.shape[0]):
+        stft_row(audio[row], window, frames, spec)
+        energy_out[row] = _row_targets(
+            spec_ri,
+            mag_out[row],
+            log_out[row],
+            np.float32(sqrt_eps),
+            np.float32(log_floor),
+            scratch,
+            mantissa,
+            exponent,
+        )

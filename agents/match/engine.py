@@ -29,6 +29,7 @@ import torch
 
 from agents.match.actions import ActionCodec
 from agents.match.curriculum import TargetSampler, active_mask, check_stage, factory_vectors, start_vectors
+from agents.match.heap import keep_freed_memory
 from agents.match.layout import ObservationLayout, assemble, delta_features, logmel_image
 from agents.match.probe import (
     Heard,
@@ -79,6 +80,7 @@ class MatchEngine:
             raise ValueError(f"match.epsilon and match.max_steps must be > 0, got {ms.epsilon}, {ms.max_steps}")
         self.n = n_envs
         self.settings = settings
+        keep_freed_memory(ms.heap_keep_mb)  # process-wide: no page faults on the per-step buffers
         self.stage = check_stage(ms.stage)
         self.codec = ActionCodec(ms.action_mode, ms.delta_max)
         self.renderer: Renderer = (

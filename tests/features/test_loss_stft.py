@@ -88,3 +88,24 @@ def test_fused_analysis_equals_the_stft_then_its_frames() -> None:
     assert torch.equal(fused.frames.power, apart.frames.power) and torch.equal(fused.frames.frames, apart.frames.frames)
     for name in ("mel_power", "loudness_lufs", "centroid_hz", "clip_centroid_hz"):
         assert torch.equal(getattr(fused, name), getattr(apart, name)), name
+
+
+def test_fused_target_spectra_equal_magnitude_and_log_of_the_power() -> None:
+    """loss_analysis.target_spectra: exactly `magnitude` and `log_power` of the STFT's power (what the
+    renders are compared with bit for bit), the energy to float32 rounding; from a given spectrum too."""
+    from features import loss_analysis as la
+    from features.loss import PerceptualLoss
+
+    loss = PerceptualLoss()
+    rng = np.random.default_rng(4)
+    audio = torch.from_numpy(rng.uniform(-0.5, 0.5, (2, 8000)).astype(np.float32))
+    audio[1, 4000:] = 0.0
+    windows = tuple(getattr(loss, f"window_{size}") for size in loss.settings.fft_sizes)
+    with torch.no_grad():
+        given = loss._stft(audio, loss.settings.fft_sizes[1])
+        mags, logs, energies = la.target_spectra(audio, (None, given, None), windows)
+        for i, size in enumerate(loss.settings.fft_sizes):
+            power = la.power(loss._stft(audio, size))
+            assert torch.equal(mags[i], la.magnitude(power, True)), size
+            assert torch.equal(logs[i], la.log_power(power, True)), size
+            torch.testing.assert_close(energies[i], power.sum((-1, -2)), rtol=1e-6, atol=0.0)
