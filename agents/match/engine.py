@@ -168,9 +168,10 @@ class MatchEngine:
             buf[index] = new.to(buf.dtype)
         self.tgt_img[rows] = logmel_image(heard)
 
-    def _store_current(self, rows: np.ndarray, heard: Heard, loss: np.ndarray) -> None:
+    def _store_current(self, rows: np.ndarray | slice, heard: Heard, loss: np.ndarray) -> None:
+        """Write the rows' features (`rows`: indices, or `slice(None)` for all rows: views, no gathers)."""
         assert self._tgt_heard is not None
-        index = torch.from_numpy(rows)
+        index = rows if isinstance(rows, slice) else torch.from_numpy(rows)
         tgt = Heard(*(f[index] for f in _fields(self._tgt_heard)))  # type: ignore[arg-type]
         self.cur_img[rows] = logmel_image(heard)
         self.deltas[rows] = delta_features(heard, tgt)
@@ -190,8 +191,7 @@ class MatchEngine:
             audio = self.renderer(torch.from_numpy(snap_vector(self.x)))
             heard, loss_t = hear_and_loss(self.hearing, audio, self.targets, threads=self.worker_threads)
             loss = loss_t.float().numpy()
-        rows = np.arange(self.n)
-        self._store_current(rows, heard, loss)
+        self._store_current(slice(None), heard, loss)
         ms = self.settings.match
         silent = (self.cur_loud_db < ms.silence_db) & (self.target_loud_db >= ms.silence_db)
         improvement = np.maximum(0.0, self.best_loss - loss)
@@ -223,7 +223,7 @@ class MatchEngine:
         )
 
     def observe(self, rows: np.ndarray | None = None) -> np.ndarray:
-        r = np.arange(self.n) if rows is None else np.asarray(rows, dtype=np.int64)
+        r = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)  # all rows: views, not copies
         return assemble(
             self.layout,
             self.cur_img[r],
