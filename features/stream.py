@@ -14,15 +14,15 @@ live input gives the descriptors its 16 kHz file would give, for any content (lo
 included), at about half the cost of analysing at 48 kHz. Each call analyses the last `window`
 frames at the analysis rate (the window of `features.dsp.plan_for`), with the same constants and
 formulas as `features.batch`; at the analysis rate, fed blocks of `plan.hop` frames it reproduces
-`describe_batch` frame by frame. Per block: two numpy FFT calls (a batched forward pair and an
-inverse, `out=` buffers) and numba kernels (`features.stream_kernels`) on buffers allocated once, in
-float64, with their arguments packed once (timing: benchmarks/features.py, benchmarks/live.py).
+`describe_batch` frame by frame. Per block: three numba kernels (`features.stream_kernels`: the
+frame, its FFTs through DUCC0 (`rocket-fft`; a batched forward pair and an inverse), the
+descriptors) on buffers allocated once, in float64, with their arguments packed once (timing:
+benchmarks/features.py, benchmarks/live.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.fft import irfft, rfft
 
 from features import stream_kernels as kern
 from features.config import FeatureSettings
@@ -31,6 +31,8 @@ from features.names import DESCRIPTOR_NAMES, GROUPS, N_MFCC
 from features.stream_resample import StreamResampler
 
 _LOUDNESS_GAIN = 10.0 ** (LOUDNESS_OFFSET_DB / 10.0)
+_PAIR_AXES = np.array([1], dtype=np.int64)  # `kern.transforms`: the rows of the frame pair
+_ROW_AXES = np.array([0], dtype=np.int64)
 DEFERRABLE: tuple[str, ...] = GROUPS["mfcc"] + GROUPS["chroma"]  # what `process_core` leaves to `complete`
 
 
@@ -193,9 +195,7 @@ class StreamingDescriptors:
             kern.prepare_frame(
                 self._ring, self._pos, self._frame, self._yin_x, self._yin_head, self._yin_width, self._stats
             )
-        rfft(self._yin_pair, out=self._spec_pair)
-        kern.spectra(self._spec_x, self._spec_h, self._spec, self._stats[3], self._window)
-        irfft(self._spec_h, n=self._window, out=self._corr)
+        kern.transforms(self._yin_pair, self._spec_pair, self._spec, self._stats[3], self._corr, _PAIR_AXES, _ROW_AXES)
         kern.finish(*self._finish_args, extras)
 
     def delta(self) -> np.ndarray:

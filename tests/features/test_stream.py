@@ -191,3 +191,23 @@ def test_process_core_twice_completes_the_first_window() -> None:
     b.process_core(x[512:1024])
     np.testing.assert_array_equal(b.complete(), want)
     np.testing.assert_array_equal(b.delta(), a.delta())
+
+
+def test_transforms_equal_numpys_ffts_around_spectra() -> None:
+    """stream_kernels.transforms (DUCC0 inside numba) = numpy's rfft, `spectra`, numpy's irfft."""
+    from features import stream_kernels as kern
+
+    rng = np.random.default_rng(9)
+    n = 1024
+    pair = rng.standard_normal((2, n))
+    pair[1, 300:] = 0.0  # YIN's head: the first frames, the rest zero
+    spec_pair = np.zeros((2, n // 2 + 1), np.complex128)
+    windowed, corr = np.zeros(n // 2 + 1, np.complex128), np.zeros(n)
+    kern.transforms(pair, spec_pair, windowed, 0.1, corr, np.array([1]), np.array([0]))
+    want_pair = np.fft.rfft(pair)
+    want_windowed = np.zeros_like(windowed)
+    kern.spectra(want_pair[0], want_pair[1], want_windowed, 0.1, n)
+    want_corr = np.fft.irfft(want_pair[1], n=n)
+    np.testing.assert_allclose(spec_pair, want_pair, rtol=0, atol=1e-12 * np.abs(want_pair).max())
+    np.testing.assert_allclose(windowed, want_windowed, rtol=0, atol=1e-12 * np.abs(want_windowed).max())
+    np.testing.assert_allclose(corr, want_corr, rtol=0, atol=1e-12 * np.abs(want_corr).max())
