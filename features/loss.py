@@ -345,33 +345,10 @@ class PerceptualLoss(nn.Module):
     def _mr_stft_fast(
         self, render: torch.Tensor, analysis: RenderAnalysis, gain2: torch.Tensor | None, target: TargetFeatures
     ) -> torch.Tensor:
-        """The MR-STFT term as `_stft_terms` sums it, without gradient: per resolution, one numba pass
-        (`loss_kernels.stft_distances` over the analysis' STFT, or `stft_scores`, which transforms and
-        scores each row while in cache: `_stft`'s values, never materialized); combined in float64."""
-        n_rows, n_sizes = render.shape[0], len(self.settings.fft_sizes)
-        gain = np.ones(n_rows, np.float32) if gain2 is None else gain2.detach().float().contiguous().numpy()
-        sums = np.empty((n_rows, n_sizes, 2))
-        n_values = np.empty(n_sizes)
-        for i, size in enumerate(self.settings.fft_sizes):
-            mag, logpower = la.flat(target.stft_mag[i]), la.flat(target.stft_logpower[i])
-            n_values[i] = mag.shape[1]
-            spec = analysis.spectra[i] if analysis.spectra else None
-            if spec is None:  # computed and scored row by row, while in cache
-                window = getattr(self, f"window_{size}").numpy()
-                n_frames = loss_kernels.n_frames(render.shape[-1], size)
-                audio = render.detach().contiguous().numpy()
-                sums[:, i] = loss_kernels.stft_scores(
-                    audio, window, n_frames, gain, mag, logpower, SQRT_EPS, LOG_FLOOR_POWER
-                )
-            else:
-                spec_ri = torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy()
-                sums[:, i] = loss_kernels.stft_distances(
-                    (spec_ri,), gain, (mag,), (logpower,), SQRT_EPS, LOG_FLOOR_POWER
-                )[:, 0]
-        energy = np.stack([e.detach().numpy() for e in target.stft_energy], axis=-1).astype(np.float64)  # [b, R]
-        sc = np.sqrt(sums[:, :, 0] + 1e-20) / np.sqrt(energy + n_values * LOG_FLOOR_POWER)
-        mr = (sc + 0.5 * sums[:, :, 1] / n_values).mean(-1)  # 0.5: |d ln magnitude|; float64 until here
-        return torch.from_numpy(mr.astype(np.float32))
+        """The MR-STFT term as `_stft_terms` sums it, without gradient (`la.mr_stft_fast`)."""
+        windows = tuple(getattr(self, f"window_{size}") for size in self.settings.fft_sizes)
+        targets = (target.stft_mag, target.stft_logpower, target.stft_energy)
+        return la.mr_stft_fast(render, analysis.spectra, windows, gain2, targets)
 
     def forward(self, render: torch.Tensor, target: torch.Tensor) -> LossTerms:
         """Loss of renders `[B, N]` against target audio (gradient flows into the target too if it requires it)."""

@@ -278,6 +278,43 @@ def target_spectra(
     return tuple(mags), tuple(logs), tuple(energies)
 
 
+def mr_stft_fast(
+    render: torch.Tensor,
+    spectra: tuple[torch.Tensor | None, ...],
+    windows: tuple[torch.Tensor, ...],
+    gain2: torch.Tensor | None,
+    targets: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]],
+) -> torch.Tensor:
+    """`PerceptualLoss`'s MR-STFT term `[B]` on the fast path: per resolution (window), one numba pass
+    (`loss_kernels.stft_distances` over the given spectrum, or `stft_scores`, which transforms and scores
+    each row while in cache: `loss_kernels.stft`'s values, never materialized); combined in float64.
+    targets: the target's (magnitudes, logs, energies) per resolution (`TargetFeatures`)."""
+    target_mags, target_logs, target_energies = targets
+    n_rows, n_sizes = render.shape[0], len(windows)
+    gain = np.ones(n_rows, np.float32) if gain2 is None else gain2.detach().float().contiguous().numpy()
+    sums = np.empty((n_rows, n_sizes, 2))
+    n_values = np.empty(n_sizes)
+    for i, window in enumerate(windows):
+        mag, logpower = flat(target_mags[i]), flat(target_logs[i])
+        n_values[i] = mag.shape[1]
+        spec = spectra[i] if spectra else None
+        if spec is None:  # computed and scored row by row, while in cache
+            n_frames = loss_kernels.n_frames(render.shape[-1], window.shape[0])
+            audio = render.detach().contiguous().numpy()
+            sums[:, i] = loss_kernels.stft_scores(
+                audio, window.numpy(), n_frames, gain, mag, logpower, SQRT_EPS, LOG_FLOOR_POWER
+            )
+        else:
+            spec_ri = torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy()
+            sums[:, i] = loss_kernels.stft_distances((spec_ri,), gain, (mag,), (logpower,), SQRT_EPS, LOG_FLOOR_POWER)[
+                :, 0
+            ]
+    energy = np.stack([e.detach().numpy() for e in target_energies], axis=-1).astype(np.float64)  # [b, R]
+    sc = np.sqrt(sums[:, :, 0] + 1e-20) / np.sqrt(energy + n_values * LOG_FLOOR_POWER)
+    mr = (sc + 0.5 * sums[:, :, 1] / n_values).mean(-1)  # 0.5: |d ln magnitude|; float64 until here
+    return torch.from_numpy(mr.astype(np.float32))
+
+
 def penalty_stats_fast(audio: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(|mean|, clipped fraction, mean overshoot beyond full scale) `[B]` each, in one numba pass."""
     sums = torch.from_numpy(loss_kernels.penalty_sums(audio.detach().contiguous().numpy(), threshold))
