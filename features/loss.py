@@ -23,11 +23,14 @@ second transform, `analyze_frames`' values to FFT rounding. `BestSoFar` turns pe
 episodic improvement bonuses.
 
 Two paths, same values to float32 rounding: when no gradient is wanted (grad mode off, or nothing
-requires grad) on float32 CPU tensors, the STFT terms, the analysis frames' band sums, the centroids
-and the penalties run through the one-pass numba kernels of `features.loss_kernels` (targets through
-the same kernels, so identical audio scores exactly 0); otherwise everything is torch and
-differentiable. They agree within rtol 2e-5 (sums are accumulated in float64 and the log is the
-kernel's own float32 log, within 1 ulp); see tests/features/test_loss.py.
+requires grad) on float32 CPU tensors, the STFTs (DUCC0's FFTs inside numba), the STFT terms, the
+analysis frames' band sums, the centroids and the penalties run through the one-pass numba kernels of
+`features.loss_kernels` (targets through the same kernels, so identical audio scores exactly 0);
+otherwise everything is torch (`torch.stft`) and differentiable (`forward` gives the target the
+render's transform; a target prepared without gradient and compared with renders that want one
+differs by FFT rounding, ~1e-6 on identical audio). They agree within rtol 2e-5 (sums are
+accumulated in float64 and the log is the kernel's own float32 log, within 1 ulp); see
+tests/features/test_loss.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ spectra, the kernel log, penalty statistics and sanitizing without a copy.
 
 Fast path: float32 CPU tensors and no gradient wanted (`numba_ok`); then the power of the analysis
 frames, the centroids, the log and the penalties come from `features.loss_kernels` (the same values
-as the torch expressions to float32 rounding: sums are accumulated in float64 there).
+as the torch expressions to float32 rounding: sums are accumulated in float64 there), and so do the
+STFTs, through per-row passes that use each row's spectrum while it is in cache: `stft_analysis`
+(the analysis STFT with its frames' bands and centroids), `target_spectra` (a target's magnitudes,
+logs and energies) and `mr_stft_fast` (the MR-STFT term).
 """
 
 from __future__ import annotations
