@@ -9,7 +9,8 @@ and unmapped when freed, and every reuse page-faults the memory in again: a rese
 targets took ~10,000 page faults and ~40 ms of kernel time for ~36 ms of work (2-vCPU AMD EPYC VM,
 `benchmarks/env.py`). With the mmap threshold at glibc's maximum (32 MiB) and the trim threshold at
 `keep_mb`, those buffers come from the heap and stay there: ~500 faults, ~2 ms of kernel time. The
-cost: up to `keep_mb` of freed memory per malloc arena stays resident. Applied once per process
+cost: up to `keep_mb` of freed memory per malloc arena stays resident (64 envs: RSS 506 MB flat over
+300 steps, against 446 MB with glibc's defaults). Applied once per process
 (the settings are process-wide; forked workers inherit them); 0 leaves glibc's defaults.
 """
 
