@@ -302,11 +302,8 @@ def mr_stft_fast(
         n_values[i] = mag.shape[1]
         spec = spectra[i] if spectra else None
         if spec is None:  # computed and scored row by row, while in cache
-            n_frames = loss_kernels.n_frames(render.shape[-1], window.shape[0])
             audio = render.detach().contiguous().numpy()
-            sums[:, i] = loss_kernels.stft_scores(
-                audio, window.numpy(), n_frames, gain, mag, logpower, SQRT_EPS, LOG_FLOOR_POWER
-            )
+            sums[:, i] = loss_kernels.stft_scores(audio, window.numpy(), gain, mag, logpower, SQRT_EPS, LOG_FLOOR_POWER)
         else:
             spec_ri = torch.view_as_real(spec.detach()).reshape(n_rows, -1).numpy()
             sums[:, i] = loss_kernels.stft_distances((spec_ri,), gain, (mag,), (logpower,), SQRT_EPS, LOG_FLOOR_POWER)[

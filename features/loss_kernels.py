@@ -365,7 +365,6 @@ def stft(audio: np.ndarray, window: np.ndarray, out: np.ndarray) -> None:
 def stft_scores(
     audio: np.ndarray,
     window: np.ndarray,
-    n_frames_: int,
     gain2: np.ndarray,
     target_mag: np.ndarray,
     target_log: np.ndarray,
@@ -377,6 +376,7 @@ def stft_scores(
     as scoring `stft`'s output. audio `[B, N]`, window `[size]`, gain2 `[B]`, targets `[B or 1, F]`."""
     n_rows = audio.shape[0]
     size = window.shape[0]
+    n_frames_ = audio.shape[1] // (size // 4) + 1  # `n_frames`
     n_values = n_frames_ * (size // 2 + 1)
     frames = np.empty((n_frames_, size), np.float32)
     spec = np.empty((n_frames_, size // 2 + 1), np.complex64)
