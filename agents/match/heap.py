@@ -10,8 +10,8 @@ targets took ~10,000 page faults and ~40 ms of kernel time for ~36 ms of work (2
 `benchmarks/env.py`). With the mmap threshold at glibc's maximum (32 MiB) and the trim threshold at
 `keep_mb`, those buffers come from the heap and stay there: ~500 faults, ~2 ms of kernel time. The
 cost: up to `keep_mb` of freed memory per malloc arena stays resident (64 envs: RSS 506 MB flat over
-300 steps, against 446 MB with glibc's defaults). Applied once per process
-(the settings are process-wide; forked workers inherit them); 0 leaves glibc's defaults.
+300 steps, against 446 MB with glibc's defaults). Applied once per process (the settings are
+process-wide; forked workers inherit them); 0 leaves glibc's defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import ctypes.util
 import threading
 
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+MAX_KEEP_MB = 2047  # mallopt takes a C int of bytes
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, <malloc.h>
 _M_MMAP_THRESHOLD = -3
 _applied: tuple[int, int] | None = None
@@ -31,8 +32,8 @@ def keep_freed_memory(keep_mb: int) -> tuple[int, int] | None:
     """Apply (mmap threshold, trim threshold) in bytes, or leave the allocator alone (keep_mb 0, a
     libc without `mallopt`, or a larger setting already applied); returns what is now in force."""
     global _applied
-    if not isinstance(keep_mb, int) or isinstance(keep_mb, bool) or keep_mb < 0:
-        raise ValueError(f"match.heap_keep_mb must be an int >= 0 (MiB), got {keep_mb!r}")
+    if not isinstance(keep_mb, int) or isinstance(keep_mb, bool) or not 0 <= keep_mb <= MAX_KEEP_MB:
+        raise ValueError(f"match.heap_keep_mb must be an int in [0, {MAX_KEEP_MB}] (MiB), got {keep_mb!r}")
     with _lock:
         if keep_mb == 0 or (_applied is not None and _applied[1] >= keep_mb * 1024 * 1024):
             return _applied

@@ -45,6 +45,6 @@ def test_freed_buffers_are_reused_without_page_faults() -> None:
 def test_zero_leaves_the_allocator_alone_and_bad_values_name_the_setting() -> None:
     before = heap._applied
     assert heap.keep_freed_memory(0) == before
-    for bad in (-1, 1.5, True, "256"):
+    for bad in (-1, 1.5, True, "256", 4096):  # 4096 MiB: more bytes than mallopt's C int holds
         with pytest.raises(ValueError, match="match.heap_keep_mb"):
             heap.keep_freed_memory(bad)  # type: ignore[arg-type]
