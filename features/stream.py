@@ -65,7 +65,6 @@ class StreamingDescriptors:
         self._yin_x, self._yin_head = self._yin_pair[0], self._yin_pair[1]
         self._spec = np.zeros(nb, dtype=np.complex128)
         self._spec_pair = np.zeros((2, nb), dtype=np.complex128)
-        self._spec_x, self._spec_h = self._spec_pair[0], self._spec_pair[1]
         self._corr = np.zeros(n)
         self._stats = np.zeros(4)  # mean square, peak, mean square without DC, mean
         self._power = np.zeros(nb)
@@ -88,7 +87,6 @@ class StreamingDescriptors:
         self._out = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._delta = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float32)
         self._yin_width = int(plan.yin_width)
-        self._window = int(plan.window)
         self._no_frames = np.zeros(0, dtype=np.float32)
         # every argument of `finish` is a constant or a buffer allocated once: pack them once
         self._finish_args = (
