@@ -78,3 +78,29 @@ def test_reset_and_bad_tick() -> None:
     with pytest.raises(ValueError, match="tick_s"):
         NoteGateFollower(SynthSettings(), 0.0)
     assert math.isclose(hz_to_midi(440.0), 69.0)
+
+
+def test_default_gate_starts_soft_entrances_early_without_flicker() -> None:
+    """The default thresholds on a real recording with slow bowed entrances (the held-out cello of the
+    demo corpus, through the live extractor): one trigger per phrase, and each entrance leaves the synth
+    silent for at most 2 ticks while the input is already above `gate_off_db` (at -45 dB it was 3-6 ticks:
+    the synth missed the start of every soft note)."""
+    from pathlib import Path
+
+    from features.audio_io import load_audio
+    from features.config import FeatureSettings
+    from features.names import DESCRIPTOR_NAMES
+    from features.stream import StreamingDescriptors
+
+    features = FeatureSettings()
+    block = features.hop_length
+    audio, _ = load_audio(Path(__file__).parents[2] / "corpus/demo_test/audio/cello_b.ogg", features.sample_rate_hz)
+    listen = StreamingDescriptors(features, features.sample_rate_hz, block)
+    frames = np.array([listen.process(audio[i : i + block]).copy() for i in range(0, len(audio) - block + 1, block)])
+    pitch, conf, loud = (frames[:, DESCRIPTOR_NAMES.index(n)] for n in ("pitch_hz", "pitch_confidence", "loudness_db"))
+    settings = SynthSettings()
+    _, gates = follow_sequence(settings, block / features.sample_rate_hz, pitch, conf, loud)
+    triggers = int(np.sum(gates[1:] & ~gates[:-1]) + gates[0])
+    assert triggers == 3  # the file's three phrases
+    late = (loud >= settings.gate_off_db) & ~gates
+    assert 0 < late.sum() <= 2 * triggers
