@@ -10,7 +10,8 @@ Output:
 - `NearestNeighbourController`: per tick, the parameters of the lookup-table entry (random presets
   x a grid of notes, rendered and analysed) nearest to the input frame at the nearest table note;
 - `static_candidates` + `screen_static`: factory presets and random presets, ranked by how well
-  their steady sound matches the input's gated frames (the best few are then performed in full).
+  their steady sound matches the input's gated frames (the best few are then performed in full);
+- `corpus_start_preset`: the same screen over a training corpus, for the model's start preset.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from agents.imitate.sound import SoundDescriber
 from agents.imitate.targets import random_presets
 from agents.observation import DescriptorScale
 from features.names import INDEX
-from synth.note_gate import hz_to_midi
+from synth.config import SynthSettings
+from synth.note_gate import follow_sequence, hz_to_midi
 from synth.params import default_vector
 
 SCALED_CLIP = (-0.5, 1.5)
 TABLE_NOTES_MIDI = tuple(range(36, 85, 4))
+START_CANDIDATES = 256  # random presets screened for a model's start preset
+_FOLLOW = ("pitch_hz", "pitch_confidence", "loudness_db")
 
 
 def scaled_frames(frames: np.ndarray, scale: DescriptorScale) -> np.ndarray:
@@ -147,3 +151,29 @@ def screen_static(
     target = scaled_frames(input_desc[on], scale)  # [T_on, R]
     err = ((target[None, :, :] - cand[:, None, :]) ** 2).mean(axis=(1, 2))
     return np.argsort(err)
+
+
+def corpus_start_preset(
+    describer: SoundDescriber,
+    corpus_tracks: tuple[np.ndarray, ...],
+    scale: DescriptorScale,
+    controlled: tuple[int, ...],
+    synth: SynthSettings,
+    tick_s: float,
+    n_random: int = START_CANDIDATES,
+    seed: int = 0,
+) -> np.ndarray:
+    """The model's start preset `[24]`: the table's defaults with the controlled parameters of the random
+    preset whose steady sound best matches the corpus's gated frames (`screen_static` over all tracks,
+    gates and notes from the note/gate follower). The agent then starts a performance from a sound of
+    the corpus's kind instead of the table's default (at full volume: ~35 dB over a soft first note)."""
+    frames, gates, notes = [], [], []
+    for track in corpus_tracks:
+        note, gate = follow_sequence(synth, tick_s, *(track[:, INDEX[n]] for n in _FOLLOW))
+        frames.append(track)
+        gates.append(gate)
+        notes.append(note)
+    candidates = random_presets(np.random.default_rng(seed), n_random, default_vector(), controlled)
+    order = screen_static(describer, candidates, np.concatenate(frames), np.concatenate(gates),
+                          np.concatenate(notes), scale)  # fmt: skip
+    return candidates[int(order[0])].copy()

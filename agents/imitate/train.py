@@ -5,6 +5,8 @@ Input: settings (`imitate.*`, `training.*`, `synth.*`, `features.*`; CLI flags a
 Output: `models/<name>/` per SPEC: `policy.safetensors` + `model.yaml` (through
 `agents.training.export`), `checkpoints/` (every `training.checkpoint_every` steps, for
 `--resume`), `tensorboard/`, `report/curve.png` + `report/eval.json`. Returns an exit code.
+The model's start preset (where evaluation and the live server begin) is the table's defaults with
+the controlled parameters of the best static sound for the corpus (`baselines.corpus_start_preset`).
 
 Training is deterministic for a seed (one torch thread, seeded SB3, envs seeded through
 `reset(seed=...)`); a resumed run continues from the newest complete checkpoint.
@@ -19,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from agents.imitate.baselines import corpus_start_preset
 from agents.imitate.env import ImitateEnv, make_env
 from agents.imitate.sound import SoundDescriber, make_describer
 from agents.imitate.targets import TargetCorpus, corpus_scale, load_corpus
@@ -48,7 +52,9 @@ def default_out(settings: Settings, corpus: Path) -> Path:
     return Path("models") / f"{corpus.name}_{settings.training.algorithm}"
 
 
-def model_meta(env: ImitateEnv, settings: Settings, corpus: TargetCorpus, steps: int, metrics: dict) -> dict[str, Any]:
+def model_meta(
+    env: ImitateEnv, settings: Settings, corpus: TargetCorpus, steps: int, metrics: dict, start_preset: np.ndarray
+) -> dict[str, Any]:
     """The task-specific keys of model.yaml (the policy/format keys are added by `write_model_dir`)."""
     im = settings.imitate
     return {
@@ -60,7 +66,7 @@ def model_meta(env: ImitateEnv, settings: Settings, corpus: TargetCorpus, steps:
         "normalization": env.scale.to_dict(),
         "observation": env.builder.layout(),
         "action": {"kind": im.action, "delta_max": im.delta_max},
-        "start_preset": [float(v) for v in env.start_preset],
+        "start_preset": [float(v) for v in start_preset],
         "tick_s": corpus.tick_s,
         "corpus": str(corpus.path),
         "settings": {k: settings_snapshot(getattr(settings, k)) for k in ("imitate", "training", "synth", "features")},
@@ -141,7 +147,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         "stopped_by_time_limit": callback.stopped_by_time,
     }
     base_env: Any = eval_env.unwrapped
-    meta = model_meta(base_env, settings, corpus, int(model.num_timesteps), metrics)
+    start = corpus_start_preset(
+        describer,
+        corpus.tracks,
+        base_env.scale.subset(base_env.reward_names),
+        base_env.controlled,
+        settings.synth,
+        corpus.tick_s,
+        seed=tr.seed,
+    )
+    meta = model_meta(base_env, settings, corpus, int(model.num_timesteps), metrics, start)
     export_model(model, out, meta)
     paths = write_report(out / "report", curve, metrics, title=f"imitate / {tr.algorithm} / {corpus_dir.name}")
     print(

@@ -198,3 +198,31 @@ def test_perform_holds_the_parameters_in_rests(hold: bool) -> None:
     closed = ~perf.gates[:-1]
     assert closed.sum() >= 4 and np.all(moves[~closed] > 0)
     assert np.all(moves[closed] == 0) if hold else np.all(moves[closed] > 0)
+
+
+def test_corpus_start_preset_is_the_corpus_best_static_sound() -> None:
+    from agents.imitate.baselines import corpus_start_preset
+    from agents.imitate.targets import random_presets
+    from synth.config import SynthSettings
+
+    describer = FakeDescriber()
+    controlled = tuple(PARAM_INDEX[n] for n in ("master_volume", "filter_cutoff", "noise_level"))
+    sound = default_vector()
+    sound[list(controlled)] = (0.3, 0.3, 0.1)  # a quiet, dark sound (the table default plays at 0.7 volume)
+    frames = describer.describe(np.repeat(sound[None], 60, axis=0), np.full(60, 60.0), np.ones(60, dtype=bool))
+    frames[:5] = describer.describe(sound[None], np.array([60.0]), np.zeros(1, dtype=bool))  # a rest first
+    names = ("loudness_db", "centroid", "flatness")
+    idx = [INDEX[n] for n in names]
+    scale = DescriptorScale(names, frames[5:, idx].min(0) - 20.0, frames[5:, idx].max(0) + 20.0)
+    start = corpus_start_preset(describer, (frames, frames[:30]), scale, controlled, SynthSettings(), 0.032, 64, 0)
+
+    others = np.setdiff1d(np.arange(default_vector().size), controlled)
+    np.testing.assert_array_equal(start[others], default_vector()[others])
+
+    def err(p: np.ndarray) -> float:
+        d = describer.describe(p[None], np.array([60.0]), np.ones(1, dtype=bool))[0, idx]
+        return float(np.mean((scale.to_0to1(d) - scale.to_0to1(frames[10, idx])) ** 2))
+
+    candidates = random_presets(np.random.default_rng(0), 64, default_vector(), controlled)
+    assert err(start) == pytest.approx(min(err(c) for c in candidates))
+    assert err(start) < err(default_vector()) / 10

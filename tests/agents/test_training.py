@@ -16,6 +16,7 @@ import train
 from agents.policy import load_model
 from agents.training.algorithms import algorithm_class, check_action_space
 from agents.training.callbacks import latest_checkpoint
+from synth.params import PARAM_INDEX, default_vector
 from tests.agents.test_imitate_doubles import FakeDescriber, write_fake_corpus
 
 TINY = [
@@ -61,6 +62,12 @@ def test_each_algorithm_trains_and_exports_an_equivalent_actor(
         "osc1_wave", "osc2_wave", "osc2_level", "unison_detune", "noise_level", "filter_cutoff",
         "filter_resonance", "master_volume",
     ]  # fmt: skip
+    # the start preset: the table's defaults, the controlled parameters from the corpus's best static sound
+    start = np.asarray(meta["start_preset"], dtype=np.float32)
+    controlled = [PARAM_INDEX[n] for n in meta["controlled_params"]]
+    others = np.setdiff1d(np.arange(start.size), controlled)
+    np.testing.assert_array_equal(start[others], default_vector()[others])
+    assert not np.array_equal(start[controlled], default_vector()[controlled])
     # the numpy actor acts like the SB3 model's deterministic policy
     _, ckpt = latest_checkpoint(out / "checkpoints") or (0, None)
     model = algorithm_class(algorithm).load(str(ckpt), device="cpu")
