@@ -30,6 +30,7 @@ from agents.training.factored_dqn import FactoredDQNPolicy, JointDiscreteWrapper
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO, "td3": TD3, "a2c": A2C, "dqn": DQN}
 CONTINUOUS_ONLY = ("sac", "td3")
 DISCRETE_ONLY = ("dqn",)
+FUSED_ADAM = ("sac", "td3", "ppo", "dqn")  # SB3's default optimizer for these is Adam
 
 
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
@@ -70,6 +71,9 @@ def make_algorithm(
     """A fresh SB3 model for `env` with the hyper-parameters of `training`.
 
     `policy_kwargs` replaces the default MLP (`training.net_arch`, ReLU), e.g. for another observer.
+    Adam-based algorithms (all but A2C, whose RMSprop has no fused kernel) get torch's fused Adam
+    unless `policy_kwargs` names an `optimizer_kwargs`: one kernel per parameter group instead of a
+    dozen small ops per tensor; SAC's updates run ~1.2x faster on CPU (docs/benchmarks.md).
     """
     name = name.lower()
     cls = algorithm_class(name)
@@ -77,6 +81,8 @@ def make_algorithm(
         check_action_space(name, env.action_space)
     if policy_kwargs is None:
         policy_kwargs = {"net_arch": list(training.net_arch), "activation_fn": torch.nn.ReLU}
+    if name in FUSED_ADAM and "optimizer_kwargs" not in policy_kwargs:
+        policy_kwargs = policy_kwargs | {"optimizer_kwargs": {"fused": True}}
     kwargs: dict[str, Any] = {
         "learning_rate": training.learning_rate,
         "gamma": training.gamma,

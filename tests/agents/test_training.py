@@ -71,6 +71,12 @@ def test_each_algorithm_trains_and_exports_an_equivalent_actor(
     # the numpy actor acts like the SB3 model's deterministic policy
     _, ckpt = latest_checkpoint(out / "checkpoints") or (0, None)
     model = algorithm_class(algorithm).load(str(ckpt), device="cpu")
+    # Adam-based algorithms train (and resume) with the fused Adam kernel; A2C keeps RMSprop
+    optimizers = (
+        [model.actor.optimizer, model.critic.optimizer] if algorithm in ("sac", "td3") else [model.policy.optimizer]
+    )
+    for opt in optimizers:
+        assert bool(opt.defaults.get("fused")) == (algorithm != "a2c"), (algorithm, type(opt).__name__)
     rng = np.random.default_rng(0)
     for _ in range(5):
         obs = rng.uniform(-1, 1, size=loaded.policy.obs_size).astype(np.float32)
