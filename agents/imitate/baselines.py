@@ -166,7 +166,7 @@ def corpus_start_preset(
     """The model's start preset `[24]`: the table's defaults with the controlled parameters of the random
     preset whose steady sound best matches the corpus's gated frames (`screen_static` over all tracks,
     gates and notes from the note/gate follower). The agent then starts a performance from a sound of
-    the corpus's kind instead of the table's default (at full volume: ~35 dB over a soft first note)."""
+    the corpus's kind instead of the table's default (volume 0.7: ~35 dB over a soft first note)."""
     frames, gates, notes = [], [], []
     for track in corpus_tracks:
         note, gate = follow_sequence(synth, tick_s, *(track[:, INDEX[n]] for n in _FOLLOW))
