@@ -15,7 +15,7 @@ class SynthSettings:
     note_glide_s: float = 0.0  # 0: notes are rounded to semitones; > 0: glide time
     pitch_confidence_min: float = 0.6  # follow pitch only above this confidence
     gate: Literal["follow", "always"] = "follow"
-    gate_on_db: float = -50.0  # loudness that opens the gate (5 dB of hysteresis: soft entrances start the synth early) ...
+    gate_on_db: float = -50.0  # loudness that opens the gate (soft entrances start the synth early) ...
     gate_off_db: float = -55.0  # ... and, lower (hysteresis), closes it
     param_smoothing_s: float = 0.02  # streaming: parameter changes are smoothed over this time
     hold_while_gate_closed: bool = True  # the policy's moves apply only while the gate is open (not in rests)
