@@ -167,13 +167,8 @@ def corpus_start_preset(
     preset whose steady sound best matches the corpus's gated frames (`screen_static` over all tracks,
     gates and notes from the note/gate follower). The agent then starts a performance from a sound of
     the corpus's kind instead of the table's default (volume 0.7: ~35 dB over a soft first note)."""
-    frames, gates, notes = [], [], []
-    for track in corpus_tracks:
-        note, gate = follow_sequence(synth, tick_s, *(track[:, INDEX[n]] for n in _FOLLOW))
-        frames.append(track)
-        gates.append(gate)
-        notes.append(note)
+    followed = [follow_sequence(synth, tick_s, *(t[:, INDEX[n]] for n in _FOLLOW)) for t in corpus_tracks]
+    notes, gates = (np.concatenate(parts) for parts in zip(*followed, strict=True))
     candidates = random_presets(np.random.default_rng(seed), n_random, default_vector(), controlled)
-    order = screen_static(describer, candidates, np.concatenate(frames), np.concatenate(gates),
-                          np.concatenate(notes), scale)  # fmt: skip
+    order = screen_static(describer, candidates, np.concatenate(corpus_tracks), gates, notes, scale)
     return candidates[int(order[0])].copy()
