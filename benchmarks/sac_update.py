@@ -1,12 +1,14 @@
-"""`python benchmarks/sac_update.py --json`: SAC training steps/s with the project's optimizer settings
-against SB3's default Adam, same run.
+"""`python benchmarks/sac_update.py --json`: SAC training steps/s as the project trains (LeanSAC, fused
+Adam) against SB3's own SAC with its default Adam, same run.
 
 Input: the listening agent's training shape (observation 64, action 8, `--net-arch`, `--batch-size`;
 defaults those of `models/default`), one torch thread, a trivial environment (random observations),
 so that the time is SAC's: one gradient step per environment step, as `train.py` trains.
-Output: one JSON object: `project_steps_per_s` (`agents.training.algorithms.make_algorithm`, fused
-Adam), `sb3_default_steps_per_s` (the same with SB3's default, per-tensor Adam), their `ratio`, and
-the settings. The two sides alternate `--rounds` times; medians.
+Output: one JSON object: `project_steps_per_s` (`agents.training.algorithms.make_algorithm`:
+`agents.training.lean_sac.LeanSAC` with torch's fused Adam), `sb3_default_steps_per_s`
+(`stable_baselines3.SAC` with its default, per-tensor Adam), their `ratio`, `sb3_fused_steps_per_s`
+(SB3's SAC with fused Adam: the optimizer's share of the ratio) and the settings. The sides alternate
+`--rounds` times; medians.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3 import SAC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.config import TrainingSettings
+from agents.training import algorithms
 from agents.training.algorithms import make_algorithm
+from agents.training.lean_sac import LeanSAC
 
 
 class NoiseEnv(gym.Env):
@@ -46,12 +51,17 @@ class NoiseEnv(gym.Env):
         return obs, float(-np.sum(np.square(action))), False, False, {}
 
 
-def steps_per_s(training: TrainingSettings, default_adam: bool, steps: int) -> float:
-    policy_kwargs = {"net_arch": list(training.net_arch), "activation_fn": torch.nn.ReLU}
-    if default_adam:
+def steps_per_s(training: TrainingSettings, side: str, steps: int) -> float:
+    """`side`: project (as train.py builds it), sb3_default or sb3_fused (SB3's SAC class)."""
+    policy_kwargs: dict[str, Any] = {"net_arch": list(training.net_arch), "activation_fn": torch.nn.ReLU}
+    if side == "sb3_default":
         policy_kwargs["optimizer_kwargs"] = {}
-    model = make_algorithm("sac", NoiseEnv(64, 8), training, tensorboard_log=None, seed=0,
-                           policy_kwargs=policy_kwargs)  # fmt: skip
+    algorithms.ALGORITHMS["sac"] = LeanSAC if side == "project" else SAC
+    try:
+        model = make_algorithm("sac", NoiseEnv(64, 8), training, tensorboard_log=None, seed=0,
+                               policy_kwargs=policy_kwargs)  # fmt: skip
+    finally:
+        algorithms.ALGORITHMS["sac"] = LeanSAC
     model.learn(training.learning_starts + 200)  # past the warm-up, updates running
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
@@ -70,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     training = dataclasses.replace(
         TrainingSettings(), net_arch=tuple(args.net_arch), batch_size=args.batch_size, learning_starts=500
     )
-    project, default = [], []
+    rounds: dict[str, list[float]] = {"project": [], "sb3_default": [], "sb3_fused": []}
     for _ in range(args.rounds):
-        project.append(steps_per_s(training, False, args.steps))
-        default.append(steps_per_s(training, True, args.steps))
-    p50, d50 = statistics.median(project), statistics.median(default)
+        for side, values in rounds.items():
+            values.append(steps_per_s(training, side, args.steps))
+    p50, d50, f50 = (statistics.median(rounds[k]) for k in ("project", "sb3_default", "sb3_fused"))
     print(json.dumps({
         "project_steps_per_s": round(p50, 1),
         "sb3_default_steps_per_s": round(d50, 1),
         "ratio": round(p50 / d50, 3),
-        "rounds": {"project": [round(v, 1) for v in project], "sb3_default": [round(v, 1) for v in default]},
+        "sb3_fused_steps_per_s": round(f50, 1),
+        "rounds": {k: [round(v, 1) for v in values] for k, values in rounds.items()},
         "net_arch": list(args.net_arch),
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
