@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--action", choices=("continuous", "discrete"), default=None, help="imitate.action")
     g.add_argument("--mode", choices=("corpus", "static_random", "dynamic_random", "mixed"), default=None)
     g.add_argument("--descriptor-source", choices=("render", "proxy", "stream"), default=None)
-    g.add_argument("--reward", choices=("cubic", "linear", "prize"), default=None)
+    g.add_argument("--reward", choices=("cubic", "linear", "prize", "squared"), default=None)
     g.add_argument("--episode-steps", type=int, default=None)
     g.add_argument("--delta-max", type=float, default=None, help="largest parameter change per tick")
     g.add_argument("--lambda-smooth", type=float, default=None, help="weight of the smoothness penalty")

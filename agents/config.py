@@ -44,7 +44,7 @@ class ImitateSettings:
     descriptor_source: Literal["render", "proxy", "stream"] = "stream"
     features_keep: tuple[str, ...] = ("loudness", "specshape", "pitch")
     features_reward: tuple[str, ...] = ("loudness_db", "centroid", "flatness", "rolloff")
-    reward: Literal["cubic", "linear", "prize"] = "cubic"
+    reward: Literal["cubic", "linear", "prize", "squared"] = "cubic"
     lambda_smooth: float = 0.01
     action: Literal["continuous", "discrete"] = "continuous"
     controlled_params: tuple[str, ...] = (

@@ -8,9 +8,14 @@ Output: the reward (float) and the weighted RMSE it was computed from.
     rmse = sqrt( sum_k w_k (agent_k - target_k)^2 / sum_k w_k )
     cubic:  8 (0.5 - rmse)^3       (+1 at a perfect match, 0 at rmse 0.5, -1 at rmse 1)
     linear: 1 - rmse
+    squared: 1 - 4 rmse^2         (+1 at a perfect match, 0 at rmse 0.5, -3 at rmse 1)
     prize:  +prize_value if rmse <= prize_threshold else -prize_value
     reward = shaped(rmse) - lambda_smooth * mean(|delta params|) / delta_max
 
+`squared` is not RL-impro's: summed over an episode it is a constant minus 4 x the sum of the
+per-tick mean squared errors, the quantity the evaluation's RMSE is the root of, so the return
+ranks behaviours as the evaluation does; `cubic` is steepest near a perfect match and flattens
+towards rmse 0.5, so it pays most for polishing good ticks.
 Silence: the spectral shape of a silent frame is undefined (each analyser reports a convention,
 e.g. the centroid of an all-zero spectrum), so when both the agent and the target are silent
 (loudness below `synth.gate_off_db`) only the loudness descriptors are compared
@@ -24,8 +29,8 @@ from typing import Literal
 
 import numpy as np
 
-RewardKind = Literal["cubic", "linear", "prize"]
-REWARD_KINDS: tuple[str, ...] = ("cubic", "linear", "prize")
+RewardKind = Literal["cubic", "linear", "prize", "squared"]
+REWARD_KINDS: tuple[str, ...] = ("cubic", "linear", "prize", "squared")
 
 
 LOUDNESS_NAMES = ("loudness_db", "rms_db", "peak_db")
@@ -85,6 +90,8 @@ def shaped_reward(rmse: float, kind: str, prize_threshold: float = 0.1, prize_va
         return float(8.0 * (0.5 - rmse) ** 3)
     if kind == "linear":
         return float(1.0 - rmse)
+    if kind == "squared":
+        return float(1.0 - 4.0 * rmse * rmse)
     if kind == "prize":
         return float(prize_value if rmse <= prize_threshold else -prize_value)
     raise ValueError(f"unknown reward kind '{kind}' (known: {', '.join(REWARD_KINDS)})")

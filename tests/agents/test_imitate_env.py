@@ -117,13 +117,18 @@ def test_reward_prefers_the_matching_sound(corpus_dir: Path) -> None:
     assert rewards[0] > rewards[1]
 
 
-@pytest.mark.parametrize("kind", ["cubic", "linear", "prize"])
+@pytest.mark.parametrize("kind", ["cubic", "linear", "prize", "squared"])
 def test_reward_kind_is_used(corpus_dir: Path, kind: str) -> None:
     env = _env(corpus_dir, reward=kind, lambda_smooth=0.0)
     env.reset(seed=5)
     _, reward, _, _, info = env.step(np.zeros(8, dtype=np.float32))
     rmse = info["rmse"]
-    expected = {"cubic": 8 * (0.5 - rmse) ** 3, "linear": 1 - rmse, "prize": 10.0 if rmse <= 0.1 else -10.0}[kind]
+    expected = {
+        "cubic": 8 * (0.5 - rmse) ** 3,
+        "linear": 1 - rmse,
+        "prize": 10.0 if rmse <= 0.1 else -10.0,
+        "squared": 1 - 4 * rmse**2,
+    }[kind]
     assert reward == pytest.approx(expected)
 
 

@@ -13,6 +13,20 @@ def test_shapings() -> None:
     assert shaped_reward(0.5, "cubic") == pytest.approx(0.0)
     assert shaped_reward(1.0, "cubic") == pytest.approx(-1.0)
     assert shaped_reward(0.3, "linear") == pytest.approx(0.7)
+    assert shaped_reward(0.0, "squared") == 1.0 and shaped_reward(0.5, "squared") == pytest.approx(0.0)
+    assert shaped_reward(1.0, "squared") == pytest.approx(-3.0)
+
+
+def test_squared_return_ranks_as_the_evaluation_rmse() -> None:
+    """Two error sequences with the same mean per-tick rmse: the evaluation's RMSE prefers the even one,
+    and so does the squared reward's return; the linear return cannot tell them apart."""
+    even, uneven = np.full(4, 0.2), np.array([0.0, 0.0, 0.4, 0.4])
+    evaluation = [float(np.sqrt(np.mean(e**2))) for e in (even, uneven)]
+    assert evaluation[0] < evaluation[1]
+    squared = [sum(shaped_reward(float(r), "squared") for r in e) for e in (even, uneven)]
+    linear = [sum(shaped_reward(float(r), "linear") for r in e) for e in (even, uneven)]
+    assert squared[0] > squared[1]
+    assert linear[0] == pytest.approx(linear[1])
     assert shaped_reward(0.1, "prize") == 10.0 and shaped_reward(0.11, "prize") == -10.0
     assert shaped_reward(0.2, "prize", prize_threshold=0.25, prize_value=2.0) == 2.0
     with pytest.raises(ValueError, match="unknown reward kind"):
