@@ -176,6 +176,14 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         merged["per_descriptor"] = {
             n: mean(lambda r, n=n: get(r)["per_descriptor"][n]) for n in first["per_descriptor"]
         }
+        if "error_share" in first:  # weighted by each file's summed squared error (ticks x rmse^2)
+            sse = np.array([w * get(r)["rmse"] ** 2 for r, w in zip(results, weights, strict=True)])
+            merged["error_share"] = {
+                k: float(sum(get(r)["error_share"][k] * e for r, e in zip(results, sse, strict=True)) / sse.sum())
+                if sse.sum() > 0
+                else 0.0
+                for k in first["error_share"]
+            }
         return merged
 
     merged: dict[str, Any] = {

@@ -48,7 +48,8 @@ def imitation_metrics(
     """RMSE between the scaled input and output descriptors (`scale.names`), and smoothness.
 
     Ticks where input and output are both below `silence_db` compare loudness only
-    (`agents.imitate.reward.match_silence`), as the training reward does."""
+    (`agents.imitate.reward.match_silence`), as the training reward does. `error_share` splits the
+    summed squared error by kind of tick (`error_shares`)."""
     loud = INDEX["loudness_db"]
     both_silent = (perf.input_desc[:, loud] < silence_db) & (perf.output_desc[:, loud] < silence_db)
     target = scaled_frames(perf.input_desc, scale)
@@ -63,7 +64,37 @@ def imitation_metrics(
         "per_descriptor": {n: float(v) for n, v in zip(scale.names, per, strict=True)},
         "smoothness": float(deltas.mean()) if deltas.size else 0.0,
         "silent_ticks": int(both_silent.sum()),
+        "error_share": error_shares(err, perf, silence_db),
     }
+
+
+def error_shares(err: np.ndarray, perf: Performance, silence_db: float) -> dict[str, float]:
+    """Fractions of the summed squared error `err` ([T, K]) by kind of tick, in this order of precedence:
+    `rest` (input and output below `silence_db`), `onset` (the tick the gate opens: the synth, one
+    block behind the input, is still silent), `before_gate` (gate closed, input sounding: an entrance
+    softer than the gate's threshold), `release` (gate closed, the synth's tail sounding), `gate_open`
+    (every other tick with the gate open). The first three cost every controller alike."""
+    loud = INDEX["loudness_db"]
+    in_sounding = perf.input_desc[:, loud] >= silence_db
+    out_sounding = perf.output_desc[:, loud] >= silence_db
+    gates = perf.gates.astype(bool)
+    onset = gates & ~np.concatenate(([False], gates[:-1]))
+    kinds = {
+        "rest": ~in_sounding & ~out_sounding,
+        "onset": onset,
+        "before_gate": ~gates & in_sounding,
+        "release": ~gates & ~in_sounding & out_sounding,
+        "gate_open": gates & ~onset,
+    }
+    per_tick = np.sum(np.asarray(err, dtype=np.float64) ** 2, axis=1)
+    total = float(per_tick.sum())
+    taken = np.zeros(per_tick.shape, dtype=bool)
+    shares: dict[str, float] = {}
+    for name, mask in kinds.items():
+        mask = mask & ~taken
+        taken |= mask
+        shares[name] = float(per_tick[mask].sum() / total) if total > 0 else 0.0
+    return shares
 
 
 @dataclass(frozen=True)

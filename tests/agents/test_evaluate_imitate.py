@@ -19,7 +19,7 @@ import agents.imitate.perform as perform_mod
 import agents.imitate.train as imitate_train
 import train
 from agents.evaluate.__main__ import main as evaluate_main
-from agents.imitate.baselines import imitation_metrics
+from agents.imitate.baselines import SCALED_CLIP, imitation_metrics
 from agents.imitate.perform import Performance, StaticController, perform
 from agents.observation import DescriptorScale
 from features.names import INDEX, N_DESCRIPTORS
@@ -105,6 +105,8 @@ def test_evaluate_json_has_spec_keys_and_writes_wav_and_png(model_dir: Path, tmp
         assert {"rmse", "smoothness", "per_descriptor"} <= set(block)
         assert 0.0 <= block["rmse"] < 2.0
         assert set(block["per_descriptor"]) == {"loudness_db", "centroid", "rolloff", "flatness"}
+        assert set(block["error_share"]) == {"rest", "onset", "before_gate", "release", "gate_open"}
+        assert sum(block["error_share"].values()) == pytest.approx(1.0)
     assert set(result["baselines"]) == {"random", "static_best", "nearest_neighbour"}
     assert result["baselines"]["static_best"]["smoothness"] == 0.0
     assert result["baselines"]["random"]["smoothness"] > 0.0
@@ -179,6 +181,39 @@ def test_metrics_are_rmse_of_scaled_descriptors_and_mean_abs_delta() -> None:
     assert m2["per_descriptor"]["loudness_db"] == pytest.approx(np.sqrt((3 * 0.25**2 + (2 / 60) ** 2) / 4))
     m3 = imitation_metrics(perf, scale, (0, 1), silence_db=-90.0)  # not silent: the centroid counts
     assert m3["per_descriptor"]["centroid"] == pytest.approx(np.sqrt(0.5**2 / 4))
+
+
+def test_error_share_splits_the_squared_error_by_kind_of_tick() -> None:
+    scale = DescriptorScale(("loudness_db", "centroid"), np.array([-60.0, 0.0]), np.array([0.0, 1000.0]))
+    # ticks: rest, before the gate (input -52 dB, synth silent), onset, open, open, release (synth tail)
+    inp_db = [-80.0, -52.0, -40.0, -30.0, -30.0, -70.0]
+    out_db = [-90.0, -90.0, -90.0, -30.0, -36.0, -50.0]
+    gates = np.array([False, False, True, True, True, False])
+    inp = np.zeros((6, N_DESCRIPTORS), dtype=np.float32)
+    out = np.zeros_like(inp)
+    inp[:, INDEX["loudness_db"]], out[:, INDEX["loudness_db"]] = inp_db, out_db
+    perf = Performance(0.032, inp, out, np.zeros((6, 24), np.float32), np.zeros(6), gates, np.zeros(6))
+    m = imitation_metrics(perf, scale, (0,), silence_db=-55.0)
+    scaled_in, scaled_out = (np.clip((np.array(db) + 60) / 60, *SCALED_CLIP) for db in (inp_db, out_db))
+    sq = (scaled_out - scaled_in) ** 2
+    want = {"rest": sq[0], "before_gate": sq[1], "onset": sq[2], "gate_open": sq[3] + sq[4], "release": sq[5]}
+    assert set(m["error_share"]) == set(want)
+    for name, value in want.items():
+        assert m["error_share"][name] == pytest.approx(value / sq.sum()), name
+    assert sum(m["error_share"].values()) == pytest.approx(1.0)
+
+
+def test_merged_error_share_weights_files_by_their_squared_error() -> None:
+    from agents.evaluate.imitate import _merge
+
+    def result(ticks: int, rmse: float, share: dict[str, float]) -> dict:
+        agent = {"rmse": rmse, "smoothness": 0.0, "per_descriptor": {"centroid": rmse}, "error_share": share}
+        return {"file": f"{ticks}.wav", "ticks": ticks, "agent": agent}
+
+    merged = _merge([result(10, 0.1, {"rest": 1.0, "onset": 0.0}), result(30, 0.2, {"rest": 0.0, "onset": 1.0})])
+    sse = (10 * 0.1**2, 30 * 0.2**2)
+    assert merged["agent"]["error_share"]["rest"] == pytest.approx(sse[0] / sum(sse))
+    assert merged["agent"]["error_share"]["onset"] == pytest.approx(sse[1] / sum(sse))
 
 
 @pytest.mark.parametrize("hold", [True, False])
