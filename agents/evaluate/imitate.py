@@ -233,6 +233,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _print_summary(result: dict[str, Any]) -> None:
     print(f"file(s): {result['file']}")
     print(f"agent: rmse {result['agent']['rmse']:.4f}, smoothness {result['agent']['smoothness']:.4f}")
+    shares = result["agent"].get("error_share", {})
+    if shares:
+        print("agent's squared error by kind of tick: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     for name, metrics in result.get("baselines", {}).items():
         print(f"{name}: rmse {metrics['rmse']:.4f}, smoothness {metrics['smoothness']:.4f}")
     if result.get("ratio_vs_static_best") is not None:

@@ -216,6 +216,20 @@ def test_merged_error_share_weights_files_by_their_squared_error() -> None:
     assert merged["agent"]["error_share"]["onset"] == pytest.approx(sse[1] / sum(sse))
 
 
+def test_text_summary_names_the_error_shares(capsys: pytest.CaptureFixture) -> None:
+    from agents.evaluate.imitate import _print_summary
+
+    shares = {"rest": 0.1, "onset": 0.2, "before_gate": 0.1, "release": 0.05, "gate_open": 0.55}
+    static = {"rmse": 0.2, "smoothness": 0.0}
+    _print_summary({"file": "a.wav", "agent": {"rmse": 0.1, "smoothness": 0.02, "error_share": shares},
+                    "baselines": {"static_best": static}, "ratio_vs_static_best": 0.5})  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert "agent: rmse 0.1000, smoothness 0.0200" in out
+    want = "agent's squared error by kind of tick: rest 10%, onset 20%, before_gate 10%, release 5%, gate_open 55%"
+    assert want in out
+    assert out[-1] == "agent / static_best rmse: 0.500"
+
+
 @pytest.mark.parametrize("hold", [True, False])
 def test_perform_holds_the_parameters_in_rests(hold: bool) -> None:
     """`synth.hold_while_gate_closed`: a controller that always moves moves the sound only while the gate
