@@ -71,10 +71,6 @@ class LeanSAC(SAC):
         "MultiInputPolicy": MultiInputPolicy,
     }
 
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._lean_cache: tuple | None = None
-
     def _lean_parts(self) -> tuple | None:
         """Cached (critic params, target params, mode_matters), or None when the fast path does not apply."""
         if getattr(self, "_lean_cache", None) is not None:
@@ -85,16 +81,15 @@ class LeanSAC(SAC):
         if self.ent_coef_optimizer is None and not hasattr(self, "ent_coef_tensor"):
             return None
         mode_matters = any(isinstance(m, _MODE_DEPENDENT) for m in self.policy.modules())
-        params = [p for p in self.critic.parameters()]
-        targets = [p for p in self.critic_target.parameters()]
+        params, targets = list(self.critic.parameters()), list(self.critic_target.parameters())
         if len(params) != len(targets):
             return None
         self._lean_cache = (params, targets, mode_matters)
         return self._lean_cache
 
-    def _create_aliases(self) -> None:
+    def _create_aliases(self) -> None:  # called by `_setup_model`: the networks were (re)built
         super()._create_aliases()
-        self._lean_cache = None  # the networks were (re)built or loaded: parameter lists change
+        self._lean_cache: tuple | None = None
 
     def set_parameters(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().set_parameters(*args, **kwargs)
