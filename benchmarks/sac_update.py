@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.config import TrainingSettings
 from agents.training import algorithms
 from agents.training.algorithms import make_algorithm
-from agents.training.lean_sac import LeanSAC
 
 
 class NoiseEnv(gym.Env):
@@ -56,12 +55,13 @@ def steps_per_s(training: TrainingSettings, side: str, steps: int) -> float:
     policy_kwargs: dict[str, Any] = {"net_arch": list(training.net_arch), "activation_fn": torch.nn.ReLU}
     if side == "sb3_default":
         policy_kwargs["optimizer_kwargs"] = {}
-    algorithms.ALGORITHMS["sac"] = LeanSAC if side == "project" else SAC
+    project_class = algorithms.ALGORITHMS["sac"]
+    algorithms.ALGORITHMS["sac"] = project_class if side == "project" else SAC
     try:
         model = make_algorithm("sac", NoiseEnv(64, 8), training, tensorboard_log=None, seed=0,
                                policy_kwargs=policy_kwargs)  # fmt: skip
     finally:
-        algorithms.ALGORITHMS["sac"] = LeanSAC
+        algorithms.ALGORITHMS["sac"] = project_class
     model.learn(training.learning_starts + 200)  # past the warm-up, updates running
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
