@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
         description="Train the listening agent (task imitate, default) or the preset-matching agent (task match).",
+        allow_abbrev=False,  # `--members` forwards the command line to its members flag by flag
     )
     p.add_argument("--task", choices=("imitate", "match"), default="imitate")
     p.add_argument("--settings", default=None, help="settings YAML (default: environment_settings.yaml)")
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time (and export)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="train K policies side by side (seeds seed..seed+K-1, one process each) and ship their average",
+    )
     g = p.add_argument_group("imitate")
     g.add_argument("--action", choices=("continuous", "discrete"), default=None, help="imitate.action")
     g.add_argument("--mode", choices=("corpus", "static_random", "dynamic_random", "mixed"), default=None)
@@ -58,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     for flag in (
+        "members",
         "steps",
         "checkpoint_every",
         "eval_every",
@@ -101,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.task == "match":
+        if args.members > 1:
+            print("error: --members is for the listening agent (--task imitate)", file=sys.stderr)
+            return 2
         from agents.match import train as match_train
 
         return int(match_train.run(settings, args))
@@ -111,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from agents.imitate import train as imitate_train
 
+    if args.members > 1:
+        from pathlib import Path
+
+        from agents.training.members import train_members
+
+        corpus_dir = Path(args.corpus if args.corpus else settings.corpus.default)
+        out = Path(args.out) if args.out else imitate_train.default_out(settings, corpus_dir)
+        return train_members(argv, out, args.members, settings.training.seed)
     return int(imitate_train.run(settings, args))
 
 
