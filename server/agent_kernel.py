@@ -9,6 +9,9 @@ steps for the observation, so that is bit for bit the same; the matrix products 
 than BLAS, so actions agree to float32 rounding, ~1e-6), but as one compiled call instead of ~20 numpy
 calls: ~3x less time per tick, and far less when the caches are cold between live blocks
 (tests/server/test_agent.py checks the equality, benchmarks/live.py the time).
+Inputs that are exactly zero (about half of a ReLU layer's outputs) are skipped: their products are
+exact zeros, so the sums are unchanged, and an ensemble's merged network (`agents.training.ensemble`,
+two members: 64 -> 256 -> 256 -> 8) costs about what one member did (p50 ~7 µs against 17 dense).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def act(
             out[j] = 0.0
         for i in range(w.shape[0]):
             xi = x[i]
+            if xi == 0.0:  # a ReLU's zero: its products are exact zeros, the sums stay the dense ones
+                continue
             for j in range(n_out):
                 out[j] += xi * w[i, j]
         for j in range(n_out):
