@@ -45,3 +45,20 @@ def test_shipped_model_follows_a_tone_through_the_streaming_synth() -> None:
     assert perf.notes_midi[int(0.5 * ticks_per_s)] == 57.0  # 220 Hz = A3
     moved = np.abs(np.diff(perf.params[:, list(agent.controlled)], axis=0)).sum()
     assert moved > 0.0 and perf.params.min() >= 0.0 and perf.params.max() <= 1.0
+
+
+def test_shipped_model_is_the_merge_of_its_members() -> None:
+    """`train.py --members 2` wrote it: the weights are exactly the merge of the members shipped beside it."""
+    from agents.training.ensemble import merge_layers
+
+    model = load_model(MODEL)
+    ensemble = model.meta["ensemble"]
+    members = [load_model(MODEL / d) for d in ensemble["dirs"]]
+    assert ensemble["members"] == len(members) == 2
+    assert model.meta["training_steps"] == sum(m.meta["training_steps"] for m in members)
+    for (w, b), (w_m, b_m) in zip(model.policy.weights(), merge_layers([m.policy.weights() for m in members]),
+                                  strict=True):  # fmt: skip
+        np.testing.assert_array_equal(w, w_m)
+        np.testing.assert_array_equal(b, b_m)
+    for member in members:  # each member can be resumed from its last checkpoint
+        assert list((member.path / "checkpoints").glob("step_*.zip"))
