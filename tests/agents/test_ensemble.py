@@ -156,3 +156,10 @@ def test_a_failing_member_is_named_and_the_rest_kept(tmp_path: Path, sound_doubl
     assert not (out / "model.yaml").exists()
     with pytest.raises(SystemExit):
         train.main(["--memb", "2"])  # no abbreviations: the members' command lines are forwarded flag by flag
+
+
+def test_members_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.main(["--members", "0"]) == 2
+    assert "--members must be > 0" in capsys.readouterr().err
+    assert train.main(["--task", "match", "--members", "2"]) == 2
+    assert "--members is for the listening agent" in capsys.readouterr().err
