@@ -15,8 +15,9 @@ average, so that the live server, the evaluation and `agents.policy` run it unch
   member's file and the key named).
 
 Why: independently trained SAC policies make errors that partly cancel. Measured on the demo corpus
-(docs/benchmarks.md), two members' average follows the held-out recordings 5-9% closer than either
-member; averaging before the squashing and after it score the same (0.0974 / 0.0969).
+(docs/benchmarks.md), a pair's average follows the held-out recordings closer than either member, and
+5-8% closer than the mean of the two; averaging before the squashing and after it score the same
+(0.0974 / 0.0969).
 """
 
 from __future__ import annotations
