@@ -64,10 +64,14 @@ def train_members(argv: Sequence[str], out_dir: Path, n_members: int, seed: int)
     try:
         for k in range(n_members):
             cmd = [*LAUNCH, *member_argv(argv, out_dir, k, seed)]
-            with logs[k].open("ab") as log:
-                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+            try:
+                with logs[k].open("ab") as log:
+                    procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+            except OSError as exc:  # the members already started still finish (and keep their work)
+                print(f"error: cannot start member {k}: {exc}", file=sys.stderr)
+                break
             print(f"member {k}: seed {seed + k}, log {logs[k]}", file=sys.stderr)
-        codes = [p.wait() for p in procs]
+        codes = [p.wait() for p in procs] + [-1] * (n_members - len(procs))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -163,3 +163,12 @@ def test_members_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--members must be > 0" in capsys.readouterr().err
     assert train.main(["--task", "match", "--members", "2"]) == 2
     assert "--members is for the listening agent" in capsys.readouterr().err
+
+
+def test_a_member_that_cannot_start_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setattr(members, "LAUNCH", (str(tmp_path / "no-python"),))
+    assert members.train_members(["--corpus", "c"], tmp_path / "ens", 2, 0) == 1
+    err = capsys.readouterr().err
+    assert "cannot start member 0" in err and "2 of 2 members failed" in err
+    assert not (tmp_path / "ens" / "model.yaml").exists()
