@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from agents.policy import LoadedModel, ModelError, load_model, write_model_dir
 
@@ -63,20 +64,10 @@ def merge_layers(members: Sequence[Layers]) -> list[tuple[np.ndarray, np.ndarray
             w = np.concatenate(weights, axis=0)
             b = np.concatenate(biases)
         else:
-            w = _block_diagonal(weights)
+            w = block_diag(*weights)
             b = np.concatenate(biases)
         merged.append((w.astype(np.float32), b.astype(np.float32)))
     return merged
-
-
-def _block_diagonal(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)), dtype=np.float64)
-    row = col = 0
-    for block in blocks:
-        out[row : row + block.shape[0], col : col + block.shape[1]] = block
-        row += block.shape[0]
-        col += block.shape[1]
-    return out
 
 
 def check_members(models: Sequence[LoadedModel]) -> None:
