@@ -11,8 +11,9 @@ scored while in cache, never materialized for the batch). Each row is framed and
 row-sized scratch and transformed there by `rocket_fft.r2c` (the `rocket-fft` package: DUCC0's FFTs
 called from numba, float32 in, complex64 out; on this project's AMD EPYC VMs 1.3-2x faster than torch's
 MKL, which takes a generic path on AMD), through `stft_row`, the one place a row is transformed:
-identical samples give bit-identical spectra in every caller. They live in this one file because
-numba's cache watches only the file that defines a kernel, not the kernels it calls.
+identical samples give bit-identical spectra in every caller. They live in this one file (over the
+400-line guideline, on purpose) because numba's cache watches only the file that defines a kernel, not
+the kernels it calls: a kernel calling one from another file would keep running a stale compiled copy.
 Elementwise values are the same float32 operations as torch's, except the natural log: `ln_into` /
 `_ln_row` is a vectorizable float32 log (Cephes `logf`'s polynomial with FMAs, within 1 ulp of the
 correctly rounded value; torch's own is within 1 ulp too), used for the renders and for the cached
