@@ -1,7 +1,8 @@
 """Play an audio file through a controller block by block, as the live server does, and record it.
 
 Input: mono audio at `features.sample_rate_hz`, a `Controller` (the trained agent through
-`server.agent.LiveAgent`, or a baseline), settings (`synth.*` note/gate rules, `features.*`) and a
+`server.agent.LiveAgent`, or a baseline), settings (`synth.*` note/gate rules, `features.*`, the
+output smoothing `server.smoothing_s`) and a
 voice factory (default `synth.stream.StreamingVoice`). The block is the analysis hop, so one
 block is one control tick (`tick_s = hop_length / sample_rate_hz`, the training tick).
 Output: `Performance`: per tick the input's descriptors, the synth output's descriptors (both from
@@ -10,7 +11,8 @@ rendered with, note and gate; and the rendered output audio.
 
 Per tick, in the live worker's order (`server.worker`): analyse the input block; render one
 output block with the current parameters and analyse it (the agent's own descriptors); let the
-note/gate follower react to the input; let the controller choose the next parameters.
+note/gate follower react to the input; let the controller choose the next parameters, which the
+voice then plays through the live server's output smoothing (`SynthLoop.set_params`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from features.names import DESCRIPTOR_NAMES, N_DESCRIPTORS
+from server.control import ControlState, smoothing_coefficient
 from server.worker_parts import Voice  # the live worker's voice interface: evaluation plays the same way
 from settings import Settings
 from synth.note_gate import NoteGateFollower
@@ -43,7 +46,7 @@ class Performance:
     tick_s: float
     input_desc: np.ndarray  # [T, N_DESCRIPTORS]
     output_desc: np.ndarray  # [T, N_DESCRIPTORS]
-    params: np.ndarray  # [T, 24]: the parameters output block t was rendered with
+    params: np.ndarray  # [T, 24]: the parameters output block t was rendered with (the played frame)
     notes_midi: np.ndarray  # [T]
     gates: np.ndarray  # [T] bool
     audio: np.ndarray  # [T * block] float32, the synth's output
@@ -63,6 +66,11 @@ class SynthLoop:
     analyse it with the streaming extractor (the agent's own descriptors); `follow(input_frame)`
     lets the note/gate follower react to the input's descriptors (note on/off for the next block);
     the controller then chooses new parameters and `set_params()` hands them to the voice.
+
+    The voice plays the live server's output frame, not the controller's vector itself: one tick of
+    `server.smoothing_s` one-pole smoothing toward it per `set_params` (the live `ControlState`'s
+    own update, discrete parameters snapped), as the server sends and plays it; the controller keeps
+    observing its own, unsmoothed vector, as the live agent does. `played` is that frame.
     """
 
     def __init__(self, settings: Settings, voice_factory: Callable[[int, int], Any] | None = None) -> None:
@@ -78,6 +86,9 @@ class SynthLoop:
         self.buffer = np.zeros(self.block_size, dtype=np.float32)
         self.note_midi = float(settings.synth.default_note)
         self.gate = False
+        self.smoothing_coef = smoothing_coefficient(settings.server.smoothing_s, self.tick_s)
+        self.control: ControlState | None = None
+        self.played = np.zeros(0, dtype=np.float32)  # the frame the voice plays (reset() sizes it)
 
     def reset(self, params_0to1: np.ndarray) -> None:
         """A fresh voice (silent, at `params_0to1`), extractor and follower."""
@@ -86,7 +97,12 @@ class SynthLoop:
         self.follower.reset()
         self.note_midi = float(self.follower.state.note_midi)
         self.gate = False
-        self.voice.set_params(params_0to1)
+        if self.smoothing_coef > 0.0:
+            self.control = ControlState(params_0to1, smoothing_coef=self.smoothing_coef)
+            self.played = self.control.output_0to1  # updated in place by the live control's tick
+        else:
+            self.control, self.played = None, np.asarray(params_0to1, dtype=np.float32).copy()
+        self.voice.set_params(self.played)
 
     def render(self, out: np.ndarray | None = None) -> np.ndarray:
         """Render the next block into `out` (default: an internal buffer) and return its descriptors
@@ -108,7 +124,13 @@ class SynthLoop:
         self.note_midi, self.gate = float(state.note_midi), bool(state.gate)
 
     def set_params(self, params_0to1: np.ndarray) -> None:
-        self.voice.set_params(params_0to1)
+        """The controller's new vector: the played frame moves one smoothing tick toward it."""
+        if self.control is None:
+            np.copyto(self.played, params_0to1)
+        else:
+            np.copyto(self.control.params_0to1, params_0to1)
+            self.control.update_output()
+        self.voice.set_params(self.played)
 
 
 def perform(
@@ -140,7 +162,7 @@ def perform(
     out_audio = np.zeros(n_ticks * block, dtype=np.float32)
     for t in range(n_ticks):
         input_desc[t] = listen_in.process(audio[t * block : (t + 1) * block])
-        params_log[t] = params
+        params_log[t] = loop.played
         output_desc[t] = loop.render(out_audio[t * block : (t + 1) * block])
         loop.follow(input_desc[t])
         notes[t], gates[t] = loop.note_midi, loop.gate

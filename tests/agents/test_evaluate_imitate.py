@@ -237,7 +237,7 @@ def test_perform_holds_the_parameters_in_rests(hold: bool) -> None:
     from agents.imitate.perform import RandomController
     from settings import with_overrides
 
-    settings = with_overrides(load_settings(), {"synth.hold_while_gate_closed": hold})
+    settings = with_overrides(load_settings(), {"synth.hold_while_gate_closed": hold, "server.smoothing_s": 0.0})
     t = np.arange(SR) / SR
     audio = (((t % 0.5) < 0.3) * 0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
     preset = default_vector()
@@ -247,6 +247,40 @@ def test_perform_holds_the_parameters_in_rests(hold: bool) -> None:
     closed = ~perf.gates[:-1]
     assert closed.sum() >= 4 and np.all(moves[~closed] > 0)
     assert np.all(moves[closed] == 0) if hold else np.all(moves[closed] > 0)
+
+
+def test_perform_plays_the_live_servers_smoothed_frame() -> None:
+    """The voice plays what the live server would send and play: the controller's vectors through the
+    live `ControlState`'s one-pole smoothing (`server.smoothing_s`); the controller observes its own vector."""
+    from agents.imitate.perform import RandomController
+    from server.control import ControlState, smoothing_coefficient
+    from settings import with_overrides
+
+    settings = with_overrides(load_settings(), {"server.smoothing_s": 0.05, "synth.hold_while_gate_closed": True})
+    t = np.arange(SR) / SR
+    audio = (((t % 0.5) < 0.3) * 0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    preset = default_vector()
+    controlled = (PARAM_INDEX["filter_cutoff"], PARAM_INDEX["master_volume"])
+    chosen: list[np.ndarray] = []
+
+    class Logged(RandomController):
+        def step(self, agent_all: np.ndarray, target_all: np.ndarray, params_0to1: np.ndarray) -> None:
+            super().step(agent_all, target_all, params_0to1)
+            chosen.append(params_0to1.copy())
+
+    perf = perform(audio, Logged(controlled, 0.05, seed=3), preset, settings, voice_factory=FakeVoice)
+    live = ControlState(preset, smoothing_coef=smoothing_coefficient(0.05, perf.tick_s))
+    expected, vector = [live.output_0to1.copy()], preset.copy()
+    for tick in range(len(chosen) - 1):
+        if perf.gates[tick]:  # else a rest: the controller's move is not applied, its vector is held
+            vector = chosen[tick]
+        live.params_0to1[:] = vector
+        live.update_output()
+        expected.append(live.output_0to1.copy())
+    np.testing.assert_array_equal(perf.params, np.array(expected))
+    moves = np.abs(np.diff(perf.params[:, list(controlled)], axis=0)).sum(axis=1)
+    raw = np.abs(np.diff(np.array(chosen)[:, list(controlled)], axis=0)).sum(axis=1)
+    assert moves.mean() < 0.8 * raw.mean()  # smoother than what the controller chose
 
 
 def test_corpus_start_preset_is_the_corpus_best_static_sound() -> None:

@@ -85,15 +85,18 @@ def test_stream_env_hears_what_perform_plays(stream_corpus: tuple[Path, np.ndarr
     n_ticks = len(audio) // HOP
     rng = np.random.default_rng(1)
     params, agent, targets = [env.params.copy()], [env.agent_descriptors], [env.target_descriptors]
+    played = [env.loop.played.copy()]  # the frame the voice plays (the live server's smoothed output)
     gates = [info["gate"]]
     for _ in range(n_ticks - 1):
         _, _, _, _, info = env.step(rng.uniform(-1, 1, 8).astype(np.float32))
         params.append(env.params.copy())
+        played.append(env.loop.played.copy())
         agent.append(env.agent_descriptors)
         targets.append(env.target_descriptors)
         gates.append(info["gate"])
     perf = perform(audio, Replay(np.stack(params)), params[0], settings)
-    np.testing.assert_array_equal(perf.params, np.stack(params))
+    np.testing.assert_array_equal(perf.params, np.stack(played))
+    assert settings.server.smoothing_s > 0 and not np.array_equal(np.stack(played), np.stack(params))
     np.testing.assert_array_equal(perf.input_desc, np.stack(targets).astype(np.float32))
     np.testing.assert_array_equal(perf.gates, np.array(gates))
     np.testing.assert_array_equal(perf.output_desc, np.stack(agent).astype(np.float32))
