@@ -63,6 +63,8 @@ class LiveAgent:
         self.start_preset = model.start_preset
         tick = meta.get("tick_s")
         self.tick_s: float | None = _positive(tick, f"{where}: tick_s") if tick is not None else None
+        # the live output smoothing the model was trained through (models from before 2026-12-02: none)
+        self.output_smoothing_s = _non_negative(meta.get("output_smoothing_s", 0.0), f"{where}: output_smoothing_s")
         policy = model.policy
         layers = policy.layers
         self._weights = tuple(w for w, _ in layers)
@@ -158,6 +160,12 @@ class LiveAgent:
             "controlled_params": [str(n) for n in self.model.meta["controlled_params"]],
             "delta_max": self.delta_max,
         }
+
+
+def _non_negative(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ModelError(f"{what} must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _positive(value: Any, what: str) -> float:

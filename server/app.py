@@ -95,6 +95,7 @@ class LiveServer:
         _check_combination(settings, input_spec)
         self.names = DESCRIPTOR_NAMES
         self.agent = LiveAgent.from_dir(srv.model, self.names)
+        warn_smoothing(self.agent, srv.smoothing_s)
         self.tick_s = (
             srv.control_tick_s or self.agent.tick_s or (settings.features.hop_length / settings.features.sample_rate_hz)
         )
@@ -295,6 +296,7 @@ class LiveServer:
             raise ValueError(
                 f"expects {agent.n_descriptors} external features, the running input sends {current.n_descriptors}"
             )
+        warn_smoothing(agent, self.settings.server.smoothing_s)
         self.control.set_start_preset(agent.start_preset)
         self.worker.swap_agent(agent)
         self.stats_.models_loaded += 1
@@ -342,6 +344,18 @@ class LiveServer:
         if self.record_ring is not None:
             out["record_overruns"] = self.record_ring.overruns  # blocks missing from the WAV
         return out
+
+
+def warn_smoothing(agent: LiveAgent, smoothing_s: float) -> bool:
+    """Log once (True) when `server.smoothing_s` differs from the smoothing the model was trained through:
+    it still runs, but it steers a slightly different instrument from the one it learned on."""
+    if math.isclose(agent.output_smoothing_s, smoothing_s, rel_tol=1e-6, abs_tol=1e-9):
+        return False
+    log.warning(
+        "model %s was trained with server.smoothing_s %g; this server smooths with %g (it follows less closely)",
+        agent.name, agent.output_smoothing_s, smoothing_s,
+    )  # fmt: skip
+    return True
 
 
 def _check_combination(settings: Settings, input_spec: InputSpec) -> None:

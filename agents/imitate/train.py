@@ -68,6 +68,8 @@ def model_meta(
         "action": {"kind": im.action, "delta_max": im.delta_max},
         "start_preset": [float(v) for v in start_preset],
         "tick_s": corpus.tick_s,
+        # the `stream` source plays the live server's output smoothing (`SynthLoop`); the others none
+        "output_smoothing_s": settings.server.smoothing_s if im.descriptor_source == "stream" else 0.0,
         "corpus": str(corpus.path),
         "settings": {k: settings_snapshot(getattr(settings, k)) for k in ("imitate", "training", "synth", "features")},
         "training_steps": int(steps),

@@ -35,7 +35,7 @@ from agents.policy import LoadedModel, ModelError, load_model, write_model_dir
 Layers = Sequence[tuple[np.ndarray, np.ndarray]]  # (weight [out, in], bias [out]) per layer
 # model.yaml keys every member must share (the seed, steps, metrics and start preset may differ)
 SHARED_KEYS = ("task", "algorithm", "controlled_params", "descriptor_names", "reward_descriptors",
-               "normalization", "observation", "action", "tick_s")  # fmt: skip
+               "normalization", "observation", "action", "tick_s", "output_smoothing_s")  # fmt: skip
 SHARED_POLICY_KEYS = ("activation", "output")
 
 

@@ -25,6 +25,7 @@ def test_shipped_model_is_small_and_complete() -> None:
     assert meta["metrics"]["train_wall_s"] <= 30 * 60
     assert set(meta["reward_descriptors"]) <= set(meta["descriptor_names"])
     assert list(meta["normalization"]) == meta["descriptor_names"]
+    assert meta["output_smoothing_s"] == load_settings().server.smoothing_s  # trained as the server plays
     for name in ("curve.png", "eval.json", "eval_demo_test.json"):
         assert (MODEL / "report" / name).stat().st_size > 100
 

@@ -22,6 +22,7 @@ import train
 from agents.imitate.env import ImitateEnv
 from agents.imitate.perform import perform
 from agents.imitate.sound import StreamDescriber, make_describer
+from agents.policy import load_model
 from features.names import DESCRIPTOR_NAMES, INDEX
 from settings import load_settings, with_overrides
 from synth.params import PARAM_INDEX
@@ -170,3 +171,5 @@ def test_stream_training_is_deterministic(tmp_path: Path, monkeypatch: pytest.Mo
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     assert any(not np.array_equal(a[k], c[k]) for k in a)
+    # the model names the live output smoothing it was trained through (the live server compares it)
+    assert load_model(tmp_path / "a").meta["output_smoothing_s"] == load_settings().server.smoothing_s == 0.05

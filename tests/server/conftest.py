@@ -33,7 +33,12 @@ NORMALIZATION = {
 
 
 def write_follow_model(
-    model_dir: Path, *, gain: float = 20.0, cutoff_gain: float | None = None, tick_s: float = 0.02
+    model_dir: Path,
+    *,
+    gain: float = 20.0,
+    cutoff_gain: float | None = None,
+    tick_s: float = 0.02,
+    output_smoothing_s: object = None,
 ) -> Path:
     """One linear layer + tanh: d master_volume ~ (target - agent) loudness, d cutoff ~ centroid gap."""
     k, p = len(FOLLOW_DESCRIPTORS), len(FOLLOW_CONTROLLED)
@@ -55,6 +60,8 @@ def write_follow_model(
         "start_preset": [float(v) for v in start],
         "tick_s": tick_s,
     }
+    if output_smoothing_s is not None:  # else a model from before the key: trained without smoothing
+        meta["output_smoothing_s"] = output_smoothing_s
     return write_model_dir(model_dir, meta, [(w, np.zeros(p, dtype=np.float32))], output="tanh")
 
 

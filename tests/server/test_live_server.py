@@ -4,6 +4,7 @@ test doubles for the extractor and the voice, plus the CLI's error handling."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -296,3 +297,31 @@ def test_model_hot_swaps_cause_no_dropout(
     sounding = np.abs(synth[int(0.45 * SR) : int(1.25 * SR)])
     frames = sounding[: len(sounding) // 240 * 240].reshape(-1, 240).max(axis=1)  # 5 ms windows
     assert frames.min() > 0.01, "a silent gap while models were swapped"
+
+
+def test_a_model_trained_through_other_smoothing_gets_one_warning(
+    doubles: SimpleNamespace, phrase: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`server.smoothing_s` differing from the model's `output_smoothing_s` (absent: trained without) is
+    named in one warning, at start and on a hot swap; a matching model loads silently; a bad value is refused."""
+    matching = doubles.write_follow_model(tmp_path / "s005", output_smoothing_s=0.05)
+    plain = doubles.write_follow_model(tmp_path / "plain")
+    settings = settings_for(matching, tmp_path, **{"server.output": "synth"})  # built, never started: no sockets
+    assert settings.server.smoothing_s == 0.05
+
+    def warnings() -> list[str]:
+        messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        return [m for m in messages if "smoothing" in m]
+
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        server = make_server(doubles, settings, phrase)
+        assert warnings() == []
+        server.load_model(str(plain))
+        assert len(warnings()) == 1 and "plain" in warnings()[0] and "smoothing_s 0;" in warnings()[0]
+        server.load_model(str(matching))
+        assert len(warnings()) == 1
+        make_server(doubles, settings_for(plain, tmp_path, **{"server.output": "synth"}), phrase)
+        assert len(warnings()) == 2
+    bad = doubles.write_follow_model(tmp_path / "bad", output_smoothing_s=-1.0)
+    with pytest.raises(ValueError, match="output_smoothing_s must be a number >= 0"):
+        make_server(doubles, settings_for(bad, tmp_path, **{"server.output": "synth"}), phrase)
