@@ -346,16 +346,15 @@ class LiveServer:
         return out
 
 
-def warn_smoothing(agent: LiveAgent, smoothing_s: float) -> bool:
-    """Log once (True) when `server.smoothing_s` differs from the smoothing the model was trained through:
+def warn_smoothing(agent: LiveAgent, smoothing_s: float) -> None:
+    """Log one warning when `server.smoothing_s` differs from the smoothing the model was trained through:
     it still runs, but it steers a slightly different instrument from the one it learned on."""
     if math.isclose(agent.output_smoothing_s, smoothing_s, rel_tol=1e-6, abs_tol=1e-9):
-        return False
+        return
     log.warning(
         "model %s was trained with server.smoothing_s %g; this server smooths with %g (it follows less closely)",
         agent.name, agent.output_smoothing_s, smoothing_s,
     )  # fmt: skip
-    return True
 
 
 def _check_combination(settings: Settings, input_spec: InputSpec) -> None:

@@ -28,6 +28,7 @@ from server.control import ControlState, smoothing_coefficient
 from server.worker_parts import Voice  # the live worker's voice interface: evaluation plays the same way
 from settings import Settings
 from synth.note_gate import NoteGateFollower
+from synth.params import N_PARAMS
 
 _IDX_PITCH = DESCRIPTOR_NAMES.index("pitch_hz")
 _IDX_CONF = DESCRIPTOR_NAMES.index("pitch_confidence")
@@ -87,8 +88,7 @@ class SynthLoop:
         self.note_midi = float(settings.synth.default_note)
         self.gate = False
         self.smoothing_coef = smoothing_coefficient(settings.server.smoothing_s, self.tick_s)
-        self.control: ControlState | None = None
-        self.played = np.zeros(0, dtype=np.float32)  # the frame the voice plays (reset() sizes it)
+        self.control = ControlState(np.zeros(N_PARAMS, dtype=np.float32), smoothing_coef=self.smoothing_coef)
 
     def reset(self, params_0to1: np.ndarray) -> None:
         """A fresh voice (silent, at `params_0to1`), extractor and follower."""
@@ -97,11 +97,7 @@ class SynthLoop:
         self.follower.reset()
         self.note_midi = float(self.follower.state.note_midi)
         self.gate = False
-        if self.smoothing_coef > 0.0:
-            self.control = ControlState(params_0to1, smoothing_coef=self.smoothing_coef)
-            self.played = self.control.output_0to1  # updated in place by the live control's tick
-        else:
-            self.control, self.played = None, np.asarray(params_0to1, dtype=np.float32).copy()
+        self.control = ControlState(params_0to1, smoothing_coef=self.smoothing_coef)
         self.voice.set_params(self.played)
 
     def render(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -123,13 +119,15 @@ class SynthLoop:
             self.voice.note_off()
         self.note_midi, self.gate = float(state.note_midi), bool(state.gate)
 
+    @property
+    def played(self) -> np.ndarray:
+        """The frame the voice plays (the live control's output, updated in place)."""
+        return self.control.output_0to1
+
     def set_params(self, params_0to1: np.ndarray) -> None:
         """The controller's new vector: the played frame moves one smoothing tick toward it."""
-        if self.control is None:
-            np.copyto(self.played, params_0to1)
-        else:
-            np.copyto(self.control.params_0to1, params_0to1)
-            self.control.update_output()
+        np.copyto(self.control.params_0to1, params_0to1)
+        self.control.update_output()
         self.voice.set_params(self.played)
 
 
