@@ -53,10 +53,12 @@ class Performance:
     audio: np.ndarray  # [T * block] float32, the synth's output
 
 
-def default_voice_factory(sample_rate_hz: int, block_size: int) -> Voice:
+def default_voice_factory(sample_rate_hz: int, block_size: int, *, param_smoothing_s: float = 0.02) -> Voice:
+    """The live server's voice (`server.app.default_voice`): `synth.param_smoothing_s`, no glide (the
+    note/gate follower glides the note)."""
     from synth.stream import StreamingVoice
 
-    return StreamingVoice(sample_rate_hz, block_size)
+    return StreamingVoice(sample_rate_hz, block_size, param_smoothing_s=param_smoothing_s)
 
 
 class SynthLoop:
@@ -88,11 +90,17 @@ class SynthLoop:
         self.note_midi = float(settings.synth.default_note)
         self.gate = False
         self.smoothing_coef = smoothing_coefficient(settings.server.smoothing_s, self.tick_s)
+        self.param_smoothing_s = settings.synth.param_smoothing_s
         self.control = ControlState(np.zeros(N_PARAMS, dtype=np.float32), smoothing_coef=self.smoothing_coef)
 
     def reset(self, params_0to1: np.ndarray) -> None:
         """A fresh voice (silent, at `params_0to1`), extractor and follower."""
-        self.voice = (self._voice_factory or default_voice_factory)(self.sample_rate_hz, self.block_size)
+        if self._voice_factory is not None:
+            self.voice = self._voice_factory(self.sample_rate_hz, self.block_size)
+        else:
+            self.voice = default_voice_factory(
+                self.sample_rate_hz, self.block_size, param_smoothing_s=self.param_smoothing_s
+            )
         self.listen.reset()
         self.follower.reset()
         self.note_midi = float(self.follower.state.note_midi)

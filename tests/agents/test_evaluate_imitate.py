@@ -66,7 +66,7 @@ class FakeVoice:
 
 @pytest.fixture(autouse=True)
 def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(perform_mod, "default_voice_factory", FakeVoice)
+    monkeypatch.setattr(perform_mod, "default_voice_factory", lambda sr, block, **_: FakeVoice(sr, block))
     monkeypatch.setattr(imitate_train, "make_describer", lambda *a, **k: FakeDescriber())
 
 

@@ -4,7 +4,8 @@ The live server (`server.app.LiveServer`, real extractor, real streaming voice, 
 a file streamed `--fast`) at the training rate (16 kHz, 512-frame blocks: one block per control
 tick) and `agents.imitate.perform` on the same audio, same settings: tick by tick the same input
 descriptors, the same descriptors of the synth's own output, the same parameter frame sent and
-played (the live output smoothing `server.smoothing_s` included), the same note and gate.
+played (the live output smoothing `server.smoothing_s` and the voice's `synth.param_smoothing_s`
+included), the same note and gate.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 SR, BLOCK = 16000, 512
 
 
-@pytest.mark.parametrize("smoothing_s", [0.05, 0.0])
-def test_perform_equals_the_live_server_tick_by_tick(tmp_path: Path, smoothing_s: float) -> None:
+@pytest.mark.parametrize(("smoothing_s", "param_smoothing_s"), [(0.05, 0.02), (0.0, 0.02), (0.05, 0.0)])
+def test_perform_equals_the_live_server_tick_by_tick(
+    tmp_path: Path, smoothing_s: float, param_smoothing_s: float
+) -> None:
     audio, _ = load_audio(REPO / "corpus/demo_test/audio/cello_b.ogg", SR)
     wav = tmp_path / "in.wav"
     sf.write(str(wav), audio[: 94 * BLOCK], SR, subtype="FLOAT")  # ~3 s, whole blocks
@@ -40,6 +43,7 @@ def test_perform_equals_the_live_server_tick_by_tick(tmp_path: Path, smoothing_s
             "server.model": str(model),
             "server.output": "osc",
             "server.smoothing_s": smoothing_s,
+            "synth.param_smoothing_s": param_smoothing_s,
             "server.trace_csv": str(tmp_path / "trace.csv"),
             "audio.sample_rate_hz": SR,
             "audio.block_size": BLOCK,
