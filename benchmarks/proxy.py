@@ -2,7 +2,8 @@
 
 Input: a proxy folder (default `models/proxy`), a batch size, a time budget per side.
 Output: one JSON object: `proxy_predictions_per_s` (`Proxy.predict` under `torch.inference_mode`,
-the fused no-grad path), `render_analyze_per_s` (the imitation environment's own render path,
+the no-grad path: numba input encoding and chroma head, addmm + in-place SiLU),
+`render_analyze_per_s` (the imitation environment's own render path,
 `agents.imitate.sound.RenderDescriber`: render_batch in blocks of 256, describe_batch, mean of the
 last 2 frames, on the probe the proxy was trained for, `proxy.yaml` `target`), their `ratio`
 (target >= 100); the same for the plain module path with the de-normalization as separate ops
@@ -10,7 +11,8 @@ last 2 frames, on the probe the proxy was trained for, `proxy.yaml` `target`), t
 `Proxy.predict_numpy` (`ratio_numpy`); the batch size, threads, and the proxy's held-out metrics
 from proxy.yaml. Rates are per CPU second of this process (`time.process_time`, every thread
 counted), so other work on a shared machine slows neither side; torch and numpy's BLAS get
-`--threads` threads each. Both sides run on the same random parameter batches in one process.
+`--threads` threads each. Both sides run on the same random parameter batches in one process, in
+`--rounds` interleaved turns (a slow phase of the shared machine then slows every side alike).
 """
 
 from __future__ import annotations
@@ -33,16 +35,29 @@ from features.config import FeatureSettings
 from settings import SettingsError, load_settings
 
 
-def rate(fn, batch: int, budget_s: float) -> float:  # type: ignore[no-untyped-def]
-    """Items per CPU second of `fn()` (one call = `batch` items) over at least `budget_s` CPU seconds."""
-    fn()  # warm-up
+def timed_calls(fn, budget_s: float) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """Calls of `fn()` and the CPU seconds they took, over at least `budget_s` CPU seconds."""
     calls, start = 0, time.process_time()
     while True:
         fn()
         calls += 1
         elapsed = time.process_time() - start
         if elapsed >= budget_s:
-            return calls * batch / elapsed
+            return calls, elapsed
+
+
+def rates(fns: dict[str, object], batch: int, budget_s: float, rounds: int) -> dict[str, float]:
+    """Items per CPU second of each `fn()` (one call = `batch` items), `budget_s` CPU seconds each,
+    taken in `rounds` interleaved turns so that a slow phase of a shared machine hits every side."""
+    totals = {name: [0, 0.0] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            calls, elapsed = timed_calls(fn, budget_s / rounds)
+            totals[name][0] += calls
+            totals[name][1] += elapsed
+    return {name: calls * batch / elapsed for name, (calls, elapsed) in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models/proxy"), help="proxy folder")
     parser.add_argument("--batch", type=int, default=256, help="parameter vectors per call")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget per side")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved turns the budget is split into")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable on a shared machine)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -59,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         proxy = Proxy.load(args.model)
-        if args.batch < 1 or args.seconds <= 0 or args.threads < 1:
-            raise ValueError("--batch, --seconds and --threads must be positive")
+        if args.batch < 1 or args.seconds <= 0 or args.threads < 1 or args.rounds < 1:
+            raise ValueError("--batch, --seconds, --rounds and --threads must be positive")
     except (SettingsError, ProxyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -95,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return proxy.predict_numpy(params_np, notes_np)
 
     with threadpool_limits(limits=args.threads):
-        real_per_s = rate(real, args.batch, args.seconds)
-        proxy_per_s = rate(fast, args.batch, args.seconds)
-        module_per_s = rate(module, args.batch, args.seconds)
-        numpy_per_s = rate(fast_numpy, args.batch, args.seconds)
+        sides = {"real": real, "fast": fast, "module": module, "numpy": fast_numpy}
+        measured = rates(sides, args.batch, args.seconds, args.rounds)
+    real_per_s, proxy_per_s = measured["real"], measured["fast"]
+    module_per_s, numpy_per_s = measured["module"], measured["numpy"]
     result = {
         "proxy_predictions_per_s": round(proxy_per_s, 1),
         "render_analyze_per_s": round(real_per_s, 1),
@@ -111,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_ratio": 100,
         "batch": args.batch,
         "threads": args.threads,
+        "rounds": args.rounds,
         "probe_s": probe_s,
         "summary_frames": last,
         "sample_rate_hz": sr,

@@ -26,6 +26,8 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from agents.proxy.kernels import assemble_rows, encode_rows, silu_rows
+from features.names import GROUPS
 from synth.params import N_PARAMS, PARAM_INDEX, PARAM_NAMES, PARAM_TABLE_VERSION
 
 FORMAT_VERSION = 2
@@ -40,6 +42,8 @@ _OSC2_FINE = PARAM_INDEX["osc2_fine"]
 N_INPUTS = N_PARAMS + 1 + 12 + 12
 FAST_CHUNK_ROWS = 512  # rows per block on the no-grad path: a [512, 256] float32 activation stays in L2
 NUMPY_MAX_ROWS = 8  # no-grad batches up to this size go through numpy (torch's per-op overhead dominates)
+CHROMA_HEADS = ("direct", "rotate")
+CHROMA_NAMES: tuple[str, ...] = GROUPS["chroma"]
 
 
 def pitch_class(notes: Tensor) -> Tensor:
@@ -49,9 +53,33 @@ def pitch_class(notes: Tensor) -> Tensor:
     return torch.relu(1.0 - torch.minimum(d, 12.0 - d))
 
 
-def _pitch_class_np(notes: np.ndarray) -> np.ndarray:
-    d = np.remainder(notes[:, None] - np.arange(12, dtype=np.float32), 12.0)
-    return np.maximum(0.0, 1.0 - np.minimum(d, 12.0 - d)).astype(np.float32)
+def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
+    """[B, 12] chroma relative to a pitch, [B] pitches (MIDI, any real) -> [B, 12] chroma in place.
+
+    At an integer pitch i: out[c] = relative[(c - i) mod 12] (a rotation); between two, the blend of the
+    neighbouring rotations (the weights of `pitch_class`). A sound transposed by a semitone has its
+    chroma rotated by one bin, so the network predicts the chroma relative to each oscillator's pitch
+    and this puts it in place: the product of timbre and pitch class a plain MLP approximates poorly."""
+    base = torch.floor(pitch)
+    frac = (pitch - base).unsqueeze(1)
+    index = torch.remainder(torch.arange(12, device=pitch.device) - base.long().unsqueeze(1), 12)
+    low = torch.gather(relative, 1, index)
+    high = torch.gather(relative, 1, torch.remainder(index - 1, 12))
+    return torch.lerp(low, high, frac)
+
+
+def _check_shapes(params_0to1: Tensor, notes: Tensor) -> None:
+    if params_0to1.ndim != 2 or params_0to1.shape[1] != N_PARAMS:
+        raise ValueError(f"Proxy: params_0to1 must be [B, {N_PARAMS}], got {tuple(params_0to1.shape)}")
+    if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
+        raise ValueError(f"Proxy: notes must be [B] with B={params_0to1.shape[0]}, got {tuple(notes.shape)}")
+
+
+def oscillator_pitches(params_0to1: Tensor, notes: Tensor) -> Tensor:
+    """[B, 24], [B] -> [B, 2]: the note, and oscillator 2's pitch (note + semitones + fine, MIDI)."""
+    semis = torch.round(params_0to1[:, _OSC2_SEMIS] * 48.0) - 24.0
+    fine = params_0to1[:, _OSC2_FINE] - 0.5  # +-50 cents
+    return torch.stack([notes, notes + semis + fine], dim=1)
 
 
 class ProxyError(ValueError):
@@ -67,16 +95,19 @@ class Proxy(nn.Module):
         hidden: Sequence[int] = (512, 512, 512),
         out_mean: Tensor | None = None,
         out_std: Tensor | None = None,
+        chroma_head: str = "direct",
     ) -> None:
         super().__init__()
         self.descriptor_names: tuple[str, ...] = tuple(descriptor_names)
         self.hidden: tuple[int, ...] = tuple(int(h) for h in hidden)
         k = len(self.descriptor_names)
+        self.chroma_head = chroma_head
+        self._chroma_at = self._chroma_start(chroma_head)
         sizes = (N_INPUTS, *self.hidden)
         layers: list[nn.Module] = []
         for a, b in itertools.pairwise(sizes):
             layers += [nn.Linear(a, b), nn.SiLU()]
-        layers.append(nn.Linear(sizes[-1], k))
+        layers.append(nn.Linear(sizes[-1], k if self._chroma_at < 0 else k - 12 + 24))
         self.net = nn.Sequential(*layers)
         self.register_buffer("out_mean", torch.zeros(k) if out_mean is None else out_mean.float().clone())
         self.register_buffer("out_std", torch.ones(k) if out_std is None else out_std.float().clone())
@@ -86,26 +117,48 @@ class Proxy(nn.Module):
         self._fused_key: tuple[int, ...] = ()
         self._fused_layers: list[tuple[Tensor, Tensor]] = []
 
+    def _chroma_start(self, chroma_head: str) -> int:
+        """Index of chroma_A in the output for the "rotate" head (the 12 names in a row, A..G#), -1 for "direct"."""
+        if chroma_head not in CHROMA_HEADS:
+            raise ValueError(f"Proxy: chroma_head must be one of {CHROMA_HEADS}, got {chroma_head!r}")
+        if chroma_head == "direct":
+            return -1
+        names = self.descriptor_names
+        start = names.index(CHROMA_NAMES[0]) if CHROMA_NAMES[0] in names else -1
+        if start < 0 or names[start : start + 12] != CHROMA_NAMES:
+            raise ValueError(f"Proxy: the rotate chroma head needs {', '.join(CHROMA_NAMES)} in a row in the outputs")
+        return start
+
+    def _assemble(self, y: Tensor, pitches: Tensor) -> Tensor:
+        """The last layer's output [B, n_out] and `oscillator_pitches` -> [B, K] in descriptor order.
+
+        "rotate": y holds the non-chroma outputs, then the chroma relative to the note (12) and to
+        oscillator 2 (12); the chroma is their rotations into place, summed."""
+        c = self._chroma_at
+        if c < 0:
+            return y
+        k = len(self.descriptor_names)
+        rel = k - 12
+        chroma = rotate_chroma(y[:, rel : rel + 12], pitches[:, 0]) + rotate_chroma(y[:, rel + 12 :], pitches[:, 1])
+        return torch.cat([y[:, :c], chroma, y[:, c:rel]], dim=1)
+
     @staticmethod
     def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24], [B] -> [B, N_INPUTS]: params in [-1, 1], the note's register, and the pitch classes
         of the note and of osc2 (soft one-hot on the circle of 12, exact at integer notes): chroma and
         the other pitch-dependent descriptors are periodic in the note, which a plain MLP learns slowly."""
-        if params_0to1.ndim != 2 or params_0to1.shape[1] != N_PARAMS:
-            raise ValueError(f"Proxy: params_0to1 must be [B, {N_PARAMS}], got {tuple(params_0to1.shape)}")
-        if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
-            raise ValueError(f"Proxy: notes must be [B] with B={params_0to1.shape[0]}, got {tuple(notes.shape)}")
-        notes = notes.to(params_0to1.dtype)
-        register = ((notes - NOTE_CENTER) / NOTE_SCALE).unsqueeze(1)
-        semis = torch.round(params_0to1[:, _OSC2_SEMIS] * 48.0) - 24.0
-        fine = params_0to1[:, _OSC2_FINE] - 0.5  # +-50 cents
+        _check_shapes(params_0to1, notes)
+        pitches = oscillator_pitches(params_0to1, notes.to(params_0to1.dtype))
+        register = (pitches[:, :1] - NOTE_CENTER) / NOTE_SCALE
         return torch.cat(
-            [params_0to1 * 2.0 - 1.0, register, pitch_class(notes), pitch_class(notes + semis + fine)], dim=1
+            [params_0to1 * 2.0 - 1.0, register, pitch_class(pitches[:, 0]), pitch_class(pitches[:, 1])], dim=1
         )
 
     def predict_normalized(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24], [B] -> z-normalized descriptors [B, K] (what the network is trained on)."""
-        return self.net(self.encode(params_0to1.float(), notes.float()))
+        params_0to1, notes = params_0to1.float(), notes.float()
+        y = self.net(self.encode(params_0to1, notes))
+        return y if self._chroma_at < 0 else self._assemble(y, oscillator_pitches(params_0to1, notes))
 
     def forward(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         if not torch.is_grad_enabled():
@@ -113,7 +166,8 @@ class Proxy(nn.Module):
         return self.predict_normalized(params_0to1, notes) * self.out_std + self.out_mean
 
     def _fused(self) -> list[tuple[Tensor, Tensor]]:
-        """(weight [in, out], bias) per layer with the de-normalization folded into the last one.
+        """(weight [in, out], bias) per layer with the de-normalization folded into the last one
+        ("direct" chroma head; with "rotate" the de-normalization follows the rotation).
 
         Rebuilt whenever a parameter or buffer changed (in-place updates bump tensor versions)."""
         tensors = [*self.parameters(), *self.buffers()]
@@ -122,8 +176,9 @@ class Proxy(nn.Module):
             linears = [m for m in self.net if isinstance(m, nn.Linear)]
             with torch.no_grad():
                 layers = [(m.weight.t().contiguous(), m.bias.clone()) for m in linears]
-                w, b = layers[-1]
-                layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
+                if self._chroma_at < 0:
+                    w, b = layers[-1]
+                    layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
             self._fused_layers, self._fused_key = layers, key
             self.refresh_numpy()
         return self._fused_layers
@@ -133,19 +188,46 @@ class Proxy(nn.Module):
         (about 1.5x the module path at batch 4096 on one core); tiny CPU batches (an environment step)
         go through `predict_numpy` (about 3.5x torch at batch 1)."""
         layers = self._fused()
-        if params_0to1.shape[0] <= NUMPY_MAX_ROWS and params_0to1.device.type == "cpu" and params_0to1.ndim == 2:
-            if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
-                self.encode(params_0to1, notes)  # raises the shape error
+        _check_shapes(params_0to1, notes)
+        if params_0to1.shape[0] <= NUMPY_MAX_ROWS and params_0to1.device.type == "cpu":
             small = self.predict_numpy(params_0to1.detach().float().numpy(), notes.detach().float().numpy())
             return torch.from_numpy(small)
-        x = self.encode(params_0to1.float(), notes.float())
-        out = torch.empty(x.shape[0], len(self.descriptor_names), dtype=x.dtype, device=x.device)
+        params_0to1, notes = params_0to1.float(), notes.float()
+        cpu = params_0to1.device.type == "cpu"
+        if cpu:  # one numba pass each for the input encoding and the chroma head + de-normalization
+            params_0to1, notes = params_0to1.detach().contiguous(), notes.detach().contiguous()
+            x = torch.empty(params_0to1.shape[0], N_INPUTS)
+            encode_rows(params_0to1.numpy(), notes.numpy(), _OSC2_SEMIS, _OSC2_FINE, NOTE_CENTER, NOTE_SCALE, x.numpy())
+        else:
+            x = self.encode(params_0to1, notes)
+        y = torch.empty(x.shape[0], layers[-1][0].shape[1], dtype=x.dtype, device=x.device)
         for start in range(0, x.shape[0], FAST_CHUNK_ROWS):
             h = x[start : start + FAST_CHUNK_ROWS]
             for w, b in layers[:-1]:
-                h = torch.nn.functional.silu(torch.addmm(b, h, w), inplace=True)
+                h = torch.addmm(b, h, w)
+                if cpu:
+                    silu_rows(h.numpy())
+                else:
+                    torch.nn.functional.silu(h, inplace=True)
             w, b = layers[-1]
-            torch.addmm(b, h, w, out=out[start : start + FAST_CHUNK_ROWS])
+            torch.addmm(b, h, w, out=y[start : start + FAST_CHUNK_ROWS])
+        if self._chroma_at < 0:
+            return y
+        if not cpu:
+            return self._assemble(y, oscillator_pitches(params_0to1, notes)).mul_(self.out_std).add_(self.out_mean)
+        out = torch.empty(x.shape[0], len(self.descriptor_names))
+        std, mean = self.out_std.numpy(), self.out_mean.numpy()
+        assemble_rows(
+            y.numpy(),
+            params_0to1.numpy(),
+            notes.numpy(),
+            _OSC2_SEMIS,
+            _OSC2_FINE,
+            self._chroma_at,
+            std,
+            mean,
+            out.numpy(),
+        )
         return out
 
     def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
@@ -182,27 +264,23 @@ class Proxy(nn.Module):
         `refresh_numpy()` after changing the weights.
         """
         layers = self._np_layers if self._np_layers is not None else self.refresh_numpy()
-        params = np.atleast_2d(np.asarray(params_0to1, dtype=np.float32))
-        notes = np.atleast_1d(np.asarray(notes, dtype=np.float32))
+        params = np.ascontiguousarray(np.atleast_2d(np.asarray(params_0to1, dtype=np.float32)))
+        notes = np.ascontiguousarray(np.atleast_1d(np.asarray(notes, dtype=np.float32)))
         if params.shape[1] != N_PARAMS or notes.shape != (params.shape[0],):
             raise ValueError(f"Proxy: need params [B, {N_PARAMS}] and notes [B], got {params.shape}, {notes.shape}")
-        semis = np.round(params[:, _OSC2_SEMIS] * 48.0) - 24.0
-        osc2 = notes + semis + params[:, _OSC2_FINE] - 0.5
-        x = np.concatenate(
-            [
-                params * 2.0 - 1.0,
-                ((notes - NOTE_CENTER) / NOTE_SCALE)[:, None],
-                _pitch_class_np(notes),
-                _pitch_class_np(osc2),
-            ],
-            axis=1,
-            dtype=np.float32,
-        )
+        x = np.empty((params.shape[0], N_INPUTS), np.float32)
+        encode_rows(params, notes, _OSC2_SEMIS, _OSC2_FINE, NOTE_CENTER, NOTE_SCALE, x)
         for w, b in layers[:-1]:
             x = x @ w + b
             x = x / (1.0 + np.exp(-x))  # SiLU
         w, b = layers[-1]
-        return (x @ w + b) * self._np_scale[0] + self._np_scale[1]
+        y = x @ w + b
+        std, mean = self._np_scale
+        if self._chroma_at < 0:
+            return y * std + mean
+        out = np.empty((params.shape[0], len(self.descriptor_names)), np.float32)
+        assemble_rows(y, params, notes, _OSC2_SEMIS, _OSC2_FINE, self._chroma_at, std, mean, out)
+        return out
 
     def refresh_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Cache the weights as numpy arrays for `predict_numpy`; returns the (weight, bias) pairs."""
@@ -226,6 +304,7 @@ class Proxy(nn.Module):
                 "descriptor_names": list(self.descriptor_names),
                 "hidden": list(self.hidden),
                 "activation": "silu",
+                "chroma_head": self.chroma_head,
                 "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)",
                 "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std",
             }
@@ -249,7 +328,10 @@ class Proxy(nn.Module):
             tensors = load_file(str(weights_path))
         except (OSError, RuntimeError, ValueError) as exc:
             raise ProxyError(f"{weights_path}: cannot read proxy weights ({exc})") from exc
-        proxy = cls(meta["descriptor_names"], meta["hidden"])
+        try:
+            proxy = cls(meta["descriptor_names"], meta["hidden"], chroma_head=meta.get("chroma_head", "direct"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProxyError(f"{meta_path}: {exc}") from exc
         try:
             proxy.load_state_dict(tensors)
         except RuntimeError as exc:

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from agents.proxy.evaluate import evaluate, laplace_scales
-from agents.proxy.model import Proxy, ProxyError
+from agents.proxy.model import CHROMA_HEADS, Proxy, ProxyError
 from features.names import DESCRIPTOR_NAMES
 from settings import SettingsError, load_settings
 from synth.lookup_store import TableError, load_table
@@ -65,10 +65,11 @@ def train(
     seed: int,
     progress: bool = True,
     init: Proxy | None = None,
+    chroma_head: str = "rotate",
 ) -> tuple[Proxy, dict[str, Any]]:
     """Fit a proxy; returns it (best validation epoch) and the training facts.
 
-    `init`: continue from this proxy (its layer sizes and output normalization are kept).
+    `init`: continue from this proxy (its layer sizes, chroma head and output normalization are kept).
     The proxy's `meta["error_scale_z"]` is fitted on the validation split (`agents.proxy.calibrate`
     refits it on a separate table, e.g. when an `init` was trained with another split).
     """
@@ -88,7 +89,11 @@ def train(
     k = torch.from_numpy(notes.astype(np.float32))
     y = torch.from_numpy(((descriptors - mean) / std).astype(np.float32))
     proxy = Proxy(
-        DESCRIPTOR_NAMES, hidden if init is None else init.hidden, torch.from_numpy(mean), torch.from_numpy(std)
+        DESCRIPTOR_NAMES,
+        hidden if init is None else init.hidden,
+        torch.from_numpy(mean),
+        torch.from_numpy(std),
+        chroma_head=chroma_head if init is None else init.chroma_head,
     )
     if init is not None:
         proxy.load_state_dict(init.state_dict())
@@ -157,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="default: training.seed")
     parser.add_argument("--init", type=Path, default=None, help="continue training this proxy folder")
     parser.add_argument(
+        "--chroma-head",
+        choices=CHROMA_HEADS,
+        default="rotate",
+        help="rotate: predict chroma relative to each oscillator's pitch class, rotated into place; direct: as is",
+    )
+    parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
     )
     return parser
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             descriptors,
             hidden=tuple(args.hidden),
             init=Proxy.load(args.init) if args.init is not None else None,
+            chroma_head=args.chroma_head,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

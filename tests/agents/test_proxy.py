@@ -13,9 +13,11 @@ import torch
 
 from agents.proxy import Proxy, ProxyError
 from agents.proxy.evaluate import evaluate, mean_reciprocal_rank
+from agents.proxy.kernels import silu_rows
+from agents.proxy.model import rotate_chroma
 from agents.proxy.train import train
 from features.config import FeatureSettings
-from features.names import DESCRIPTOR_NAMES
+from features.names import DESCRIPTOR_NAMES, GROUPS
 from synth.lookup_store import TablePlan, build_table, load_table
 from synth.params import PARAM_NAMES, default_vector
 
@@ -47,10 +49,18 @@ def test_predict_shapes_units_and_gradients() -> None:
         proxy.predict(torch.rand(3, 24), torch.zeros(2))
 
 
-def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes() -> None:
+@pytest.mark.parametrize("head", ["direct", "rotate"])
+def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: str) -> None:
     torch.manual_seed(0)
-    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), out_mean=torch.full((37,), 5.0), out_std=torch.full((37,), 2.0))
+    proxy = Proxy(
+        DESCRIPTOR_NAMES,
+        hidden=(32, 32),
+        out_mean=torch.full((37,), 5.0),
+        out_std=torch.full((37,), 2.0),
+        chroma_head=head,
+    )
     params, notes = torch.rand(1200, 24), torch.randint(36, 85, (1200,)).float()  # > one 512-row block
+    params[:, PARAM_NAMES.index("osc2_fine")] = torch.rand(1200)  # oscillator 2 between semitones
     slow = proxy.predict(params, notes).detach()
     with torch.inference_mode():
         fast = proxy.predict(params, notes)
@@ -65,23 +75,96 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes() -> No
         torch.testing.assert_close(proxy.predict(params, notes), proxy.predict_normalized(params, notes) * 2.0 + 6.0)
         expected = proxy.predict_normalized(params[:3], notes[:3]) * 2.0 + 6.0
         torch.testing.assert_close(proxy.predict(params[:3], notes[:3]), expected, rtol=1e-4, atol=1e-4)
-    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32))
+    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), chroma_head=head)
     other.load_state_dict(proxy.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(other.predict(params, notes), proxy.predict(params, notes))
 
 
-def test_save_load_round_trip_is_pickle_free(tmp_path: Path) -> None:
-    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(8, 8), out_mean=torch.arange(37.0), out_std=torch.ones(37) * 3)
+def test_rotate_chroma_rotates_by_the_pitch_and_blends_between() -> None:
+    torch.manual_seed(3)
+    relative = torch.randn(4, 12)
+    rolled = rotate_chroma(relative, torch.tensor([0.0, 5.0, 67.0, -1.0]))
+    for row, shift in enumerate([0, 5, 7, 11]):  # pitch 67 is class 7 above 0; -1 is class 11
+        torch.testing.assert_close(rolled[row], torch.roll(relative[row], shift))
+    between = rotate_chroma(relative, torch.full((4,), 62.25))
+    torch.testing.assert_close(between, 0.75 * torch.roll(relative, 2, dims=1) + 0.25 * torch.roll(relative, 3, dims=1))
+    pitch_t = torch.tensor([60.4, 61.7], requires_grad=True)
+    rotate_chroma(relative[:2], pitch_t).pow(2).sum().backward()
+    assert pitch_t.grad is not None and torch.all(pitch_t.grad != 0)  # osc2 fine tuning stays differentiable
+
+
+def test_silu_kernel_matches_torch_over_the_float32_range() -> None:
+    values = np.concatenate(
+        [
+            np.random.default_rng(2).normal(scale=6.0, size=4093),
+            [-1e30, -100.0, -87.5, -20.0, -1e-8, 0.0, 1e-8, 88.5, 100.0, 1e30, 3.0e38],
+        ]
+    ).astype(np.float32)
+    x = values.reshape(-1, 8).copy()
+    silu_rows(x)
+    expected = torch.nn.functional.silu(torch.from_numpy(values)).numpy().reshape(-1, 8)
+    np.testing.assert_allclose(x, expected, rtol=2e-6, atol=1e-30)
+
+
+def test_rotate_head_transposes_chroma_with_the_note() -> None:
+    """With the note's inputs cut off, the network's relative chroma is the same at every note, so a note
+    a semitone up rolls the chroma by one bin and leaves every other descriptor alone: the structure the
+    head builds in (a transposed sound has a rotated chroma)."""
+    torch.manual_seed(1)
+    proxy = Proxy(
+        DESCRIPTOR_NAMES,
+        hidden=(16,),
+        out_mean=torch.full((37,), 0.5),
+        out_std=torch.full((37,), 2.0),
+        chroma_head="rotate",
+    )
+    with torch.no_grad():
+        proxy.net[0].weight[:, 24:] = 0.0  # register and pitch classes
+    params = torch.rand(5, 24)
+    chroma = [DESCRIPTOR_NAMES.index(name) for name in GROUPS["chroma"]]  # A, A#, ..., G#
+    low, high = proxy.predict(params, torch.full((5,), 60.0)), proxy.predict(params, torch.full((5,), 61.0))
+    torch.testing.assert_close(high[:, chroma], torch.roll(low[:, chroma], 1, dims=1))
+    others = [i for i in range(len(DESCRIPTOR_NAMES)) if i not in chroma]
+    torch.testing.assert_close(high[:, others], low[:, others])
+    direct = Proxy(DESCRIPTOR_NAMES, hidden=(16,))
+    assert direct.net[-1].out_features == 37 and proxy.net[-1].out_features == 37 - 12 + 24
+    with pytest.raises(ValueError, match="chroma_head"):
+        Proxy(DESCRIPTOR_NAMES, hidden=(4,), chroma_head="spin")
+    with pytest.raises(ValueError, match="chroma_A"):
+        Proxy(("loudness_db", "chroma_A"), hidden=(4,), chroma_head="rotate")
+
+
+@pytest.mark.parametrize("head", ["direct", "rotate"])
+def test_save_load_round_trip_is_pickle_free(tmp_path: Path, head: str) -> None:
+    proxy = Proxy(
+        DESCRIPTOR_NAMES,
+        hidden=(8, 8),
+        out_mean=torch.arange(37.0),
+        out_std=torch.ones(37) * 3,
+        chroma_head=head,
+    )
     proxy.save(tmp_path / "p", {"metrics": {"mrr": 0.5}})
     assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["proxy.safetensors", "proxy.yaml"]
     loaded = Proxy.load(tmp_path / "p")
     x, n = torch.rand(4, 24), torch.tensor([40.0, 50.0, 60.0, 70.0])
     torch.testing.assert_close(loaded.predict(x, n), proxy.predict(x, n))
     assert loaded.meta["metrics"]["mrr"] == 0.5 and loaded.hidden == (8, 8)
+    assert loaded.chroma_head == head
     fast = loaded.predict_numpy(x.numpy(), np.array([40.0, 50.5, 60.0, 70.0], np.float32))
     slow = loaded.predict(x, torch.tensor([40.0, 50.5, 60.0, 70.0])).detach().numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+    meta_path = tmp_path / "p" / "proxy.yaml"
+    text = meta_path.read_text()
+    meta_path.write_text(text.replace(f"chroma_head: {head}", "chroma_head: spin"))
+    with pytest.raises(ProxyError, match="proxy.yaml.*chroma_head"):
+        Proxy.load(tmp_path / "p")
+    meta_path.write_text(text.replace(f"chroma_head: {head}\n", ""))  # written before the option: direct
+    if head == "direct":
+        torch.testing.assert_close(Proxy.load(tmp_path / "p").predict(x, n), proxy.predict(x, n))
+    else:
+        with pytest.raises(ProxyError, match="weights do not match"):
+            Proxy.load(tmp_path / "p")
     (tmp_path / "p" / "proxy.yaml").write_text("format_version: 99\n")
     with pytest.raises(ProxyError, match="proxy.yaml"):
         Proxy.load(tmp_path / "p")
@@ -166,6 +249,7 @@ def test_training_learns_a_smooth_map() -> None:
         val_fraction=0.05,
         seed=0,
         progress=False,
+        chroma_head="direct",  # this map's 'chroma' is smooth in the note, not rotated by it
     )
     assert facts["history"][-1]["val_l1"] < 0.5 * facts["history"][0]["val_l1"]
     hp, hn, hd = synthetic_table(1000, seed=1)
@@ -192,6 +276,37 @@ def test_training_learns_a_smooth_map() -> None:
     assert more.hidden == (64, 64)  # the init's layers, not the hidden argument
     torch.testing.assert_close(more.out_mean, proxy.out_mean)
     assert facts2["history"][0]["val_l1"] < 1.1 * facts["best_val_l1_normalized"]  # continues, not from scratch
+
+
+def test_rotate_head_learns_a_transposed_chroma_the_direct_head_cannot() -> None:
+    """Sounds whose chroma is their timbre's pitch-class profile rolled to the note (what a transposed
+    synth voice does): with the same network and budget, the rotate head learns it, the direct head
+    (a plain MLP with pitch-class inputs) does not."""
+    rng = np.random.default_rng(5)
+    params, notes, descriptors = synthetic_table(3000, seed=5)
+    profile = params[:, :12] @ rng.uniform(0.0, 1.0, size=(12, 12))  # the timbre decides the profile
+    chroma_cols = [DESCRIPTOR_NAMES.index(name) for name in GROUPS["chroma"]]
+    for row, shift in enumerate(notes.astype(int) % 12):
+        descriptors[row, chroma_cols] = np.roll(profile[row], shift)
+    errors = {}
+    for head in ("direct", "rotate"):
+        proxy, _ = train(
+            params[:2000],
+            notes[:2000],
+            descriptors[:2000],
+            hidden=(64, 64),
+            epochs=16,
+            batch_size=256,
+            lr=3e-3,
+            max_minutes=2.0,
+            val_fraction=0.05,
+            seed=0,
+            progress=False,
+            chroma_head=head,
+        )
+        l1 = evaluate(proxy, params[2000:], notes[2000:], descriptors[2000:], candidates=1000)["l1_normalized"]
+        errors[head] = np.mean([l1[name] for name in GROUPS["chroma"]])
+    assert errors["rotate"] < 0.5 * errors["direct"], errors
 
 
 def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
