@@ -115,6 +115,7 @@ class Proxy(nn.Module):
         self._np_layers: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._np_scale: tuple[np.ndarray, np.ndarray] = (np.ones(k, np.float32), np.zeros(k, np.float32))
         self._fused_key: tuple[int, ...] = ()
+        self._linears = tuple(m for m in self.net if isinstance(m, nn.Linear))
         self._fused_layers: list[tuple[Tensor, Tensor]] = []
 
     def _chroma_start(self, chroma_head: str) -> int:
@@ -170,12 +171,11 @@ class Proxy(nn.Module):
         ("direct" chroma head; with "rotate" the de-normalization follows the rotation).
 
         Rebuilt whenever a parameter or buffer changed (in-place updates bump tensor versions)."""
-        tensors = [*self.parameters(), *self.buffers()]
-        key = tuple(v for t in tensors for v in (id(t), t._version))
+        tensors = [t for m in self._linears for t in (m.weight, m.bias)] + [self.out_mean, self.out_std]
+        key = tuple(v for t in tensors for v in (id(t), t.data_ptr(), t._version))  # no module walk: ~2 µs
         if key != self._fused_key:
-            linears = [m for m in self.net if isinstance(m, nn.Linear)]
             with torch.no_grad():
-                layers = [(m.weight.t().contiguous(), m.bias.clone()) for m in linears]
+                layers = [(m.weight.t().contiguous(), m.bias.clone()) for m in self._linears]
                 if self._chroma_at < 0:
                     w, b = layers[-1]
                     layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
@@ -306,7 +306,12 @@ class Proxy(nn.Module):
                 "activation": "silu",
                 "chroma_head": self.chroma_head,
                 "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)",
-                "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std",
+                "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std"
+                + (
+                    "; chroma from 2 x 12 outputs relative to the note and osc2, rotated in place"
+                    if self._chroma_at >= 0
+                    else ""
+                ),
             }
         )
         (folder / META_FILE).write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
