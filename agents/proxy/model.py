@@ -184,9 +184,10 @@ class Proxy(nn.Module):
         return self._fused_layers
 
     def _predict_no_grad(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
-        """forward() without autograd: fused de-normalization, addmm + in-place SiLU, L2-sized row blocks
-        (about 1.5x the module path at batch 4096 on one core); tiny CPU batches (an environment step)
-        go through `predict_numpy` (about 3.5x torch at batch 1)."""
+        """forward() without autograd: addmm in L2-sized row blocks; on the CPU the input encoding, the
+        SiLU and the chroma head with the de-normalization are numba kernels (`agents.proxy.kernels`),
+        elsewhere torch ops with the de-normalization folded into the last layer ("direct" head);
+        tiny CPU batches (an environment step) go through `predict_numpy`."""
         layers = self._fused()
         _check_shapes(params_0to1, notes)
         if params_0to1.shape[0] <= NUMPY_MAX_ROWS and params_0to1.device.type == "cpu":
@@ -272,7 +273,7 @@ class Proxy(nn.Module):
         encode_rows(params, notes, _OSC2_SEMIS, _OSC2_FINE, NOTE_CENTER, NOTE_SCALE, x)
         for w, b in layers[:-1]:
             x = x @ w + b
-            x = x / (1.0 + np.exp(-x))  # SiLU
+            silu_rows(x)
         w, b = layers[-1]
         y = x @ w + b
         std, mean = self._np_scale

@@ -235,22 +235,35 @@ def test_calibrate_stores_error_scales(tmp_path: Path, capsys: pytest.CaptureFix
     assert "error" in capsys.readouterr().err
 
 
-def test_training_learns_a_smooth_map() -> None:
-    params, notes, descriptors = synthetic_table(4096)
-    proxy, facts = train(
+def small_fit(
+    params: np.ndarray,
+    notes: np.ndarray,
+    descriptors: np.ndarray,
+    *,
+    chroma_head: str,
+    epochs: int = 8,
+) -> tuple[Proxy, dict]:
+    """`train` with the tests' small budget: a 64 x 64 network, batches of 256, one core's minutes."""
+    return train(
         params,
         notes,
         descriptors,
         hidden=(64, 64),
-        epochs=8,
+        epochs=epochs,
         batch_size=256,
         lr=3e-3,
         max_minutes=2.0,
         val_fraction=0.05,
         seed=0,
         progress=False,
-        chroma_head="direct",  # this map's 'chroma' is smooth in the note, not rotated by it
+        chroma_head=chroma_head,
     )
+
+
+def test_training_learns_a_smooth_map() -> None:
+    params, notes, descriptors = synthetic_table(4096)
+    # this map's 'chroma' is smooth in the note, not rotated by it: the direct head
+    proxy, facts = small_fit(params, notes, descriptors, chroma_head="direct")
     assert facts["history"][-1]["val_l1"] < 0.5 * facts["history"][0]["val_l1"]
     hp, hn, hd = synthetic_table(1000, seed=1)
     metrics = evaluate(proxy, hp, hn, hd, candidates=1000)
@@ -273,7 +286,7 @@ def test_training_learns_a_smooth_map() -> None:
         progress=False,
         init=proxy,
     )
-    assert more.hidden == (64, 64)  # the init's layers, not the hidden argument
+    assert more.hidden == (64, 64) and more.chroma_head == "direct"  # the init's, not the arguments' (rotate)
     torch.testing.assert_close(more.out_mean, proxy.out_mean)
     assert facts2["history"][0]["val_l1"] < 1.1 * facts["best_val_l1_normalized"]  # continues, not from scratch
 
@@ -290,20 +303,7 @@ def test_rotate_head_learns_a_transposed_chroma_the_direct_head_cannot() -> None
         descriptors[row, chroma_cols] = np.roll(profile[row], shift)
     errors = {}
     for head in ("direct", "rotate"):
-        proxy, _ = train(
-            params[:2000],
-            notes[:2000],
-            descriptors[:2000],
-            hidden=(64, 64),
-            epochs=16,
-            batch_size=256,
-            lr=3e-3,
-            max_minutes=2.0,
-            val_fraction=0.05,
-            seed=0,
-            progress=False,
-            chroma_head=head,
-        )
+        proxy, _ = small_fit(params[:2000], notes[:2000], descriptors[:2000], chroma_head=head, epochs=16)
         l1 = evaluate(proxy, params[2000:], notes[2000:], descriptors[2000:], candidates=1000)["l1_normalized"]
         errors[head] = np.mean([l1[name] for name in GROUPS["chroma"]])
     assert errors["rotate"] < 0.5 * errors["direct"], errors
