@@ -190,14 +190,16 @@ def test_render_source_uses_the_real_synth(corpus_dir: Path) -> None:
     assert env._gate and env._agent[INDEX["loudness_db"]] > quiet + 3.0
 
 
-def test_proxy_source_predicts_with_the_proxy(corpus_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", ["direct", "rotate"])
+def test_proxy_source_predicts_with_the_proxy(corpus_dir: Path, tmp_path: Path, head: str) -> None:
     import torch
 
     from agents.proxy import Proxy
-    from features.names import INDEX
+    from features.names import DESCRIPTOR_NAMES, INDEX
 
     torch.manual_seed(0)
-    proxy = Proxy(("loudness_db", "centroid"), hidden=(8,))
+    names = ("loudness_db", "centroid") if head == "direct" else DESCRIPTOR_NAMES  # rotate: the chroma too
+    proxy = Proxy(names, hidden=(8,), chroma_head=head)
     proxy.meta = {}
     proxy.save(tmp_path / "proxy")
     settings = with_overrides(
@@ -208,7 +210,7 @@ def test_proxy_source_predicts_with_the_proxy(corpus_dir: Path, tmp_path: Path) 
     env.reset(seed=0, options={"mode": "static_random"})
     params = env.params.copy()
     expected = proxy.predict(torch.from_numpy(params[None, :]), torch.tensor([env._note])).detach().numpy()[0]
-    np.testing.assert_allclose(env._agent[[INDEX["loudness_db"], INDEX["centroid"]]], expected, rtol=1e-5)
+    np.testing.assert_allclose(env._agent[[INDEX[name] for name in names]], expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="nowhere"):
         ImitateEnv(with_overrides(settings, {"imitate.proxy_dir": str(tmp_path / "nowhere")}), corpus_dir)
 
