@@ -9,6 +9,10 @@ wall_s, plus epsilon and mean_loss) and, for the first `--keep` episodes, A/B WA
 PNGs and a parameter-trajectory PNG under `--out`.
 
 `median_steps_to_eps` is the median over the episodes that reached epsilon (null when none did).
+A model directory with a `refine` section in its model.yaml runs as the hybrid agent of
+`agents.match.refine` (its policy, then gradient descent through the differentiable synth, within
+the same step budget; the JSON then carries the `refine` settings); `--no-refine` runs the policy
+alone.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", type=int, help=f"curriculum stage 1..{N_STAGES} (default: match.stage)")
     parser.add_argument("--out", type=Path, help="folder for WAVs and PNGs (default runs/evaluate/match_<agent>_s<S>)")
     parser.add_argument("--keep", type=int, default=3, help="episodes to write WAVs/PNGs for (default 3)")
+    parser.add_argument("--no-refine", action="store_true", help="a model with a refine section: run its policy alone")
     parser.add_argument("--eval-seed", type=int, help="seed of the held-out set (default: match.eval_seed)")
     if "--json" not in parser._option_string_actions:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -78,14 +83,19 @@ def evaluate(
     out_dir: Path | None,
     keep: int = 3,
     progress: bool = False,
+    refine: bool = True,
 ) -> dict[str, Any]:
-    """Run one agent on the targets; returns the metrics dict (and writes artifacts to `out_dir`)."""
+    """Run one agent on the targets; returns the metrics dict (and writes artifacts to `out_dir`).
+
+    A model directory whose model.yaml has a `refine` section runs as the hybrid agent of
+    `agents.match.refine` (the policy, then gradient refinement) unless `refine` is False."""
     if budget <= 0:
         raise EvaluateError(f"--budget must be > 0, got {budget}")
     if not 1 <= stage <= N_STAGES:
         raise EvaluateError(f"--stage must be 1..{N_STAGES}, got {stage}")
     epsilon = settings.match.epsilon
     start = time.perf_counter()
+    refined, refine_config = False, None
     if agent in BASELINE_NAMES:
         from agents.baselines import BASELINES, MatchProblem
 
@@ -96,23 +106,40 @@ def evaluate(
         x_label = "generation" if agent == "cmaes" else "round" if agent == "random" else "Adam step"
         trajectories = [np.stack([problem.starts[i], *t]) for i, t in enumerate(trajectories[:keep])]
     else:
+        from agents.match.refine import hybrid_rollout
         from agents.match.rollout import rollout
 
-        policy = load_policy(agent, settings, stage)
-        res_r = rollout(
-            policy,
-            targets_0to1,
-            settings,
-            stage,
-            budget,
-            renderer=renderer,
-            hearing=hearing,
-            keep_trajectories=keep,
-            progress=progress,
-        )
+        policy, refine_config = load_policy(agent, settings, stage)
+        if refine and refine_config is not None:
+            res_r = hybrid_rollout(
+                policy,
+                targets_0to1,
+                settings,
+                stage,
+                budget,
+                refine_config,
+                renderer=renderer,
+                hearing=hearing,
+                keep_trajectories=keep,
+                seed=settings.match.seed,
+                progress=progress,
+            )
+        else:
+            res_r = rollout(
+                policy,
+                targets_0to1,
+                settings,
+                stage,
+                budget,
+                renderer=renderer,
+                hearing=hearing,
+                keep_trajectories=keep,
+                progress=progress,
+            )
         final_loss, steps, best_loss = res_r.final_loss, res_r.steps_to_eps, res_r.best_loss
         final_x, trajectories = res_r.final_x, res_r.trajectories
         x_label = "step"
+        refined = refine and refine_config is not None
     wall_s = time.perf_counter() - start
     success = steps >= 0
     metrics: dict[str, Any] = {
@@ -129,6 +156,8 @@ def evaluate(
         "mean_loss": float(np.mean(final_loss)),
         "median_best_loss": float(np.median(best_loss)),  # lowest loss seen in the episode / search
     }
+    if refined:
+        metrics["refine"] = refine_config.as_dict()
     if out_dir is not None and keep > 0:
         from agents.match.artifacts import write_episode_artifacts
 
@@ -149,8 +178,10 @@ def evaluate(
     return metrics
 
 
-def load_policy(model_dir: str, settings: Settings, stage: int) -> Any:
-    """A model directory's pickle-free policy as a batch policy; checks task and shapes."""
+def load_policy(model_dir: str, settings: Settings, stage: int) -> tuple[Any, Any]:
+    """A model directory's pickle-free policy as a batch policy, and its `RefineConfig` (None: the
+    policy alone); checks task, shapes and the refine section."""
+    from agents.match.refine import RefineError, refine_config
     from agents.match.rollout import batch_policy
     from agents.policy import ModelError, load_model
 
@@ -168,7 +199,11 @@ def load_policy(model_dir: str, settings: Settings, stage: int) -> Any:
         raise EvaluateError(
             f"{path}: model action mode '{action.get('kind')}' != match.action_mode '{settings.match.action_mode}'"
         )
-    return batch_policy(model.policy.act)
+    try:
+        config = refine_config(model.meta.get("refine"), path / "model.yaml")
+    except RefineError as exc:
+        raise EvaluateError(str(exc)) from exc
+    return batch_policy(model.policy.act), config
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,6 +235,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             out_dir=out,
             keep=args.keep,
             progress=True,
+            refine=not args.no_refine,
         )
     except (EvaluateError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ import torch
 from agents.match.curriculum import check_stage, validation_presets
 from agents.match.engine import MatchEngine
 from agents.match.probe import Hearing, Renderer
+from agents.match.refine import DEFAULT_REFINE, RefineConfig
 from agents.match.rollout import rollout
 from agents.policy import write_model_dir
 from settings.loader import Settings, SettingsError, load_settings, with_overrides
@@ -307,8 +308,15 @@ def train_dagger(
     return DaggerResult(net, engine, settings, history, len(all_obs))
 
 
-def export(result: DaggerResult, out: Path, config: DaggerConfig, metrics: dict[str, Any]) -> Path:
-    """Write the model directory (flat actions, `clip` output) and report/eval.json."""
+def export(
+    result: DaggerResult,
+    out: Path,
+    config: DaggerConfig,
+    metrics: dict[str, Any],
+    refine: RefineConfig | None = DEFAULT_REFINE,
+) -> Path:
+    """Write the model directory (flat actions, `clip` output; with `refine`, the hybrid agent's
+    section: `agents.match.refine`) and report/eval.json."""
     from agents.match.train import model_meta
 
     settings = with_overrides(result.settings, {"match.warm_start_prob": 0.0})
@@ -316,6 +324,8 @@ def export(result: DaggerResult, out: Path, config: DaggerConfig, metrics: dict[
     meta["algorithm"] = "dagger"
     meta["dagger"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     meta["stages"] = list(config.stages)
+    if refine is not None:
+        meta["refine"] = refine.as_dict()
     write_model_dir(out, meta, result.net.numpy_layers(), activation="relu", output="clip")
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -346,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-clip", type=float, default=d.label_clip, help="label range in delta_max units")
     p.add_argument("--seed", type=int, default=None, help="random seed (training.seed)")
     p.add_argument("--init", default=None, help="model directory to continue from (its layer sizes win)")
+    p.add_argument("--no-refine", action="store_true", help="no refine section: evaluation runs the policy alone")
     return p
 
 
@@ -397,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, config, log=lambda line: print(line, file=sys.stderr, flush=True), init_layers=init_layers
     )
     metrics = {**result.history[-1], "train_wall_s": round(time.perf_counter() - started, 1)}
-    out = export(result, Path(args.out), config, metrics)
+    out = export(result, Path(args.out), config, metrics, None if args.no_refine else DEFAULT_REFINE)
     summary = ", ".join(f"stage {s}: {metrics[f's{s}_median_loss']:.3f}" for s in config.stages)
     print(f"wrote {out} ({result.pairs} pairs; validation median loss {summary})")
     return 0

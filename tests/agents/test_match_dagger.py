@@ -17,6 +17,7 @@ import agents.match.probe as probe_module
 from agents.match.curriculum import active_mask, held_out_presets
 from agents.match.dagger import ActorMLP, DaggerConfig, main, oracle_actions, train_dagger
 from agents.match.engine import MatchEngine
+from agents.match.refine import DEFAULT_REFINE
 from agents.match.rollout import rollout
 from agents.policy import load_model
 from settings.loader import load_settings, with_overrides
@@ -113,10 +114,12 @@ def test_cli_writes_a_model_that_evaluate_runs(doubles: None, tmp_path: Path, ca
     assert rc == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["presets"] == 2 and metrics["stage"] == 2
+    assert model.meta["refine"] == DEFAULT_REFINE.as_dict() == metrics["refine"]  # the hybrid agent by default
     more = tmp_path / "m2"
     args = ["--settings", str(settings_file), "--out", str(more), "--init", str(out), "--beta0", "0", *TINY_ARGS]
-    assert main([*args, "--hidden", "8"]) == 0  # the layer sizes come from the init model
+    assert main([*args, "--hidden", "8", "--no-refine"]) == 0  # the layer sizes come from the init model
     continued = load_model(more)
+    assert "refine" not in continued.meta
     assert continued.policy.layer_sizes == model.policy.layer_sizes
     assert json.loads((more / "report" / "eval.json").read_text())["history"][0]["beta"] == 0.0
     assert main(["--out", str(tmp_path / "x"), "--init", str(tmp_path / "missing")]) == 2

@@ -11,6 +11,9 @@ import torch
 from agents.evaluate.match import load_policy
 from agents.match.curriculum import held_out_presets
 from agents.match.engine import MatchEngine
+from agents.match.hearing import FeaturesHearing
+from agents.match.probe import ProbeRenderer
+from agents.match.refine import DEFAULT_REFINE, hybrid_rollout
 from agents.match.rollout import rollout
 from agents.policy import load_model
 from settings import load_settings, with_overrides
@@ -35,7 +38,7 @@ def test_shipped_match_model_beats_the_neutral_start() -> None:
     engine = MatchEngine(1, settings)
     assert load_model(MODEL).policy.obs_size == engine.layout.size
     targets = held_out_presets(4, settings.match.eval_seed)
-    policy = load_policy(str(MODEL), settings, 1)
+    policy, _ = load_policy(str(MODEL), settings, 1)
     for stage in (1, 3):
         learned = rollout(policy, targets, settings, stage, 25, renderer=engine.renderer, hearing=engine.hearing)
         hold = rollout(
@@ -48,3 +51,18 @@ def test_shipped_match_model_beats_the_neutral_start() -> None:
             hearing=engine.hearing,
         )
         assert np.median(learned.final_loss) < 0.5 * np.median(hold.final_loss)
+
+
+def test_shipped_match_model_is_the_hybrid_agent_and_its_refinement_helps() -> None:
+    """Its model.yaml's refine section makes evaluation run the policy, then gradient refinement;
+    on the real synth 20 refinement steps already take the loss well under the policy's orbit."""
+    torch.set_num_threads(1)
+    settings = with_overrides(load_settings(), {"match.action_mode": "flat"})
+    policy, config = load_policy(str(MODEL), settings, 1)
+    assert config == DEFAULT_REFINE
+    targets = held_out_presets(4, settings.match.eval_seed)
+    renderer, hearing = ProbeRenderer(settings), FeaturesHearing(settings)
+    budget = config.policy_steps + 20
+    alone = rollout(policy, targets, settings, 1, budget, renderer=renderer, hearing=hearing)
+    hybrid = hybrid_rollout(policy, targets, settings, 1, budget, config, renderer=renderer, hearing=hearing)
+    assert np.median(hybrid.final_loss) < 0.75 * np.median(alone.final_loss)

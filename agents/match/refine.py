@@ -1,0 +1,137 @@
+"""The hybrid matching agent: the trained policy steers, then gradient descent refines.
+
+Input: a batch policy, target presets `[P, 24]`, a stage, a step budget, and a `RefineConfig` (read
+from the `refine` section of the model's `model.yaml`). Output: a `RolloutResult` over the whole
+budget, as `agents.match.rollout` returns for a policy alone.
+
+The policy takes the first `policy_steps` steps of each episode (one render each, as in the
+environment); it brings a neutral patch near the target within ~10 steps but then orbits it
+(its regression error is ~0.05 in normalized units, where the loss is steep). The remaining
+`budget - policy_steps` steps run Adam through the differentiable synth and loss from the
+policy's patch (one render with its backward pass per step, as the gradient baseline counts them:
+`agents.baselines.gradient`, here with a cosine-decayed learning rate). Episodes that reached
+epsilon under the policy end there. The agent's result is its best patch of the episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.baselines.common import MatchProblem
+from agents.baselines.gradient import AdamSchedule, gradient_descent
+from agents.match.probe import Hearing, Renderer
+from agents.match.rollout import Policy, RolloutResult, rollout
+from settings.loader import Settings
+
+REFINE_KINDS = ("gradient",)
+
+
+class RefineError(ValueError):
+    """A bad `refine` section in a model.yaml (one line, names the file and the key)."""
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    kind: str = "gradient"
+    policy_steps: int = 10  # steps the policy takes before the refinement
+    lr: float = 0.3  # Adam's first learning rate (logit units), cosine-decayed ...
+    lr_floor: float = 0.05  # ... to lr * lr_floor at the last step
+    beta1: float = 0.8
+
+    @property
+    def schedule(self) -> AdamSchedule:
+        return AdamSchedule(lr=self.lr, lr_floor=self.lr_floor, beta1=self.beta1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULT_REFINE = RefineConfig()  # what `agents.match.dagger` writes into the models it trains
+
+
+def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
+    """A model.yaml's `refine` section -> `RefineConfig` (None when absent or null)."""
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise RefineError(f"{path}: 'refine' must be a mapping, got {type(section).__name__}")
+    known = [f.name for f in fields(RefineConfig)]
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise RefineError(
+            f"{path}: unknown key(s) in 'refine': {', '.join(map(str, unknown))} (known: {', '.join(known)})"
+        )
+    kind = section.get("kind", "gradient")
+    if kind not in REFINE_KINDS:
+        raise RefineError(f"{path}: refine.kind '{kind}' is not one of {', '.join(REFINE_KINDS)}")
+    steps = section.get("policy_steps", RefineConfig.policy_steps)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise RefineError(f"{path}: refine.policy_steps must be an integer >= 1, got {steps!r}")
+    numbers: dict[str, float] = {}
+    for key in ("lr", "lr_floor", "beta1"):
+        value = section.get(key, getattr(RefineConfig, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RefineError(f"{path}: refine.{key} must be a number, got {value!r}")
+        numbers[key] = float(value)
+    try:
+        AdamSchedule(**numbers)
+    except ValueError as exc:
+        raise RefineError(f"{path}: refine: {exc}") from exc
+    return RefineConfig(kind=str(kind), policy_steps=steps, **numbers)
+
+
+def hybrid_rollout(
+    policy: Policy,
+    targets_0to1: np.ndarray,
+    settings: Settings,
+    stage: int,
+    budget: int,
+    config: RefineConfig,
+    *,
+    renderer: Renderer,
+    hearing: Hearing,
+    keep_trajectories: int = 3,
+    seed: int = 0,
+    progress: bool = False,
+) -> RolloutResult:
+    """The policy for `min(policy_steps, budget)` steps, then the refinement for the rest."""
+    if budget <= 0:
+        raise ValueError(f"the step budget must be > 0, got {budget}")
+    policy_steps = min(config.policy_steps, budget)
+    first = rollout(
+        policy,
+        targets_0to1,
+        settings,
+        stage,
+        policy_steps,
+        renderer=renderer,
+        hearing=hearing,
+        keep_trajectories=keep_trajectories,
+        progress=progress,
+    )
+    rest = budget - policy_steps
+    open_rows = np.flatnonzero(~first.success)
+    if rest == 0 or open_rows.size == 0:
+        return first
+    problem = MatchProblem(targets_0to1[open_rows], stage, renderer, hearing, settings.match.epsilon)
+    problem.starts = first.final_x[open_rows].copy()  # the policy's patch (held parameters = the target's)
+    refined = gradient_descent(problem, rest, seed=seed, progress=progress, schedule=config.schedule)
+    final_loss = first.final_loss.copy()
+    final_x = first.final_x.copy()
+    better = refined.best_loss < final_loss[open_rows]
+    final_loss[open_rows[better]] = refined.best_loss[better]
+    final_x[open_rows[better]] = refined.best_x[better]
+    best_loss = np.minimum(first.best_loss, final_loss)
+    steps = first.steps_to_eps.copy()
+    reached = refined.renders_to_eps >= 0
+    steps[open_rows[reached]] = policy_steps + refined.renders_to_eps[reached]
+    trajectories = list(first.trajectories)
+    for i, row in enumerate(open_rows[open_rows < len(trajectories)]):
+        # the refinement's best-so-far patch after each step continues the policy's trajectory
+        trajectories[row] = np.concatenate([trajectories[row], np.stack(refined.trajectories[i])])
+    return RolloutResult(final_loss, best_loss, steps, final_x, trajectories)

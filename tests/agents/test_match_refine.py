@@ -1,0 +1,195 @@
+"""The hybrid matching agent (`agents.match.refine`): its model.yaml section, the Adam schedule, the
+hand-over from policy to gradient refinement, and the evaluation CLI (test doubles)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agents.baselines.gradient import AdamSchedule
+from agents.evaluate import __main__ as evaluate_main
+from agents.evaluate.match import EvaluateError, evaluate
+from agents.match.curriculum import held_out_presets
+from agents.match.refine import RefineConfig, RefineError, hybrid_rollout, refine_config
+from agents.match.rollout import rollout
+from settings.loader import Settings, with_overrides
+from tests.agents.test_match_doubles import FakeHearing, FakeRenderer
+
+
+@pytest.fixture
+def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.match.hearing as hearing_module
+    import agents.match.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "ProbeRenderer", lambda settings: FakeRenderer())
+    monkeypatch.setattr(hearing_module, "FeaturesHearing", lambda settings: FakeHearing())
+
+
+def hold(obs: np.ndarray) -> np.ndarray:
+    """A policy that never moves (flat actions): everything the agent gains comes from the refinement."""
+    return np.zeros((len(obs), 24), np.float32)
+
+
+def flat_settings(**extra: Any) -> Settings:
+    return with_overrides(Settings(), {"match.action_mode": "flat", **extra})
+
+
+def test_refine_section_parses_with_defaults() -> None:
+    assert refine_config(None, "m/model.yaml") is None
+    cfg = refine_config({"policy_steps": 4, "lr": 0.2}, "m/model.yaml")
+    assert cfg == RefineConfig(policy_steps=4, lr=0.2)
+    assert refine_config(cfg.as_dict(), "m/model.yaml") == cfg
+    assert cfg.schedule == AdamSchedule(lr=0.2, lr_floor=cfg.lr_floor, beta1=cfg.beta1)
+
+
+@pytest.mark.parametrize(
+    ("section", "culprit"),
+    [
+        ([1, 2], "'refine' must be a mapping"),
+        ({"policy_step": 3}, "unknown key(s) in 'refine': policy_step"),
+        ({"kind": "cmaes"}, "refine.kind 'cmaes'"),
+        ({"policy_steps": 0}, "refine.policy_steps"),
+        ({"policy_steps": 2.5}, "refine.policy_steps"),
+        ({"lr": "fast"}, "refine.lr must be a number"),
+        ({"lr_floor": 0.0}, "lr_floor"),
+        ({"beta1": 1.0}, "beta1"),
+    ],
+)
+def test_bad_refine_sections_name_file_and_key(section: Any, culprit: str) -> None:
+    with pytest.raises(RefineError) as info:
+        refine_config(section, "models/x/model.yaml")
+    assert "models/x/model.yaml" in str(info.value) and culprit in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_adam_schedule_decays_on_a_half_cosine() -> None:
+    s = AdamSchedule(lr=0.3, lr_floor=0.1, beta1=0.8)
+    rates = [s.lr_at(t, 11) for t in range(11)]
+    assert rates[0] == pytest.approx(0.3) and rates[-1] == pytest.approx(0.03)
+    assert rates[5] == pytest.approx(0.165) and all(a > b for a, b in itertools.pairwise(rates))
+    assert AdamSchedule().lr_at(0, 5) == AdamSchedule().lr_at(4, 5) == 0.1  # the baseline: constant
+    assert AdamSchedule(lr=0.2, lr_floor=0.5).lr_at(0, 1) == pytest.approx(0.2)  # one step: no division by 0
+    with pytest.raises(ValueError, match="lr_floor"):
+        AdamSchedule(lr_floor=1.5)
+
+
+def test_the_refinement_takes_the_rest_of_the_budget_and_lowers_the_loss() -> None:
+    settings = flat_settings()
+    targets = held_out_presets(4, seed=3)
+    renderer, hearing = FakeRenderer(), FakeHearing()
+    alone = rollout(hold, targets, settings, 2, 12, renderer=renderer, hearing=hearing, keep_trajectories=2)
+    cfg = RefineConfig(policy_steps=3, lr=0.3, lr_floor=0.1, beta1=0.8)
+    res = hybrid_rollout(hold, targets, settings, 2, 12, cfg, renderer=renderer, hearing=hearing, keep_trajectories=2)
+    assert np.median(res.final_loss) < 0.7 * np.median(alone.final_loss)
+    assert (res.best_loss <= res.final_loss + 1e-6).all()
+    # the first kept episode: start, 3 policy steps, 9 refinement steps (best-so-far patches)
+    assert len(res.trajectories) == 2 and res.trajectories[0].shape == (1 + 12, 24)
+    np.testing.assert_array_equal(res.trajectories[0][:4], alone.trajectories[0][:4])
+    held = np.array([i for i in range(24) if i not in (0, 1, 2, 3, 8, 9, 10, 23)])  # stage 2's active ones
+    np.testing.assert_allclose(res.final_x[:, held], targets[:, held], atol=1e-6)
+
+
+def test_refinement_reports_steps_to_epsilon_over_the_whole_episode() -> None:
+    targets = held_out_presets(4, seed=3)
+    renderer, hearing = FakeRenderer(), FakeHearing()
+    cfg = RefineConfig(policy_steps=2, lr=0.3, lr_floor=0.1, beta1=0.8)
+    start_loss = rollout(hold, targets, flat_settings(), 1, 1, renderer=renderer, hearing=hearing).final_loss
+    eps = float(np.median(start_loss)) * 0.5  # reachable by the refinement, not by holding
+    res = hybrid_rollout(
+        hold, targets, flat_settings(**{"match.epsilon": eps}), 1, 30, cfg, renderer=renderer, hearing=hearing
+    )
+    reached = res.steps_to_eps[res.steps_to_eps >= 0]
+    assert len(reached) >= 1 and (reached > cfg.policy_steps).all() and (reached <= 30).all()
+    assert (res.final_loss[res.steps_to_eps >= 0] < eps).all()
+
+
+def test_episodes_solved_by_the_policy_are_not_refined(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.match.refine as refine_module
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the refinement ran on solved episodes")
+
+    monkeypatch.setattr(refine_module, "gradient_descent", fail)
+    settings = flat_settings(**{"match.epsilon": 1e9})  # every episode ends at its first step
+    targets = held_out_presets(3, seed=5)
+    renderer, hearing = FakeRenderer(), FakeHearing()
+    res = hybrid_rollout(
+        hold, targets, settings, 1, 10, RefineConfig(policy_steps=2), renderer=renderer, hearing=hearing
+    )
+    assert (res.steps_to_eps == 1).all()
+    short = hybrid_rollout(  # a budget within the policy's steps: the policy alone
+        hold, targets, flat_settings(), 1, 2, RefineConfig(policy_steps=5), renderer=renderer, hearing=hearing
+    )
+    assert len(short.final_loss) == 3
+    with pytest.raises(ValueError, match="budget"):
+        hybrid_rollout(hold, targets, settings, 1, 0, RefineConfig(), renderer=renderer, hearing=hearing)
+
+
+def _model_dir(tmp_path: Path, refine: dict[str, Any] | None) -> Path:
+    from agents.match.engine import MatchEngine
+    from agents.policy import write_model_dir
+
+    settings = flat_settings()
+    engine = MatchEngine(1, settings, renderer=FakeRenderer(), hearing=FakeHearing())
+    obs_size, act_size = engine.layout.size, engine.codec.size
+    weights = [
+        (np.zeros((8, obs_size), np.float32), np.zeros(8, np.float32)),
+        (np.zeros((act_size, 8), np.float32), np.zeros(act_size, np.float32)),
+    ]
+    meta: dict[str, Any] = {
+        "task": "match",
+        "controlled_params": [],
+        "descriptor_names": [],
+        "start_preset": [0.5] * 24,
+        "settings": {"match": {"action_mode": "flat", "delta_max": 0.1}},
+        "observation": {"size": obs_size},
+        "action": {"kind": "flat", "delta_max": 0.1},
+    }
+    if refine is not None:
+        meta["refine"] = refine
+    return write_model_dir(tmp_path / "model", meta, weights, output="clip")
+
+
+def test_evaluation_runs_a_refine_model_as_the_hybrid(tmp_path: Path) -> None:
+    model = _model_dir(tmp_path, {"policy_steps": 2, "lr": 0.3, "lr_floor": 0.1, "beta1": 0.8})
+    kwargs: dict[str, Any] = {
+        "stage": 2,
+        "budget": 10,
+        "renderer": FakeRenderer(),
+        "hearing": FakeHearing(),
+        "out_dir": None,
+    }
+    targets = held_out_presets(4, seed=6)
+    hybrid = evaluate(str(model), targets, flat_settings(), **kwargs)
+    alone = evaluate(str(model), targets, flat_settings(), refine=False, **kwargs)
+    assert hybrid["refine"]["policy_steps"] == 2 and "refine" not in alone
+    assert hybrid["median_loss"] < 0.8 * alone["median_loss"]
+
+
+def test_cli_no_refine_and_a_bad_section(doubles: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _model_dir(tmp_path, {"policy_steps": 1})
+    base = ["--task", "match", "--agent", str(model), "--presets", "2", "--budget", "3", "--keep", "0", "--json"]
+    assert evaluate_main.main(base) == 0
+    assert json.loads(capsys.readouterr().out)["refine"]["policy_steps"] == 1
+    assert evaluate_main.main([*base, "--no-refine"]) == 0
+    assert "refine" not in json.loads(capsys.readouterr().out)
+    bad = _model_dir(tmp_path / "bad", {"policy_steps": 1, "steps": 4})
+    assert evaluate_main.main([*base[:3], str(bad), *base[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "model.yaml" in err and "unknown key(s) in 'refine': steps" in err
+    with pytest.raises(EvaluateError, match="refine"):
+        evaluate(
+            str(bad),
+            held_out_presets(1, seed=1),
+            flat_settings(),
+            stage=1,
+            budget=2,
+            renderer=FakeRenderer(),
+            hearing=FakeHearing(),
+            out_dir=None,
+        )
