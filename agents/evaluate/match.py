@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,10 @@ import torch
 from agents.match.curriculum import N_STAGES, active_mask, held_out_presets
 from agents.match.probe import Hearing, Renderer
 from settings.loader import Settings, with_overrides
+
+if TYPE_CHECKING:
+    from agents.match.refine import RefineConfig
+    from agents.match.rollout import Policy
 
 BASELINE_NAMES = ("random", "cmaes", "gradient")
 
@@ -95,7 +99,7 @@ def evaluate(
         raise EvaluateError(f"--stage must be 1..{N_STAGES}, got {stage}")
     epsilon = settings.match.epsilon
     start = time.perf_counter()
-    refined, refine_config = False, None
+    refine_config: RefineConfig | None = None
     if agent in BASELINE_NAMES:
         from agents.baselines import BASELINES, MatchProblem
 
@@ -107,39 +111,26 @@ def evaluate(
         trajectories = [np.stack([problem.starts[i], *t]) for i, t in enumerate(trajectories[:keep])]
     else:
         from agents.match.refine import hybrid_rollout
-        from agents.match.rollout import rollout
 
         policy, refine_config = load_policy(agent, settings, stage)
-        if refine and refine_config is not None:
-            res_r = hybrid_rollout(
-                policy,
-                targets_0to1,
-                settings,
-                stage,
-                budget,
-                refine_config,
-                renderer=renderer,
-                hearing=hearing,
-                keep_trajectories=keep,
-                seed=settings.match.seed,
-                progress=progress,
-            )
-        else:
-            res_r = rollout(
-                policy,
-                targets_0to1,
-                settings,
-                stage,
-                budget,
-                renderer=renderer,
-                hearing=hearing,
-                keep_trajectories=keep,
-                progress=progress,
-            )
+        if not refine:
+            refine_config = None
+        res_r = hybrid_rollout(  # the policy alone when there is no refine config
+            policy,
+            targets_0to1,
+            settings,
+            stage,
+            budget,
+            refine_config,
+            renderer=renderer,
+            hearing=hearing,
+            keep_trajectories=keep,
+            seed=settings.match.seed,
+            progress=progress,
+        )
         final_loss, steps, best_loss = res_r.final_loss, res_r.steps_to_eps, res_r.best_loss
         final_x, trajectories = res_r.final_x, res_r.trajectories
         x_label = "step"
-        refined = refine and refine_config is not None
     wall_s = time.perf_counter() - start
     success = steps >= 0
     metrics: dict[str, Any] = {
@@ -156,7 +147,7 @@ def evaluate(
         "mean_loss": float(np.mean(final_loss)),
         "median_best_loss": float(np.median(best_loss)),  # lowest loss seen in the episode / search
     }
-    if refined:
+    if refine_config is not None:
         metrics["refine"] = refine_config.as_dict()
     if out_dir is not None and keep > 0:
         from agents.match.artifacts import write_episode_artifacts
@@ -178,7 +169,7 @@ def evaluate(
     return metrics
 
 
-def load_policy(model_dir: str, settings: Settings, stage: int) -> tuple[Any, Any]:
+def load_policy(model_dir: str, settings: Settings, stage: int) -> tuple[Policy, RefineConfig | None]:
     """A model directory's pickle-free policy as a batch policy, and its `RefineConfig` (None: the
     policy alone); checks task, shapes and the refine section."""
     from agents.match.refine import RefineError, refine_config

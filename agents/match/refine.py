@@ -91,7 +91,7 @@ def hybrid_rollout(
     settings: Settings,
     stage: int,
     budget: int,
-    config: RefineConfig,
+    config: RefineConfig | None,
     *,
     renderer: Renderer,
     hearing: Hearing,
@@ -99,10 +99,11 @@ def hybrid_rollout(
     seed: int = 0,
     progress: bool = False,
 ) -> RolloutResult:
-    """The policy for `min(policy_steps, budget)` steps, then the refinement for the rest."""
+    """The policy for `min(policy_steps, budget)` steps, then the refinement for the rest (config
+    None: the policy for the whole budget, as `rollout`)."""
     if budget <= 0:
         raise ValueError(f"the step budget must be > 0, got {budget}")
-    policy_steps = min(config.policy_steps, budget)
+    policy_steps = budget if config is None else min(config.policy_steps, budget)
     first = rollout(
         policy,
         targets_0to1,
@@ -116,7 +117,7 @@ def hybrid_rollout(
     )
     rest = budget - policy_steps
     open_rows = np.flatnonzero(~first.success)
-    if rest == 0 or open_rows.size == 0:
+    if config is None or rest == 0 or open_rows.size == 0:
         return first
     problem = MatchProblem(targets_0to1[open_rows], stage, renderer, hearing, settings.match.epsilon)
     problem.starts = first.final_x[open_rows].copy()  # the policy's patch (held parameters = the target's)

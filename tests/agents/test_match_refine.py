@@ -193,3 +193,12 @@ def test_cli_no_refine_and_a_bad_section(doubles: None, tmp_path: Path, capsys: 
             hearing=FakeHearing(),
             out_dir=None,
         )
+
+
+def test_no_config_is_the_policy_alone() -> None:
+    targets = held_out_presets(3, seed=7)
+    settings, renderer, hearing = flat_settings(), FakeRenderer(), FakeHearing()
+    alone = rollout(hold, targets, settings, 2, 6, renderer=renderer, hearing=hearing)
+    same = hybrid_rollout(hold, targets, settings, 2, 6, None, renderer=renderer, hearing=hearing)
+    np.testing.assert_array_equal(same.final_loss, alone.final_loss)
+    np.testing.assert_array_equal(same.final_x, alone.final_x)
