@@ -10,7 +10,9 @@ the batch positions its candidates take, so both hear the same noise.
 
 The baseline runs Adam at a constant learning rate from the neutral start (`BASELINE_SCHEDULE`);
 the hybrid match agent (`agents.match.refine`) runs the same loop from its policy's patch with a
-cosine-decayed one.
+cosine-decayed one, and may race extra starts (`extra_starts` [P, S - 1, 24]): each of the S starts
+of a target runs `race_steps` steps (S renders a step), then the start with the lowest loss so far
+continues alone, its Adam state kept, for the rest of the budget (`budget - S * race_steps` steps).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from agents.baselines.common import BaselineResult, MatchProblem, Tracker
-from synth.params import DISCRETE_INDICES, snap_vector
+from agents.match.probe import take_rows
+from synth.params import DISCRETE_INDICES, N_PARAMS, snap_vector
 
 CHUNK_TARGETS = 32
 
@@ -59,16 +62,35 @@ def gradient_descent(
     seed: int = 0,
     progress: bool = False,
     schedule: AdamSchedule = BASELINE_SCHEDULE,
+    extra_starts: np.ndarray | None = None,
+    race_steps: int = 0,
 ) -> BaselineResult:
+    """Adam from `problem.starts` (and `extra_starts`, raced) for `budget` renders per target."""
     if budget <= 0:
         raise ValueError(f"the step budget must be > 0, got {budget}")
+    n_starts = 1
+    if extra_starts is not None:
+        extra_starts = np.asarray(extra_starts, dtype=np.float32)
+        if extra_starts.ndim != 3 or extra_starts.shape[0] != problem.n_targets or extra_starts.shape[2] != N_PARAMS:
+            raise ValueError(
+                f"extra_starts must have shape [{problem.n_targets}, S, {N_PARAMS}], got {extra_starts.shape}"
+            )
+        n_starts += extra_starts.shape[1]
+    if n_starts > 1 and (race_steps < 1 or n_starts * race_steps >= budget):
+        raise ValueError(
+            f"racing {n_starts} starts for race_steps={race_steps} each needs 1 <= race_steps and "
+            f"{n_starts} * race_steps < budget={budget}"
+        )
     torch.manual_seed(seed)
     tracker = Tracker(problem)
     trainable = np.array([i for i in problem.active_idx if i not in DISCRETE_INDICES], dtype=np.int64)
     bar = tqdm(total=budget * problem.n_targets, unit="render", desc="gradient", disable=not progress)
     for lo in range(0, problem.n_targets, CHUNK_TARGETS):
         rows = np.arange(lo, min(lo + CHUNK_TARGETS, problem.n_targets))
-        _descend(problem, tracker, rows, trainable, budget, schedule)
+        starts = problem.starts[rows][:, None]
+        if extra_starts is not None:
+            starts = np.concatenate([starts, extra_starts[rows]], axis=1)
+        _descend(problem, tracker, rows, starts, trainable, budget, schedule, race_steps)
         bar.update(budget * len(rows))
     bar.close()
     return tracker.result()
@@ -78,26 +100,63 @@ def _descend(
     problem: MatchProblem,
     tracker: Tracker,
     rows: np.ndarray,
+    starts: np.ndarray,
     trainable: np.ndarray,
     budget: int,
     schedule: AdamSchedule,
+    race_steps: int,
 ) -> None:
-    fixed = torch.from_numpy(snap_vector(problem.starts[rows]))
-    start = problem.starts[rows][:, trainable].clip(1e-3, 1 - 1e-3)
+    """Adam on one chunk of targets; `starts` [C, S, 24]. Start s of target i renders at batch
+    position s * C + i (its target copy too); the race's winners then render at positions 0..C-1."""
+    n_rows, n_starts = starts.shape[:2]
+    flat = starts.transpose(1, 0, 2).reshape(n_starts * n_rows, N_PARAMS)
+    fixed = torch.from_numpy(snap_vector(flat))
+    start = flat[:, trainable].clip(1e-3, 1 - 1e-3)
     z = torch.tensor(np.log(start / (1 - start)), dtype=torch.float32, requires_grad=True)
     optimiser = torch.optim.Adam([z], lr=schedule.lr, betas=(schedule.beta1, 0.999))
     index = torch.from_numpy(trainable)
     with torch.no_grad():
-        cache = problem.hearing.cache_targets(problem.renderer(torch.from_numpy(problem.targets[rows])))
-    for step in range(budget):
+        copies = np.tile(problem.targets[rows], (n_starts, 1))
+        cache = problem.hearing.cache_targets(problem.renderer(torch.from_numpy(copies)))
+    steps = budget - (n_starts - 1) * race_steps  # the steps of the start that goes the distance
+    live_rows = np.tile(rows, n_starts)
+    race_best = np.full(len(live_rows), np.inf)
+    for step in range(steps):
+        if n_starts > 1 and step == race_steps:
+            winners = torch.from_numpy(race_best.reshape(n_starts, n_rows).argmin(axis=0) * n_rows + np.arange(n_rows))
+            z, optimiser = _keep_rows(z, optimiser, winners)
+            fixed = fixed[winners]
+            cache = take_rows(cache, torch.arange(n_rows))
+            live_rows = rows
         for group in optimiser.param_groups:
-            group["lr"] = schedule.lr_at(step, budget)
+            group["lr"] = schedule.lr_at(step, steps)
         x = fixed.clone()
         x[:, index] = torch.sigmoid(z)
         loss = problem.hearing.loss(problem.renderer(x), cache)
         optimiser.zero_grad()
         loss.sum().backward()
-        problem.renders += len(rows)
-        tracker.record(rows, x.detach().numpy(), loss.detach().double().numpy())
-        tracker.snapshot(rows)
+        problem.renders += len(live_rows)
+        losses = loss.detach().double().numpy()
+        if len(live_rows) > n_rows:
+            race_best = np.minimum(race_best, losses)
+        tracker.record(live_rows, x.detach().numpy(), losses)
+        for _ in range(len(live_rows) // n_rows):  # one best-so-far entry per render of each target
+            tracker.snapshot(rows)
         optimiser.step()
+
+
+def _keep_rows(
+    z: torch.Tensor, optimiser: torch.optim.Adam, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.optim.Adam]:
+    """The rows `keep` of the logits and of Adam's moments, as a new leaf and optimiser."""
+    state = optimiser.state[z]
+    kept = z.detach()[keep].clone().requires_grad_(True)
+    group = optimiser.param_groups[0]
+    narrowed = torch.optim.Adam([kept], lr=group["lr"], betas=group["betas"])
+    if state:  # after at least one step
+        narrowed.state[kept] = {
+            "step": state["step"].clone(),
+            "exp_avg": state["exp_avg"][keep].clone(),
+            "exp_avg_sq": state["exp_avg_sq"][keep].clone(),
+        }
+    return kept, narrowed

@@ -11,6 +11,14 @@ environment); it brings a neutral patch near the target within ~10 steps but the
 policy's patch (one render with its backward pass per step, as the gradient baseline counts them:
 `agents.baselines.gradient`, here with a cosine-decayed learning rate). Episodes that reached
 epsilon under the policy end there. The agent's result is its best patch of the episode.
+
+With `proxy_starts` k > 0, Adam also races k other starts: the policy's patch with its oscillator
+section replaced by the settings the neural proxy (`proxy_dir`) finds nearest the target among
+`proxy_candidates` random ones (`agents.match.proxy_starts`; no renders). Each start runs
+`race_steps` steps, then the best continues alone; only at the curriculum stages listed in
+`proxy_stages` (the shipped model: 1 and 2, where it helped on the validation presets; at stage 3
+the amp envelope needs the steps the race takes). Budgets too short for the race
+(`(k + 1) * race_steps >= budget - policy_steps`) refine from the policy's patch alone.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.baselines.common import MatchProblem
+from agents.baselines.common import CHUNK_ROWS, MatchProblem
 from agents.baselines.gradient import AdamSchedule, gradient_descent
+from agents.match.curriculum import N_STAGES
 from agents.match.probe import Hearing, Renderer
 from agents.match.rollout import Policy, RolloutResult, rollout
 from settings.loader import Settings
@@ -42,13 +51,20 @@ class RefineConfig:
     lr: float = 0.3  # Adam's first learning rate (logit units), cosine-decayed ...
     lr_floor: float = 0.05  # ... to lr * lr_floor at the last step
     beta1: float = 0.8
+    proxy_starts: int = 0  # extra starts from the neural proxy (0: refine the policy's patch alone)
+    proxy_dir: str | None = None  # the proxy's folder (model.yaml: relative to the model directory)
+    proxy_candidates: int = 8192  # random oscillator settings the proxy ranks per target
+    race_steps: int = 8  # Adam steps each start runs before the best one continues
+    proxy_stages: tuple[int, ...] = (1, 2, 3, 4, 5)  # curriculum stages at which the race runs
 
     @property
     def schedule(self) -> AdamSchedule:
         return AdamSchedule(lr=self.lr, lr_floor=self.lr_floor, beta1=self.beta1)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["proxy_stages"] = list(self.proxy_stages)  # YAML / JSON lists
+        return out
 
 
 DEFAULT_REFINE = RefineConfig()  # what `agents.match.dagger` writes into the models it trains
@@ -69,9 +85,32 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
     kind = section.get("kind", "gradient")
     if kind not in REFINE_KINDS:
         raise RefineError(f"{path}: refine.kind '{kind}' is not one of {', '.join(REFINE_KINDS)}")
-    steps = section.get("policy_steps", RefineConfig.policy_steps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise RefineError(f"{path}: refine.policy_steps must be an integer >= 1, got {steps!r}")
+    counts: dict[str, int] = {}
+    for key, least in (("policy_steps", 1), ("proxy_starts", 0), ("proxy_candidates", 1), ("race_steps", 1)):
+        value = section.get(key, getattr(RefineConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise RefineError(f"{path}: refine.{key} must be an integer >= {least}, got {value!r}")
+        counts[key] = value
+    if counts["proxy_starts"] > counts["proxy_candidates"]:
+        raise RefineError(f"{path}: refine.proxy_starts ({counts['proxy_starts']}) exceeds proxy_candidates")
+    stages = section.get("proxy_stages", list(RefineConfig.proxy_stages))
+    if (
+        not isinstance(stages, list)
+        or not stages
+        or any(isinstance(v, bool) or v not in range(1, N_STAGES + 1) for v in stages)
+        or len(set(stages)) != len(stages)
+    ):
+        raise RefineError(f"{path}: refine.proxy_stages must list distinct stages 1..{N_STAGES}, got {stages!r}")
+    proxy_dir = section.get("proxy_dir")
+    if counts["proxy_starts"] > 0:
+        if not isinstance(proxy_dir, str) or not proxy_dir:
+            raise RefineError(
+                f"{path}: refine.proxy_starts > 0 needs refine.proxy_dir (a proxy folder), got {proxy_dir!r}"
+            )
+        folder = Path(path).parent / proxy_dir
+        if not folder.is_dir():
+            raise RefineError(f"{path}: refine.proxy_dir '{proxy_dir}' is not a folder (looked at {folder})")
+        proxy_dir = str(folder)
     numbers: dict[str, float] = {}
     for key in ("lr", "lr_floor", "beta1"):
         value = section.get(key, getattr(RefineConfig, key))
@@ -82,7 +121,13 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
         AdamSchedule(**numbers)
     except ValueError as exc:
         raise RefineError(f"{path}: refine: {exc}") from exc
-    return RefineConfig(kind=str(kind), policy_steps=steps, **numbers)
+    return RefineConfig(
+        kind=str(kind),
+        proxy_dir=proxy_dir if counts["proxy_starts"] else None,
+        proxy_stages=tuple(sorted(stages)),
+        **counts,
+        **numbers,
+    )
 
 
 def hybrid_rollout(
@@ -121,7 +166,19 @@ def hybrid_rollout(
         return first
     problem = MatchProblem(targets_0to1[open_rows], stage, renderer, hearing, settings.match.epsilon)
     problem.starts = first.final_x[open_rows].copy()  # the policy's patch (held parameters = the target's)
-    refined = gradient_descent(problem, rest, seed=seed, progress=progress, schedule=config.schedule)
+    extra = None
+    race = config.proxy_starts > 0 and stage in config.proxy_stages
+    if race and (config.proxy_starts + 1) * config.race_steps < rest:
+        extra = _proxy_starts(config, problem, settings, seed)
+    refined = gradient_descent(
+        problem,
+        rest,
+        seed=seed,
+        progress=progress,
+        schedule=config.schedule,
+        extra_starts=extra,
+        race_steps=config.race_steps,
+    )
     final_loss = first.final_loss.copy()
     final_x = first.final_x.copy()
     better = refined.best_loss < final_loss[open_rows]
@@ -136,3 +193,31 @@ def hybrid_rollout(
         # the refinement's best-so-far patch after each step continues the policy's trajectory
         trajectories[row] = np.concatenate([trajectories[row], np.stack(refined.trajectories[i])])
     return RolloutResult(final_loss, best_loss, steps, final_x, trajectories)
+
+
+def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Settings, seed: int) -> np.ndarray:
+    """`[P, proxy_starts, 24]` extra starts for the problem's targets (their probe audio, once more)."""
+    import torch
+
+    from agents.match.proxy_starts import proxy_snapshot, proxy_starts
+    from agents.proxy import Proxy, ProxyError
+
+    try:
+        proxy = Proxy.load(str(config.proxy_dir))
+    except ProxyError as exc:
+        raise RefineError(f"refine.proxy_dir: {exc}") from exc
+    note_off_s = settings.match.probe_note_off_s or None
+    descriptors = []
+    with torch.no_grad():
+        for lo in range(0, problem.n_targets, CHUNK_ROWS):
+            audio = problem.renderer(torch.from_numpy(problem.targets[lo : lo + CHUNK_ROWS]))
+            descriptors.append(proxy_snapshot(proxy, audio, settings.synth.sample_rate_hz, note_off_s))
+    return proxy_starts(
+        proxy,
+        np.concatenate(descriptors),
+        problem.starts,
+        float(settings.synth.default_note),
+        config.proxy_starts,
+        config.proxy_candidates,
+        np.random.default_rng([seed, 7]),
+    )

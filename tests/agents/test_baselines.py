@@ -68,3 +68,54 @@ def test_alignment_holds_with_more_targets_than_a_batch() -> None:
     assert problem.copies == 1
     rows = np.array([299, 0, 256, 256, 43])
     np.testing.assert_allclose(problem.evaluate(rows, problem.targets[rows]), 0.0, atol=1e-6)
+
+
+def test_a_raced_start_at_the_target_wins_and_the_budget_holds() -> None:
+    """Two starts per target race for 3 steps; the one placed on the target (with loud,
+    position-dependent noise: each start must hear its own copy of the target) scores ~0 and wins."""
+    from agents.baselines.gradient import AdamSchedule, gradient_descent
+
+    targets = held_out_presets(5, seed=4)
+    targets[:, 8] = 0.5
+    problem = MatchProblem(targets, 1, FakeRenderer(), FakeHearing(), 1e-4)
+    single = gradient_descent(MatchProblem(targets, 1, FakeRenderer(), FakeHearing(), 1e-4), 12)
+    assert (single.best_loss > 1e-3).all()  # from the neutral start, 12 steps do not get there
+    schedule = AdamSchedule(lr=0.3, lr_floor=0.1, beta1=0.8)
+    raced = gradient_descent(problem, 12, schedule=schedule, extra_starts=targets[:, None], race_steps=3)
+    assert (raced.best_loss < 1e-4).all() and (raced.renders_to_eps >= 1).all()
+    assert (raced.renders_to_eps <= 6).all()  # within the race: its 6 renders per target
+    assert (raced.renders == 12).all() and problem.renders == 12 * 5
+    assert all(len(t) == 12 for t in raced.trajectories)  # one best-so-far entry per render
+
+
+def test_the_race_winner_keeps_its_adam_state() -> None:
+    import torch
+
+    from agents.baselines.gradient import _keep_rows
+
+    z = torch.randn(4, 3, requires_grad=True)
+    optimiser = torch.optim.Adam([z], lr=0.1, betas=(0.8, 0.999))
+    (z**2).sum().backward()
+    optimiser.step()
+    before = {k: v.clone() for k, v in optimiser.state[z].items()}
+    kept, narrowed = _keep_rows(z, optimiser, torch.tensor([3, 1]))
+    state = narrowed.state[kept]
+    torch.testing.assert_close(kept, z.detach()[[3, 1]])
+    torch.testing.assert_close(state["exp_avg"], before["exp_avg"][[3, 1]])
+    torch.testing.assert_close(state["exp_avg_sq"], before["exp_avg_sq"][[3, 1]])
+    assert float(state["step"]) == 1.0 and narrowed.param_groups[0]["betas"] == (0.8, 0.999)
+    (kept**2).sum().backward()
+    narrowed.step()  # continues from the kept moments (no re-initialisation)
+    assert float(narrowed.state[kept]["step"]) == 2.0
+
+
+def test_bad_races_are_rejected_with_their_values() -> None:
+    from agents.baselines.gradient import gradient_descent
+
+    problem = _problem()
+    with pytest.raises(ValueError, match=r"extra_starts must have shape \[4, S, 24\]"):
+        gradient_descent(problem, 10, extra_starts=np.zeros((3, 1, 24)), race_steps=2)
+    with pytest.raises(ValueError, match="race_steps=5"):
+        gradient_descent(problem, 10, extra_starts=problem.starts[:, None], race_steps=5)  # 2 * 5 >= 10
+    with pytest.raises(ValueError, match="race_steps=0"):
+        gradient_descent(problem, 10, extra_starts=problem.starts[:, None], race_steps=0)

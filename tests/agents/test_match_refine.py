@@ -58,6 +58,14 @@ def test_refine_section_parses_with_defaults() -> None:
         ({"lr": "fast"}, "refine.lr must be a number"),
         ({"lr_floor": 0.0}, "lr_floor"),
         ({"beta1": 1.0}, "beta1"),
+        ({"proxy_starts": -1}, "refine.proxy_starts must be an integer >= 0"),
+        ({"proxy_starts": 1}, "refine.proxy_starts > 0 needs refine.proxy_dir"),
+        ({"proxy_starts": 1, "proxy_dir": "no_such_proxy"}, "refine.proxy_dir 'no_such_proxy' is not a folder"),
+        ({"proxy_starts": 9, "proxy_candidates": 8}, "refine.proxy_starts (9) exceeds proxy_candidates"),
+        ({"race_steps": 0}, "refine.race_steps must be an integer >= 1"),
+        ({"proxy_stages": [1, 6]}, "refine.proxy_stages must list distinct stages 1..5"),
+        ({"proxy_stages": [2, 2]}, "refine.proxy_stages must list distinct stages"),
+        ({"proxy_stages": 1}, "refine.proxy_stages must list"),
     ],
 )
 def test_bad_refine_sections_name_file_and_key(section: Any, culprit: str) -> None:
@@ -65,6 +73,15 @@ def test_bad_refine_sections_name_file_and_key(section: Any, culprit: str) -> No
         refine_config(section, "models/x/model.yaml")
     assert "models/x/model.yaml" in str(info.value) and culprit in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_proxy_folder_is_found_next_to_the_model(tmp_path: Path) -> None:
+    (tmp_path / "proxy").mkdir()
+    (tmp_path / "agent").mkdir()
+    cfg = refine_config({"proxy_starts": 2, "proxy_dir": "../proxy"}, tmp_path / "agent" / "model.yaml")
+    assert cfg is not None and cfg.proxy_starts == 2 and Path(str(cfg.proxy_dir)).resolve() == tmp_path / "proxy"
+    plain = refine_config({"proxy_dir": "../nowhere"}, tmp_path / "agent" / "model.yaml")  # no starts: unused
+    assert plain is not None and plain.proxy_dir is None
 
 
 def test_adam_schedule_decays_on_a_half_cosine() -> None:
@@ -128,6 +145,28 @@ def test_episodes_solved_by_the_policy_are_not_refined(monkeypatch: pytest.Monke
     assert len(short.final_loss) == 3
     with pytest.raises(ValueError, match="budget"):
         hybrid_rollout(hold, targets, settings, 1, 0, RefineConfig(), renderer=renderer, hearing=hearing)
+
+
+def test_the_race_runs_only_at_its_stages_and_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.match.refine as refine_module
+
+    asked: list[int] = []
+
+    def starts(config: RefineConfig, problem: Any, settings: Settings, seed: int) -> np.ndarray:
+        asked.append(problem.stage)
+        return problem.targets[:, None].copy()  # a start on the target: the race must pick it
+
+    monkeypatch.setattr(refine_module, "_proxy_starts", starts)
+    settings = flat_settings(**{"match.epsilon": 1e-4})
+    targets = held_out_presets(3, seed=5)
+    renderer, hearing = FakeRenderer(), FakeHearing()
+    cfg = RefineConfig(policy_steps=2, proxy_starts=1, proxy_dir="p", race_steps=3, proxy_stages=(2,))
+    raced = hybrid_rollout(hold, targets, settings, 2, 14, cfg, renderer=renderer, hearing=hearing)
+    assert asked == [2] and (raced.final_loss < 1e-4).all()
+    assert ((raced.steps_to_eps > 2) & (raced.steps_to_eps <= 2 + 6)).all()  # found in the race
+    plain = hybrid_rollout(hold, targets, settings, 1, 14, cfg, renderer=renderer, hearing=hearing)
+    short = hybrid_rollout(hold, targets, settings, 2, 8, cfg, renderer=renderer, hearing=hearing)  # 2 * 3 >= 6
+    assert asked == [2] and (plain.final_loss > 1e-4).all() and (short.final_loss > 1e-4).all()
 
 
 def _model_dir(tmp_path: Path, refine: dict[str, Any] | None) -> Path:

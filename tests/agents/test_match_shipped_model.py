@@ -3,6 +3,7 @@ environment's observation, and beats holding the neutral start on held-out targe
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +55,20 @@ def test_shipped_match_model_beats_the_neutral_start() -> None:
 
 
 def test_shipped_match_model_is_the_hybrid_agent_and_its_refinement_helps() -> None:
-    """Its model.yaml's refine section makes evaluation run the policy, then gradient refinement;
-    on the real synth 20 refinement steps already take the loss well under the policy's orbit."""
+    """Its model.yaml's refine section makes evaluation run the policy, then gradient refinement
+    (racing a start the shipped proxy picks); on the real synth 20 refinement steps already take the
+    loss well under the policy's orbit."""
     torch.set_num_threads(1)
     settings = with_overrides(load_settings(), {"match.action_mode": "flat"})
     policy, config = load_policy(str(MODEL), settings, 1)
-    assert config == DEFAULT_REFINE
+    assert config is not None and config.proxy_starts == 1 and config.race_steps == 8
+    assert config.proxy_stages == (1, 2)
+    assert Path(str(config.proxy_dir)).resolve() == MODEL.parent / "proxy"
+    assert dataclasses.replace(config, proxy_starts=0, proxy_dir=None, proxy_stages=(1, 2, 3, 4, 5)) == DEFAULT_REFINE
     targets = held_out_presets(4, settings.match.eval_seed)
     renderer, hearing = ProbeRenderer(settings), FeaturesHearing(settings)
     budget = config.policy_steps + 20
     alone = rollout(policy, targets, settings, 1, budget, renderer=renderer, hearing=hearing)
     hybrid = hybrid_rollout(policy, targets, settings, 1, budget, config, renderer=renderer, hearing=hearing)
     assert np.median(hybrid.final_loss) < 0.75 * np.median(alone.final_loss)
+    assert len(hybrid.trajectories[0]) == 1 + budget  # the start, then one entry per render
