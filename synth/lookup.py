@@ -76,6 +76,13 @@ class LookupTable:
         return self.params[rows], distances
 
 
+def _parse_range(name: str, low: str, high: str) -> tuple[str, float, float]:
+    try:
+        return name, float(low), float(high)
+    except ValueError:
+        raise TableError(f"--range {name} {low} {high}: LOW and HIGH must be numbers") from None
+
+
 def plan_from_args(args: argparse.Namespace, settings: Any) -> TablePlan:
     from synth.presets import factory_presets, load_preset
 
@@ -91,6 +98,7 @@ def plan_from_args(args: argparse.Namespace, settings: Any) -> TablePlan:
             )
         base = presets[args.base].params_0to1
     names = PARAM_NAMES if args.params is None else tuple(PARAM_NAMES[i] for i in indices_of(args.params))
+    ranges = tuple(_parse_range(*r) for r in args.range or ())
     low, high = args.notes if args.notes is not None else (settings.synth.default_note, settings.synth.default_note)
     return TablePlan(
         n=args.n,
@@ -105,6 +113,7 @@ def plan_from_args(args: argparse.Namespace, settings: Any) -> TablePlan:
         sample_rate_hz=settings.synth.sample_rate_hz,
         probe_s=settings.synth.probe_s,
         summary_frames=args.summary_frames,
+        ranges=ranges,
     )
 
 
@@ -120,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--params", nargs="+", default=None, help="parameters (or modules) to sample; default all 24")
     b.add_argument("--base", default=None, help="base preset (file or factory name) for the others; default neutral")
     b.add_argument("--sampler", choices=("sobol", "grid", "uniform"), default="sobol")
+    b.add_argument(
+        "--range",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "LOW", "HIGH"),
+        help="draw a sampled parameter from [LOW, HIGH] (normalized) instead of [0, 1]; repeatable",
+    )
     b.add_argument("--grid-levels", type=int, default=5)
     b.add_argument(
         "--notes",

@@ -54,6 +54,8 @@ class TablePlan:
     probe_s: float = 0.5
     render_batch_size: int = 256
     summary_frames: int = 0  # 0: mean over every frame of the probe; n: mean of its last n frames (a snapshot)
+    # (name, low_0to1, high_0to1): a sampled parameter drawn from this part of its range instead of [0, 1]
+    ranges: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.base_0to1) != N_PARAMS:
@@ -72,6 +74,13 @@ class TablePlan:
             raise TableError(f"summary_frames must be >= 0, got {self.summary_frames}")
         if self.sampler == "grid" and self.grid_levels < 2:
             raise TableError(f"grid_levels must be >= 2, got {self.grid_levels}")
+        for name, low, high in self.ranges:
+            if name not in self.param_names:
+                raise TableError(f"ranges: '{name}' is not a sampled parameter ({', '.join(self.param_names)})")
+            if not 0.0 <= low < high <= 1.0:
+                raise TableError(f"ranges: '{name}' needs 0 <= low < high <= 1, got {low}, {high}")
+        if len({name for name, _, _ in self.ranges}) != len(self.ranges):
+            raise TableError("ranges: a parameter is given twice")
 
     @property
     def rows(self) -> int:
@@ -104,6 +113,9 @@ def sample_rows(plan: TablePlan, start: int, stop: int) -> tuple[np.ndarray, np.
         unit = levels[digits]
     else:
         unit = np.random.default_rng([plan.seed, start]).random((n, len(idx)))
+    for name, low, high in plan.ranges:
+        col = list(idx).index(PARAM_NAMES.index(name))  # indices_of orders the columns as the wire does
+        unit[:, col] = low + (high - low) * unit[:, col]
     params = np.tile(np.asarray(plan.base_0to1, dtype=np.float32), (n, 1))
     params[:, idx] = unit
     rng = np.random.default_rng([plan.seed, 1, start])
@@ -166,9 +178,12 @@ def _chunk_ok(folder: Path, plan: TablePlan, index: int) -> bool:
 
 
 def manifest(plan: TablePlan, features: FeatureSettings) -> dict[str, Any]:
+    plan_dict = dataclasses.asdict(plan)
+    if not plan.ranges:
+        del plan_dict["ranges"]  # tables without ranges keep the manifest they had before ranges existed
     data = {
         "format_version": TABLE_FORMAT_VERSION,
-        "plan": dataclasses.asdict(plan),
+        "plan": plan_dict,
         "features": dataclasses.asdict(features),
         "param_order": list(PARAM_NAMES),
         "descriptor_names": list(DESCRIPTOR_NAMES),

@@ -49,6 +49,13 @@ def _wrap(j: int) -> int:
 
 
 @numba.njit(**_JIT)
+def _log_gain(gain: float, floor: float, log_floor: float, scale: float) -> float:
+    """A gain clipped to [0, 1] -> [-1, 1] on a log scale (`agents.proxy.model.log_level`)."""
+    clipped = min(max(gain, np.float32(0.0)), np.float32(1.0))
+    return (np.log(clipped + np.float32(floor)) - log_floor) * scale - np.float32(1.0)
+
+
+@numba.njit(**_JIT)
 def encode_rows(
     params: np.ndarray,
     notes: np.ndarray,
@@ -56,10 +63,17 @@ def encode_rows(
     fine_col: int,
     note_center: float,
     note_scale: float,
+    level_cols: np.ndarray,
+    wave_cols: np.ndarray,
+    level_floor: float,
     out: np.ndarray,
 ) -> None:
-    """params [B, P], notes [B] -> out [B, P + 25]: params * 2 - 1, register, 2 x 12 pitch classes."""
+    """params [B, P], notes [B] -> out [B, P + 25 + L + 2W]: params * 2 - 1, register, 2 x 12 pitch
+    classes, then on a log scale (`agents.proxy.model.log_level`) the L gains `level_cols` and the
+    harmonic and even-harmonic gains of the W wave morphs `wave_cols` (`harmonic_gains`; none when 0)."""
     n_params = params.shape[1]
+    log_floor = np.log(np.float32(level_floor))
+    level_scale = np.float32(2.0) / (np.log1p(np.float32(level_floor)) - log_floor)
     for b in range(params.shape[0]):
         row = out[b]
         for j in range(n_params):
@@ -68,6 +82,15 @@ def encode_rows(
         row[n_params] = (note - np.float32(note_center)) / np.float32(note_scale)
         _pitch_class_into(note, row, n_params + 1)
         _pitch_class_into(_osc2_pitch(params[b], note, semis_col, fine_col), row, n_params + 13)
+        at = n_params + 25
+        n_levels, n_waves = level_cols.shape[0], wave_cols.shape[0]
+        for j in range(n_levels):
+            row[at + j] = _log_gain(params[b, level_cols[j]], level_floor, log_floor, level_scale)
+        for j in range(n_waves):
+            m = params[b, wave_cols[j]] * np.float32(3.0)
+            even = min(m, np.float32(2.0) - m)  # 0 at the sine, 1 at the saw, 0 from the square on
+            row[at + n_levels + j] = _log_gain(min(m, np.float32(1.0)), level_floor, log_floor, level_scale)
+            row[at + n_levels + n_waves + j] = _log_gain(even, level_floor, log_floor, level_scale)
 
 
 @numba.njit(**_JIT)

@@ -39,7 +39,17 @@ NOTE_SCALE = 24.0
 
 _OSC2_SEMIS = PARAM_INDEX["osc2_semitones"]
 _OSC2_FINE = PARAM_INDEX["osc2_fine"]
-N_INPUTS = N_PARAMS + 1 + 12 + 12
+N_INPUTS = N_PARAMS + 1 + 12 + 12  # without the optional log-level inputs
+# The descriptors are logarithmic (dB, log-mel), so a proxy with `log_levels` also sees gains on a log
+# scale (floor -60 dB): a -30 dB noise floor under a tone is a small step in noise_level but a large one
+# in flatness and the upper MFCCs. The gains: the audio gain parameters, and per oscillator the gains its
+# wave morph gives the harmonics above the fundamental and the even ones (the morph crossfades sine ->
+# saw -> square -> triangle: harmonics grow from 0 after the sine, the even ones fall to 0 at the square).
+LOG_LEVEL_NAMES = ("osc1_level", "osc2_level", "noise_level", "amp_sustain", "master_volume")
+LOG_LEVEL_COLUMNS = np.array([PARAM_INDEX[n] for n in LOG_LEVEL_NAMES], dtype=np.int64)
+WAVE_COLUMNS = np.array([PARAM_INDEX["osc1_wave"], PARAM_INDEX["osc2_wave"]], dtype=np.int64)
+N_LOG_INPUTS = len(LOG_LEVEL_COLUMNS) + 2 * len(WAVE_COLUMNS)
+LOG_LEVEL_FLOOR = 1e-3
 FAST_CHUNK_ROWS = 512  # rows per block on the no-grad path: a [512, 256] float32 activation stays in L2
 NUMPY_MAX_ROWS = 8  # no-grad batches up to this size go through numpy (torch's per-op overhead dominates)
 CHROMA_HEADS = ("direct", "rotate")
@@ -66,6 +76,20 @@ def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
     low = torch.gather(relative, 1, index)
     high = torch.gather(relative, 1, torch.remainder(index - 1, 12))
     return torch.lerp(low, high, frac)
+
+
+def log_level(gain: Tensor) -> Tensor:
+    """Gains in [0, 1] -> [-1, 1] on a log scale: -1 at 0 (the -60 dB floor), 0 near -30 dB, 1 at 1."""
+    floor = LOG_LEVEL_FLOOR
+    return (torch.log(gain.clamp(0.0, 1.0) + floor) - np.log(floor)) * (2.0 / (np.log1p(floor) - np.log(floor))) - 1.0
+
+
+def harmonic_gains(wave_0to1: Tensor) -> Tensor:
+    """Wave morphs [B, W] (normalized) -> [B, 2W]: per oscillator, the gain of the harmonics above the
+    fundamental (0 at the sine, 1 from the saw on) and of the even ones (0 at the sine, 1 at the saw,
+    0 from the square on), relative to the saw's."""
+    m = wave_0to1 * 3.0
+    return torch.cat([m.clamp(0.0, 1.0), torch.minimum(m, 2.0 - m).clamp(0.0, 1.0)], dim=1)
 
 
 def _check_shapes(params_0to1: Tensor, notes: Tensor) -> None:
@@ -96,6 +120,7 @@ class Proxy(nn.Module):
         out_mean: Tensor | None = None,
         out_std: Tensor | None = None,
         chroma_head: str = "direct",
+        log_levels: bool = False,
     ) -> None:
         super().__init__()
         self.descriptor_names: tuple[str, ...] = tuple(descriptor_names)
@@ -103,7 +128,11 @@ class Proxy(nn.Module):
         k = len(self.descriptor_names)
         self.chroma_head = chroma_head
         self._chroma_at = self._chroma_start(chroma_head)
-        sizes = (N_INPUTS, *self.hidden)
+        self.log_levels = bool(log_levels)
+        self.n_inputs = N_INPUTS + (N_LOG_INPUTS if self.log_levels else 0)
+        self._level_columns = LOG_LEVEL_COLUMNS if self.log_levels else LOG_LEVEL_COLUMNS[:0]
+        self._wave_columns = WAVE_COLUMNS if self.log_levels else WAVE_COLUMNS[:0]
+        sizes = (self.n_inputs, *self.hidden)
         layers: list[nn.Module] = []
         for a, b in itertools.pairwise(sizes):
             layers += [nn.Linear(a, b), nn.SiLU()]
@@ -143,17 +172,19 @@ class Proxy(nn.Module):
         chroma = rotate_chroma(y[:, rel : rel + 12], pitches[:, 0]) + rotate_chroma(y[:, rel + 12 :], pitches[:, 1])
         return torch.cat([y[:, :c], chroma, y[:, c:rel]], dim=1)
 
-    @staticmethod
-    def encode(params_0to1: Tensor, notes: Tensor) -> Tensor:
-        """[B, 24], [B] -> [B, N_INPUTS]: params in [-1, 1], the note's register, and the pitch classes
+    def encode(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
+        """[B, 24], [B] -> [B, n_inputs]: params in [-1, 1], the note's register, and the pitch classes
         of the note and of osc2 (soft one-hot on the circle of 12, exact at integer notes): chroma and
-        the other pitch-dependent descriptors are periodic in the note, which a plain MLP learns slowly."""
+        the other pitch-dependent descriptors are periodic in the note, which a plain MLP learns slowly;
+        with `log_levels`, then the gains of LOG_LEVEL_NAMES on a log scale (`log_level`)."""
         _check_shapes(params_0to1, notes)
         pitches = oscillator_pitches(params_0to1, notes.to(params_0to1.dtype))
         register = (pitches[:, :1] - NOTE_CENTER) / NOTE_SCALE
-        return torch.cat(
-            [params_0to1 * 2.0 - 1.0, register, pitch_class(pitches[:, 0]), pitch_class(pitches[:, 1])], dim=1
-        )
+        parts = [params_0to1 * 2.0 - 1.0, register, pitch_class(pitches[:, 0]), pitch_class(pitches[:, 1])]
+        if self.log_levels:
+            parts.append(log_level(params_0to1[:, torch.from_numpy(LOG_LEVEL_COLUMNS)]))
+            parts.append(log_level(harmonic_gains(params_0to1[:, torch.from_numpy(WAVE_COLUMNS)])))
+        return torch.cat(parts, dim=1)
 
     def predict_normalized(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24], [B] -> z-normalized descriptors [B, K] (what the network is trained on)."""
@@ -197,8 +228,8 @@ class Proxy(nn.Module):
         cpu = params_0to1.device.type == "cpu"
         if cpu:  # one numba pass each for the input encoding and the chroma head + de-normalization
             params_0to1, notes = params_0to1.detach().contiguous(), notes.detach().contiguous()
-            x = torch.empty(params_0to1.shape[0], N_INPUTS)
-            encode_rows(params_0to1.numpy(), notes.numpy(), _OSC2_SEMIS, _OSC2_FINE, NOTE_CENTER, NOTE_SCALE, x.numpy())
+            x = torch.empty(params_0to1.shape[0], self.n_inputs)
+            self._encode_into(params_0to1.numpy(), notes.numpy(), x.numpy())
         else:
             x = self.encode(params_0to1, notes)
         y = torch.empty(x.shape[0], layers[-1][0].shape[1], dtype=x.dtype, device=x.device)
@@ -230,6 +261,21 @@ class Proxy(nn.Module):
             out.numpy(),
         )
         return out
+
+    def _encode_into(self, params: np.ndarray, notes: np.ndarray, out: np.ndarray) -> None:
+        """`encode` as the numba kernel, into out [B, n_inputs] (float32, C-contiguous)."""
+        encode_rows(
+            params,
+            notes,
+            _OSC2_SEMIS,
+            _OSC2_FINE,
+            NOTE_CENTER,
+            NOTE_SCALE,
+            self._level_columns,
+            self._wave_columns,
+            LOG_LEVEL_FLOOR,
+            out,
+        )
 
     def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units.
@@ -269,8 +315,8 @@ class Proxy(nn.Module):
         notes = np.ascontiguousarray(np.atleast_1d(np.asarray(notes, dtype=np.float32)))
         if params.shape[1] != N_PARAMS or notes.shape != (params.shape[0],):
             raise ValueError(f"Proxy: need params [B, {N_PARAMS}] and notes [B], got {params.shape}, {notes.shape}")
-        x = np.empty((params.shape[0], N_INPUTS), np.float32)
-        encode_rows(params, notes, _OSC2_SEMIS, _OSC2_FINE, NOTE_CENTER, NOTE_SCALE, x)
+        x = np.empty((params.shape[0], self.n_inputs), np.float32)
+        self._encode_into(params, notes, x)
         for w, b in layers[:-1]:
             x = x @ w + b
             silu_rows(x)
@@ -306,7 +352,13 @@ class Proxy(nn.Module):
                 "hidden": list(self.hidden),
                 "activation": "silu",
                 "chroma_head": self.chroma_head,
-                "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)",
+                "log_levels": self.log_levels,
+                "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)"
+                + (
+                    f", log gains of {', '.join(LOG_LEVEL_NAMES)}, osc harmonics, osc even harmonics"
+                    if self.log_levels
+                    else ""
+                ),
                 "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std"
                 + (
                     "; chroma from 2 x 12 outputs relative to the note and osc2, rotated in place"
@@ -335,7 +387,12 @@ class Proxy(nn.Module):
         except (OSError, RuntimeError, ValueError) as exc:
             raise ProxyError(f"{weights_path}: cannot read proxy weights ({exc})") from exc
         try:
-            proxy = cls(meta["descriptor_names"], meta["hidden"], chroma_head=meta.get("chroma_head", "direct"))
+            proxy = cls(
+                meta["descriptor_names"],
+                meta["hidden"],
+                chroma_head=meta.get("chroma_head", "direct"),
+                log_levels=bool(meta.get("log_levels", False)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProxyError(f"{meta_path}: {exc}") from exc
         try:

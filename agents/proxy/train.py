@@ -51,6 +51,16 @@ def table_target(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: plan[k] for k in TARGET_KEYS} | {"features": manifest["features"]}
 
 
+def widened_state(init: Proxy, n_inputs: int) -> dict[str, torch.Tensor]:
+    """init's weights for a proxy with n_inputs >= init's inputs: the extra input columns of the first
+    layer are zero, so the widened proxy computes what init did."""
+    state = {k: v.clone() for k, v in init.state_dict().items()}
+    first = state["net.0.weight"]
+    if n_inputs > first.shape[1]:
+        state["net.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], n_inputs - first.shape[1])], dim=1)
+    return state
+
+
 def train(
     params: np.ndarray,
     notes: np.ndarray,
@@ -66,10 +76,13 @@ def train(
     progress: bool = True,
     init: Proxy | None = None,
     chroma_head: str = "rotate",
+    log_levels: bool = False,
 ) -> tuple[Proxy, dict[str, Any]]:
     """Fit a proxy; returns it (best validation epoch) and the training facts.
 
-    `init`: continue from this proxy (its layer sizes, chroma head and output normalization are kept).
+    `init`: continue from this proxy (its layer sizes, chroma head and output normalization are kept;
+    with `log_levels` on an init without them, the new inputs start with zero weights: the same
+    function, which training then refines).
     The proxy's `meta["error_scale_z"]` is fitted on the validation split (`agents.proxy.calibrate`
     refits it on a separate table, e.g. when an `init` was trained with another split).
     """
@@ -85,18 +98,22 @@ def train(
     else:
         mean = descriptors[tr].mean(axis=0)
         std = descriptors[tr].std(axis=0) + 1e-6
-    x = torch.from_numpy(params.astype(np.float32))
-    k = torch.from_numpy(notes.astype(np.float32))
-    y = torch.from_numpy(((descriptors - mean) / std).astype(np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(params, dtype=np.float32))
+    k = torch.from_numpy(np.ascontiguousarray(notes, dtype=np.float32))
+    z = descriptors.astype(np.float32)  # normalized in place: a float64 temporary of a 17M-row table is 5 GB
+    z -= mean.astype(np.float32)
+    z /= std.astype(np.float32)
+    y = torch.from_numpy(z)
     proxy = Proxy(
         DESCRIPTOR_NAMES,
         hidden if init is None else init.hidden,
         torch.from_numpy(mean),
         torch.from_numpy(std),
         chroma_head=chroma_head if init is None else init.chroma_head,
+        log_levels=log_levels or (init is not None and init.log_levels),
     )
     if init is not None:
-        proxy.load_state_dict(init.state_dict())
+        proxy.load_state_dict(widened_state(init, proxy.n_inputs))
     opt = torch.optim.AdamW(proxy.parameters(), lr=lr, weight_decay=1e-5)
     steps_per_epoch = tr.size // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.05)
@@ -168,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="rotate: predict chroma relative to each oscillator's pitch class, rotated into place; direct: as is",
     )
     parser.add_argument(
+        "--log-levels",
+        action="store_true",
+        help="also feed the gains (oscillator, noise, sustain, master) on a log scale; widens an --init without them",
+    )
+    parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
     )
     return parser
@@ -188,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             hidden=tuple(args.hidden),
             init=Proxy.load(args.init) if args.init is not None else None,
             chroma_head=args.chroma_head,
+            log_levels=args.log_levels,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

@@ -14,7 +14,7 @@ import torch
 from agents.proxy import Proxy, ProxyError
 from agents.proxy.evaluate import evaluate, mean_reciprocal_rank
 from agents.proxy.kernels import silu_rows
-from agents.proxy.model import rotate_chroma
+from agents.proxy.model import LOG_LEVEL_NAMES, N_LOG_INPUTS, rotate_chroma
 from agents.proxy.train import train
 from features.config import FeatureSettings
 from features.names import DESCRIPTOR_NAMES, GROUPS
@@ -49,8 +49,8 @@ def test_predict_shapes_units_and_gradients() -> None:
         proxy.predict(torch.rand(3, 24), torch.zeros(2))
 
 
-@pytest.mark.parametrize("head", ["direct", "rotate"])
-def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: str) -> None:
+@pytest.mark.parametrize(("head", "log_levels"), [("direct", False), ("rotate", False), ("rotate", True)])
+def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: str, log_levels: bool) -> None:
     torch.manual_seed(0)
     proxy = Proxy(
         DESCRIPTOR_NAMES,
@@ -58,9 +58,11 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: s
         out_mean=torch.full((37,), 5.0),
         out_std=torch.full((37,), 2.0),
         chroma_head=head,
+        log_levels=log_levels,
     )
     params, notes = torch.rand(1200, 24), torch.randint(36, 85, (1200,)).float()  # > one 512-row block
     params[:, PARAM_NAMES.index("osc2_fine")] = torch.rand(1200)  # oscillator 2 between semitones
+    params[:100, PARAM_NAMES.index("noise_level")] = 0.0  # the log levels' floor
     slow = proxy.predict(params, notes).detach()
     with torch.inference_mode():
         fast = proxy.predict(params, notes)
@@ -75,10 +77,28 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: s
         torch.testing.assert_close(proxy.predict(params, notes), proxy.predict_normalized(params, notes) * 2.0 + 6.0)
         expected = proxy.predict_normalized(params[:3], notes[:3]) * 2.0 + 6.0
         torch.testing.assert_close(proxy.predict(params[:3], notes[:3]), expected, rtol=1e-4, atol=1e-4)
-    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), chroma_head=head)
+    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), chroma_head=head, log_levels=log_levels)
     other.load_state_dict(proxy.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(other.predict(params, notes), proxy.predict(params, notes))
+
+
+def test_log_level_inputs_spread_the_quiet_gains() -> None:
+    proxy = Proxy(DESCRIPTOR_NAMES, hidden=(4,), log_levels=True)
+    params = torch.full((4, 24), 0.5)
+    noise = PARAM_NAMES.index("noise_level")
+    params[:, noise] = torch.tensor([0.0, 0.001, 0.03, 1.0])
+    x = proxy.encode(params, torch.full((4,), 60.0))
+    assert x.shape == (4, 24 + 25 + N_LOG_INPUTS) and proxy.net[0].in_features == x.shape[1]
+    column = x[:, 24 + 25 + LOG_LEVEL_NAMES.index("noise_level")]
+    torch.testing.assert_close(column[[0, 3]], torch.tensor([-1.0, 1.0]))
+    assert 0.0 < float(column[1] + 1.0) < 0.25 and abs(float(column[2])) < 0.05  # -60 dB, -30 dB
+    torch.testing.assert_close(x[:, noise], params[:, noise] * 2 - 1)  # the linear input stays
+    params[:, PARAM_NAMES.index("osc2_wave")] = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0])  # sine, saw, square, triangle
+    osc2 = x.shape[1] - N_LOG_INPUTS + len(LOG_LEVEL_NAMES) + 1
+    waves = proxy.encode(params, torch.full((4,), 60.0))[:, [osc2, osc2 + 2]]  # harmonics, even harmonics
+    torch.testing.assert_close(waves, torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [1.0, -1.0]]))
+    assert Proxy(DESCRIPTOR_NAMES, hidden=(4,)).encode(params, torch.full((4,), 60.0)).shape[1] == 49
 
 
 def test_rotate_chroma_rotates_by_the_pitch_and_blends_between() -> None:
@@ -143,6 +163,7 @@ def test_save_load_round_trip_is_pickle_free(tmp_path: Path, head: str) -> None:
         out_mean=torch.arange(37.0),
         out_std=torch.ones(37) * 3,
         chroma_head=head,
+        log_levels=head == "rotate",
     )
     proxy.save(tmp_path / "p", {"metrics": {"mrr": 0.5}})
     assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["proxy.safetensors", "proxy.yaml"]
@@ -150,7 +171,7 @@ def test_save_load_round_trip_is_pickle_free(tmp_path: Path, head: str) -> None:
     x, n = torch.rand(4, 24), torch.tensor([40.0, 50.0, 60.0, 70.0])
     torch.testing.assert_close(loaded.predict(x, n), proxy.predict(x, n))
     assert loaded.meta["metrics"]["mrr"] == 0.5 and loaded.hidden == (8, 8)
-    assert loaded.chroma_head == head
+    assert loaded.chroma_head == head and loaded.log_levels == (head == "rotate")
     fast = loaded.predict_numpy(x.numpy(), np.array([40.0, 50.5, 60.0, 70.0], np.float32))
     slow = loaded.predict(x, torch.tensor([40.0, 50.5, 60.0, 70.0])).detach().numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
@@ -289,6 +310,25 @@ def test_training_learns_a_smooth_map() -> None:
     assert more.hidden == (64, 64) and more.chroma_head == "direct"  # the init's, not the arguments' (rotate)
     torch.testing.assert_close(more.out_mean, proxy.out_mean)
     assert facts2["history"][0]["val_l1"] < 1.1 * facts["best_val_l1_normalized"]  # continues, not from scratch
+    wider, _ = train(
+        params[:512],
+        notes[:512],
+        descriptors[:512],
+        hidden=(8,),
+        epochs=1,
+        batch_size=256,
+        lr=0.0,  # no update: the widened proxy must compute what its init did
+        max_minutes=1.0,
+        val_fraction=0.05,
+        seed=0,
+        progress=False,
+        init=proxy,
+        log_levels=True,
+    )
+    assert wider.log_levels and wider.net[0].in_features == proxy.net[0].in_features + N_LOG_INPUTS
+    with torch.no_grad():
+        x, n = torch.from_numpy(hp[:64]), torch.from_numpy(hn[:64])
+        torch.testing.assert_close(wider.predict(x, n), proxy.predict(x, n), rtol=1e-5, atol=1e-4)
 
 
 def test_rotate_head_learns_a_transposed_chroma_the_direct_head_cannot() -> None:

@@ -60,6 +60,17 @@ def test_grid_enumerates_every_level_combination_and_uniform_snaps_discrete_para
     assert notes.min() >= 40 and notes.max() <= 50
 
 
+def test_ranges_draw_a_sampled_parameter_from_part_of_its_range() -> None:
+    plan = tiny_plan(n=256, ranges=(("filter_cutoff", 0.1, 0.3),))
+    params, _ = sample_rows(plan, 0, 256)
+    cutoff = params[:, PARAM_INDEX["filter_cutoff"]]
+    assert cutoff.min() >= 0.1 and cutoff.max() <= 0.3 and cutoff.max() - cutoff.min() > 0.15
+    full, _ = sample_rows(tiny_plan(n=256), 0, 256)
+    np.testing.assert_array_equal(params[:, PARAM_INDEX["osc1_wave"]], full[:, PARAM_INDEX["osc1_wave"]])
+    grid, _ = sample_rows(tiny_plan(sampler="grid", grid_levels=3, ranges=(("filter_cutoff", 0.5, 1.0),)), 0, 9)
+    assert sorted(set(np.round(grid[:, PARAM_INDEX["filter_cutoff"]], 4))) == [0.5, 0.75, 1.0]
+
+
 def test_bad_plans_raise_with_the_field_named() -> None:
     with pytest.raises(KeyError, match="no_such_param"):
         tiny_plan(param_names=("no_such_param",))
@@ -67,6 +78,12 @@ def test_bad_plans_raise_with_the_field_named() -> None:
         tiny_plan(note_low=80, note_high=40)
     with pytest.raises(TableError, match="base_0to1"):
         tiny_plan(base_0to1=(0.5,))
+    with pytest.raises(TableError, match="'noise_level' is not a sampled parameter"):
+        tiny_plan(ranges=(("noise_level", 0.0, 0.2),))
+    with pytest.raises(TableError, match="'filter_cutoff' needs 0 <= low < high <= 1, got 0.5, 0.2"):
+        tiny_plan(ranges=(("filter_cutoff", 0.5, 0.2),))
+    with pytest.raises(TableError, match="given twice"):
+        tiny_plan(ranges=(("filter_cutoff", 0.0, 0.2), ("filter_cutoff", 0.1, 0.3)))
 
 
 def test_build_is_chunked_resumable_and_extendable(tmp_path: Path) -> None:
@@ -118,6 +135,16 @@ def test_cli_build_and_query(tmp_path: Path, table_dir: Path, capsys: pytest.Cap
     assert help_exit.value.code == 0 and "lookup" in capsys.readouterr().out
     assert lookup_main(["build", str(tmp_path / "t"), "--params", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert lookup_main(["build", str(tmp_path / "t"), "--range", "noise_level", "0", "x"]) == 2
+    assert "--range noise_level 0 x: LOW and HIGH must be numbers" in capsys.readouterr().err
+    ranged = tmp_path / "ranged"
+    argv = ["build", str(ranged), "--n", "4", "--chunk-size", "4", "--probe-s", "0.1", "--params", "noise_level"]
+    assert lookup_main([*argv, "--range", "noise_level", "0", "0.25", "--workers", "1"]) == 0
+    assert "4 rows in 1 chunks" in capsys.readouterr().out
+    manifest, params, _, _ = load_table(ranged)
+    assert manifest["plan"]["ranges"] == [["noise_level", 0.0, 0.25]]
+    assert params[:, PARAM_INDEX["noise_level"]].max() <= 0.25
+    assert "ranges" not in json.loads((table_dir / "manifest.json").read_text())["plan"]  # older tables unchanged
     preset = tmp_path / "p.json"
     params = {name: float(v) for name, v in zip(PARAM_NAMES, BASE, strict=True)}
     preset.write_text(json.dumps({"name": "p", "version": "1.0", "parameters": params}))
