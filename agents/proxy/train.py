@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-levels",
         action="store_true",
-        help="also feed the gains (oscillator, noise, sustain, master) on a log scale; widens an --init without them",
+        help="also feed gains (levels, sustain, volume, waves' harmonics) on a log scale; widens an --init",
     )
     parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"

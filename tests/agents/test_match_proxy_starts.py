@@ -1,6 +1,6 @@
 """The hybrid agent's extra starts from the neural proxy (`agents.match.proxy_starts`, real synth and
-the shipped `models/proxy`): the target's snapshot, what the candidates vary, and that the proxy's
-picks find a target's oscillator waves far more often than chance."""
+the match agent's own proxy, `models/match_dagger/proxy`): the target's snapshot, what the candidates
+vary, and that the proxy's picks find a target's oscillator waves far more often than chance."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from features.config import FeatureSettings
 from settings import load_settings
 from synth.params import PARAM_INDEX
 
-PROXY_DIR = Path(__file__).resolve().parents[2] / "models" / "proxy"
+PROXY_DIR = Path(__file__).resolve().parents[2] / "models" / "match_dagger" / "proxy"  # the match agent's own
 
 
 @pytest.fixture(scope="module")

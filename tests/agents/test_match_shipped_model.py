@@ -63,7 +63,7 @@ def test_shipped_match_model_is_the_hybrid_agent_and_its_refinement_helps() -> N
     policy, config = load_policy(str(MODEL), settings, 1)
     assert config is not None and config.proxy_starts == 1 and config.race_steps == 8
     assert config.proxy_stages == (1, 2)
-    assert Path(str(config.proxy_dir)).resolve() == MODEL.parent / "proxy"
+    assert Path(str(config.proxy_dir)).resolve() == MODEL / "proxy"  # its own copy, the one it was tuned with
     assert dataclasses.replace(config, proxy_starts=0, proxy_dir=None, proxy_stages=(1, 2, 3, 4, 5)) == DEFAULT_REFINE
     targets = held_out_presets(4, settings.match.eval_seed)
     renderer, hearing = ProbeRenderer(settings), FeaturesHearing(settings)

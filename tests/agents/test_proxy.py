@@ -360,15 +360,19 @@ def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
     assert 0.0 < metrics["random"]["mrr"] <= 1.0 and 0.0 < metrics["presets"]["mrr"] <= 1.0
     assert proxy.meta["training"]["training_rows"] >= 1_000_000
     assert proxy.meta["target"]["summary_frames"] == 2 and proxy.meta["target"]["probe_s"] == pytest.approx(0.1)
+    assert proxy.log_levels and proxy.net[0].in_features == 49 + N_LOG_INPUTS
 
 
-def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path) -> None:
-    """Held-out patches rendered now (the real target): the proxy's predictions pick them out."""
+@pytest.mark.parametrize("noise", ["sampled", "none"])
+def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path, noise: str) -> None:
+    """Held-out patches rendered now (the real target): the proxy's predictions pick them out, with
+    noise and without (presets rarely have any: there the log-level inputs matter)."""
     proxy = Proxy.load(SHIPPED)
     target = proxy.meta["target"]
+    names = tuple(n for n in proxy.meta["param_order"] if noise == "sampled" or n != "noise_level")
     plan = TablePlan(
         n=64,
-        param_names=tuple(proxy.meta["param_order"]),
+        param_names=names,
         base_0to1=tuple(map(float, default_vector())),
         sampler="uniform",
         seed=4242,
