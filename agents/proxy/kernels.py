@@ -89,7 +89,7 @@ def encode_rows(
         for j in range(n_waves):
             m = params[b, wave_cols[j]] * np.float32(3.0)
             even = min(m, np.float32(2.0) - m)  # 0 at the sine, 1 at the saw, 0 from the square on
-            row[at + n_levels + j] = _log_gain(min(m, np.float32(1.0)), level_floor, log_floor, level_scale)
+            row[at + n_levels + j] = _log_gain(m, level_floor, log_floor, level_scale)  # clipped to [0, 1]
             row[at + n_levels + n_waves + j] = _log_gain(even, level_floor, log_floor, level_scale)
 
 
