@@ -114,6 +114,7 @@ def plan_from_args(args: argparse.Namespace, settings: Any) -> TablePlan:
         probe_s=settings.synth.probe_s,
         summary_frames=args.summary_frames,
         ranges=ranges,
+        edge_prob=args.edge_prob,
     )
 
 
@@ -135,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar=("NAME", "LOW", "HIGH"),
         help="draw a sampled parameter from [LOW, HIGH] (normalized) instead of [0, 1]; repeatable",
+    )
+    b.add_argument(
+        "--edge-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a sampled continuous parameter sits exactly at 0 or 1 (the ends of its --range)",
     )
     b.add_argument("--grid-levels", type=int, default=5)
     b.add_argument(

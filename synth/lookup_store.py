@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from features.config import FeatureSettings
 from features.names import DESCRIPTOR_NAMES
-from synth.params import N_PARAMS, PARAM_NAMES, indices_of, snap_vector
+from synth.params import CONTINUOUS_INDICES, N_PARAMS, PARAM_NAMES, indices_of, snap_vector
 
 TABLE_FORMAT_VERSION = 1
 Sampler = Literal["sobol", "grid", "uniform"]
@@ -56,6 +56,10 @@ class TablePlan:
     summary_frames: int = 0  # 0: mean over every frame of the probe; n: mean of its last n frames (a snapshot)
     # (name, low_0to1, high_0to1): a sampled parameter drawn from this part of its range instead of [0, 1]
     ranges: tuple[tuple[str, float, float], ...] = ()
+    # chance that a sampled continuous parameter sits exactly at an end of its range (either end,
+    # equally likely), independently per row and parameter: presets often hold a level, an attack or a
+    # modulation at 0 or 1, where a uniform sample almost never lands
+    edge_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.base_0to1) != N_PARAMS:
@@ -81,6 +85,8 @@ class TablePlan:
                 raise TableError(f"ranges: '{name}' needs 0 <= low < high <= 1, got {low}, {high}")
         if len({name for name, _, _ in self.ranges}) != len(self.ranges):
             raise TableError("ranges: a parameter is given twice")
+        if not 0.0 <= self.edge_prob <= 1.0:
+            raise TableError(f"edge_prob must be in [0, 1], got {self.edge_prob}")
 
     @property
     def rows(self) -> int:
@@ -116,11 +122,25 @@ def sample_rows(plan: TablePlan, start: int, stop: int) -> tuple[np.ndarray, np.
     for name, low, high in plan.ranges:
         col = list(idx).index(PARAM_NAMES.index(name))  # indices_of orders the columns as the wire does
         unit[:, col] = low + (high - low) * unit[:, col]
+    if plan.edge_prob > 0.0:
+        _snap_to_edges(plan, idx, unit, np.random.default_rng([plan.seed, 2, start]))
     params = np.tile(np.asarray(plan.base_0to1, dtype=np.float32), (n, 1))
     params[:, idx] = unit
     rng = np.random.default_rng([plan.seed, 1, start])
     notes = rng.integers(plan.note_low, plan.note_high + 1, size=n).astype(np.float32)
     return snap_vector(params), notes
+
+
+def _snap_to_edges(plan: TablePlan, idx: tuple[int, ...], unit: np.ndarray, rng: np.random.Generator) -> None:
+    """In place: each continuous column's value goes to its range's low or high end with chance edge_prob."""
+    ranges = {name: (low, high) for name, low, high in plan.ranges}
+    edge = rng.random(unit.shape) < plan.edge_prob
+    upper = rng.random(unit.shape) < 0.5
+    for col, i in enumerate(idx):
+        if i not in CONTINUOUS_INDICES:
+            continue
+        low, high = ranges.get(PARAM_NAMES[i], (0.0, 1.0))
+        unit[edge[:, col], col] = np.where(upper[edge[:, col], col], high, low)
 
 
 def describe_params(
@@ -179,8 +199,9 @@ def _chunk_ok(folder: Path, plan: TablePlan, index: int) -> bool:
 
 def manifest(plan: TablePlan, features: FeatureSettings) -> dict[str, Any]:
     plan_dict = dataclasses.asdict(plan)
-    if not plan.ranges:
-        del plan_dict["ranges"]  # tables without ranges keep the manifest they had before ranges existed
+    for key, unset in (("ranges", ()), ("edge_prob", 0.0)):
+        if plan_dict[key] == unset:
+            del plan_dict[key]  # tables without them keep the manifest they had before these options existed
     data = {
         "format_version": TABLE_FORMAT_VERSION,
         "plan": plan_dict,

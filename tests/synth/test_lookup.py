@@ -71,6 +71,23 @@ def test_ranges_draw_a_sampled_parameter_from_part_of_its_range() -> None:
     assert sorted(set(np.round(grid[:, PARAM_INDEX["filter_cutoff"]], 4))) == [0.5, 0.75, 1.0]
 
 
+def test_edge_prob_puts_continuous_params_at_the_ends_of_their_ranges() -> None:
+    names = ("filter_cutoff", "noise_level", "unison_voices")
+    plan = tiny_plan(n=4000, param_names=names, edge_prob=0.3, ranges=(("noise_level", 0.0, 0.25),), sampler="uniform")
+    params, _ = sample_rows(plan, 0, 4000)
+    cutoff, noise = params[:, PARAM_INDEX["filter_cutoff"]], params[:, PARAM_INDEX["noise_level"]]
+    for column, low, high in ((cutoff, 0.0, 1.0), (noise, 0.0, 0.25)):
+        at_low, at_high = np.mean(column == low), np.mean(column == high)
+        assert 0.12 < at_low < 0.18 and 0.12 < at_high < 0.18, (at_low, at_high)
+        assert column.min() >= low and column.max() <= high
+    assert np.mean((cutoff == 0) | (cutoff == 1)) == pytest.approx(0.3, abs=0.03)
+    voices = params[:, PARAM_INDEX["unison_voices"]]  # discrete: keeps its own levels, not pushed to the ends
+    assert np.mean((voices > 0) & (voices < 1)) > 0.6
+    np.testing.assert_array_equal(sample_rows(plan, 0, 4000)[0], params)  # a chunk reproduces (resume)
+    plain, _ = sample_rows(tiny_plan(n=4000, param_names=names, sampler="uniform"), 0, 4000)
+    assert np.mean(plain[:, PARAM_INDEX["filter_cutoff"]] == 0.0) < 0.001
+
+
 def test_bad_plans_raise_with_the_field_named() -> None:
     with pytest.raises(KeyError, match="no_such_param"):
         tiny_plan(param_names=("no_such_param",))
@@ -84,6 +101,8 @@ def test_bad_plans_raise_with_the_field_named() -> None:
         tiny_plan(ranges=(("filter_cutoff", 0.5, 0.2),))
     with pytest.raises(TableError, match="given twice"):
         tiny_plan(ranges=(("filter_cutoff", 0.0, 0.2), ("filter_cutoff", 0.1, 0.3)))
+    with pytest.raises(TableError, match="edge_prob must be in"):
+        tiny_plan(edge_prob=1.5)
 
 
 def test_build_is_chunked_resumable_and_extendable(tmp_path: Path) -> None:
@@ -144,7 +163,15 @@ def test_cli_build_and_query(tmp_path: Path, table_dir: Path, capsys: pytest.Cap
     manifest, params, _, _ = load_table(ranged)
     assert manifest["plan"]["ranges"] == [["noise_level", 0.0, 0.25]]
     assert params[:, PARAM_INDEX["noise_level"]].max() <= 0.25
-    assert "ranges" not in json.loads((table_dir / "manifest.json").read_text())["plan"]  # older tables unchanged
+    edged = tmp_path / "edged"
+    argv[1] = str(edged)
+    assert lookup_main([*argv, "--params", "noise_level", "filter_cutoff", "--edge-prob", "1", "--workers", "1"]) == 0
+    assert "4 rows in 1 chunks" in capsys.readouterr().out
+    manifest, params, _, _ = load_table(edged)
+    assert manifest["plan"]["edge_prob"] == 1.0
+    assert set(np.unique(params[:, PARAM_INDEX["filter_cutoff"]])) <= {0.0, 1.0}
+    old_plan = json.loads((table_dir / "manifest.json").read_text())["plan"]
+    assert "ranges" not in old_plan and "edge_prob" not in old_plan  # older tables unchanged
     preset = tmp_path / "p.json"
     params = {name: float(v) for name, v in zip(PARAM_NAMES, BASE, strict=True)}
     preset.write_text(json.dumps({"name": "p", "version": "1.0", "parameters": params}))
