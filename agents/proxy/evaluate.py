@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.proxy.error_head import ErrorHead, load_error_head, predict_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import expand
 from settings import SettingsError, load_settings
@@ -35,21 +36,36 @@ def mean_reciprocal_rank(
 ) -> float:
     """predicted, true [N, K] (same normalized space): MRR over groups of `candidates` sounds.
 
-    `scale` [K]: rank by sum_k |predicted_k - true_k| / scale_k (Laplace log-likelihood) instead of plain L1."""
-    if scale is not None:
-        scale = np.asarray(scale, dtype=np.float64)
-        if scale.shape != (predicted.shape[1],) or not np.all(scale > 0):
-            raise ValueError(f"MRR scale must be [{predicted.shape[1]}] positive values, got shape {scale.shape}")
-        predicted, true = predicted / scale, true / scale
-    n = predicted.shape[0]
+    `scale` [K] (one per descriptor) or [N, K] (one per query: the proxy's error scales at that
+    query's params, `agents.proxy.error_head`): rank candidate j for query i by
+    sum_k |predicted_ik - true_jk| / scale_ik (Laplace log-likelihood) instead of plain L1."""
+    n, k = predicted.shape
     if n < 2:
         raise ValueError(f"MRR needs at least 2 held-out sounds, got {n}")
+    per_query = None
+    if scale is not None:
+        scale = np.asarray(scale, dtype=np.float64)
+        if scale.shape not in ((k,), (n, k)) or not np.all(scale > 0):
+            raise ValueError(f"MRR scale must be [{k}] or [{n}, {k}] positive values, got shape {scale.shape}")
+        if scale.ndim == 1:
+            predicted, true = predicted / scale, true / scale
+        else:
+            per_query = torch.from_numpy(scale)
     size = min(candidates, n)
     reciprocal: list[np.ndarray] = []
     for start in range(0, n - size + 1, size):
         p = torch.from_numpy(predicted[start : start + size]).double()
         t = torch.from_numpy(true[start : start + size]).double()
-        dist = torch.cdist(p, t, p=1.0)  # [size, size]: prediction i vs candidate j
+        if per_query is None:
+            dist = torch.cdist(p, t, p=1.0)  # [size, size]: prediction i vs candidate j
+        else:
+            inv = 1.0 / per_query[start : start + size]
+            dist = torch.cat(
+                [
+                    ((p[i : i + 64, None, :] - t[None]).abs() * inv[i : i + 64, None, :]).sum(-1)
+                    for i in range(0, size, 64)
+                ]
+            )
         own = dist.diagonal().unsqueeze(1)
         rank = (dist < own).sum(dim=1) + 1  # ties count in the prediction's favour
         reciprocal.append((1.0 / rank.double()).numpy())
@@ -88,6 +104,7 @@ def evaluate(
     descriptors: np.ndarray,
     candidates: int = 1000,
     scale: np.ndarray | None = None,
+    head: ErrorHead | None = None,
 ) -> dict[str, Any]:
     """Metrics of a proxy against true descriptors [N, K] of held-out renders.
 
@@ -95,26 +112,38 @@ def evaluate(
     pitch groups only (what the imitation environment observes by default; chroma and high MFCCs of
     noisy patches change with the noise realization, which no proxy can predict). With error scales
     (`scale`, default the proxy's `error_scale_z`) also `mrr_weighted` and `mrr_keep_weighted`: the
-    same rankings with each descriptor divided by its scale.
+    same rankings with each descriptor divided by its scale, and `laplace_nll`, the mean negative
+    log-likelihood of the truth under that error model (lower is better calibrated). With an error
+    `head` (`agents.proxy.error_head`) these use its per-sound scales, and the global-scale
+    versions are kept as `mrr_weighted_global`, `mrr_keep_weighted_global` and `laplace_nll_global`.
     """
     predicted = predict_table(proxy, params, notes)
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
     pred_z = (predicted - mean) / std
     true_z = (descriptors - mean) / std
-    l1_z = np.abs(pred_z - true_z).mean(axis=0)
+    abs_z = np.abs(pred_z - true_z)
+    l1_z = abs_z.mean(axis=0)
     l1_units = np.abs(predicted - descriptors).mean(axis=0)
     names = proxy.descriptor_names
     keep = [names.index(n) for n in expand(KEEP_GROUPS) if n in names]
     scale = proxy.error_scale_z if scale is None else scale
-    weighted = {}
-    if scale is not None:
-        weighted = {
-            "mrr_weighted": round(mean_reciprocal_rank(pred_z, true_z, candidates, scale), 4),
-            "mrr_keep_weighted": round(
-                mean_reciprocal_rank(pred_z[:, keep], true_z[:, keep], candidates, scale[keep]), 4
+
+    def weighted(s: np.ndarray, suffix: str) -> dict[str, float]:
+        s_keep = s[..., keep]
+        return {
+            f"mrr_weighted{suffix}": round(mean_reciprocal_rank(pred_z, true_z, candidates, s), 4),
+            f"mrr_keep_weighted{suffix}": round(
+                mean_reciprocal_rank(pred_z[:, keep], true_z[:, keep], candidates, s_keep), 4
             ),
+            f"laplace_nll{suffix}": round(float((abs_z / s + np.log(s)).mean()), 4),
         }
-    return weighted | {
+
+    metrics: dict[str, Any] = {}
+    if head is not None:
+        metrics |= weighted(predict_scales(proxy, head, params, notes), "")
+    if scale is not None:
+        metrics |= weighted(np.asarray(scale, dtype=np.float64), "_global" if head is not None else "")
+    return metrics | {
         "held_out": int(params.shape[0]),
         "candidates": int(min(candidates, params.shape[0])),
         "mrr": round(mean_reciprocal_rank(pred_z, true_z, candidates), 4),
@@ -197,16 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         proxy = Proxy.load(args.model)
+        head = load_error_head(args.model, proxy)
         if args.candidates < 2 or args.presets < 0 or (args.table is None and args.presets < 2):
             raise ValueError("need --candidates >= 2, and --table or --presets >= 2")
         if args.table is not None:
             _, params, notes, descriptors = load_table(args.table)
             result["random"] = {"table": str(args.table)} | evaluate(
-                proxy, params, notes, descriptors.astype(np.float64), args.candidates
+                proxy, params, notes, descriptors.astype(np.float64), args.candidates, head=head
             )
         if args.presets:
             params, notes, descriptors, again = preset_heldout(proxy, args.presets, seed=settings.training.seed + 1)
-            result["presets"] = evaluate(proxy, params, notes, descriptors, args.candidates)
+            result["presets"] = evaluate(proxy, params, notes, descriptors, args.candidates, head=head)
             result["presets"]["rerender_ceiling"] = rerender_ceiling(proxy, descriptors, again, args.candidates)
     except (SettingsError, ProxyError, TableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

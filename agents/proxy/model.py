@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -384,7 +385,7 @@ class Proxy(nn.Module):
             raise ProxyError(f"{meta_path}: parameter order differs from synth.params (table {PARAM_TABLE_VERSION})")
         try:
             tensors = load_file(str(weights_path))
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise ProxyError(f"{weights_path}: cannot read proxy weights ({exc})") from exc
         try:
             proxy = cls(
