@@ -10,7 +10,8 @@ normalized L1, and MRR: for each held-out sound, the rank of its true descriptor
 of 1/rank (1.0 = always first). Two distances: plain L1 on z-scored descriptors (`mrr`, synth-proxy's
 protocol) and L1 with each descriptor divided by the proxy's own error scale (`mrr_weighted`, the
 maximum-likelihood ranking under a Laplace error model; scales fitted on renders outside the
-held-out sets, `proxy.yaml` `error_scale_z`, see `agents.proxy.calibrate`).
+held-out sets, see `agents.proxy.calibrate`): per sound when the proxy folder has an error head
+(`agents.proxy.error_head`), else the global `proxy.yaml` `error_scale_z`.
 """
 
 from __future__ import annotations
@@ -193,11 +194,18 @@ def preset_heldout(
     return params, notes, descriptors.astype(np.float64), again.astype(np.float64)
 
 
-def rerender_ceiling(proxy: Proxy, first: np.ndarray, second: np.ndarray, candidates: int) -> dict[str, float]:
-    """MRR and mean normalized L1 of a second render (another noise seed) taken as the prediction."""
+def rerender_ceiling(
+    proxy: Proxy,
+    first: np.ndarray,
+    second: np.ndarray,
+    candidates: int,
+    scale: np.ndarray | None = None,
+) -> dict[str, float]:
+    """MRR and mean normalized L1 of a second render (another noise seed) taken as the prediction;
+    `mrr_weighted` with `scale` ([K] or per sound [N, K]; default the proxy's `error_scale_z`)."""
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
     a, b = (first - mean) / std, (second - mean) / std
-    scale = proxy.error_scale_z
+    scale = proxy.error_scale_z if scale is None else scale
     weighted = {} if scale is None else {"mrr_weighted": round(mean_reciprocal_rank(b, a, candidates, scale), 4)}
     return {
         "mrr": round(mean_reciprocal_rank(b, a, candidates), 4),
@@ -237,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.presets:
             params, notes, descriptors, again = preset_heldout(proxy, args.presets, seed=settings.training.seed + 1)
             result["presets"] = evaluate(proxy, params, notes, descriptors, args.candidates, head=head)
-            result["presets"]["rerender_ceiling"] = rerender_ceiling(proxy, descriptors, again, args.candidates)
+            scales = None if head is None else predict_scales(proxy, head, params, notes)
+            result["presets"]["rerender_ceiling"] = rerender_ceiling(proxy, descriptors, again, args.candidates, scales)
     except (SettingsError, ProxyError, TableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agents.proxy import Proxy, ProxyError
+from agents.proxy.error_head import load_error_head
 from agents.proxy.evaluate import evaluate, mean_reciprocal_rank
 from agents.proxy.kernels import silu_rows
 from agents.proxy.model import LOG_LEVEL_NAMES, N_LOG_INPUTS, rotate_chroma
@@ -361,6 +362,8 @@ def test_shipped_proxy_loads_and_reports_its_metrics() -> None:
     assert proxy.meta["training"]["training_rows"] >= 1_000_000
     assert proxy.meta["target"]["summary_frames"] == 2 and proxy.meta["target"]["probe_s"] == pytest.approx(0.1)
     assert proxy.log_levels and proxy.net[0].in_features == 49 + N_LOG_INPUTS
+    assert load_error_head(SHIPPED, proxy) is not None  # per-sound error scales, fitted on this proxy
+    assert metrics["presets"]["mrr_weighted"] > metrics["presets"]["mrr_weighted_global"]
 
 
 @pytest.mark.parametrize("noise", ["sampled", "none"])
@@ -386,8 +389,11 @@ def test_shipped_proxy_ranks_fresh_renders(tmp_path: Path, noise: str) -> None:
     )
     build_table(tmp_path / "t", plan, FeatureSettings(), progress=False)
     _, params, notes, descriptors = load_table(tmp_path / "t")
-    metrics = evaluate(proxy, params, notes, descriptors.astype(np.float64), candidates=64)
+    metrics = evaluate(
+        proxy, params, notes, descriptors.astype(np.float64), candidates=64, head=load_error_head(SHIPPED, proxy)
+    )
     assert metrics["mrr"] > 0.7, metrics["mrr"]
+    assert metrics["laplace_nll"] < metrics["laplace_nll_global"] - 0.05  # the head knows where the proxy errs
     assert metrics["l1_normalized_mean"] < 0.5
 
 
