@@ -94,6 +94,55 @@ def encode_rows(
 
 
 @numba.njit(**_JIT)
+def _held_level(
+    t: float, attack_x: float, decay_x: float, sustain: float, low: float, log_ratio: float, curve: float
+) -> float:
+    """An ADSR's level at t s with the gate held (`agents.proxy.encoding._held_envelope`)."""
+    a = low * np.exp(attack_x * log_ratio)
+    if t < a:
+        return t / a
+    d = low * np.exp(decay_x * log_ratio)
+    x = min(max((t - a) / d, np.float32(0.0)), np.float32(1.0))
+    return sustain + (np.float32(1.0) - sustain) * (np.float32(1.0) - x) ** curve
+
+
+@numba.njit(**_JIT)
+def envelope_rows(
+    params: np.ndarray,
+    cols: np.ndarray,
+    constants: np.ndarray,
+    times: np.ndarray,
+    level_floor: float,
+    out: np.ndarray,
+    start: int,
+) -> None:
+    """params [B, P] -> out[:, start : start + 3T]: `agents.proxy.encoding.envelope_inputs` at the T
+    `times` (cols: ENVELOPE_COLUMNS; constants: ENVELOPE_CONSTANTS)."""
+    low, log_ratio, span, amount_low, amount_span, curve = (
+        constants[0],
+        constants[1],
+        constants[2],
+        constants[3],
+        constants[4],
+        constants[5],
+    )
+    log_floor = np.log(np.float32(level_floor))
+    level_scale = np.float32(2.0) / (np.log1p(np.float32(level_floor)) - log_floor)
+    n_times = times.shape[0]
+    for b in range(params.shape[0]):
+        p = params[b]
+        octaves = amount_low + p[cols[7]] * amount_span
+        for i in range(n_times):
+            t = times[i]
+            amp = _held_level(t, p[cols[0]], p[cols[1]], p[cols[2]], low, log_ratio, curve)
+            mod = _held_level(t, p[cols[3]], p[cols[4]], p[cols[5]], low, log_ratio, curve)
+            cutoff = min(max(p[cols[6]] + octaves * mod / span, np.float32(0.0)), np.float32(1.0))
+            out[b, start + i] = _log_gain(amp, level_floor, log_floor, level_scale)
+            out[b, start + n_times + i] = mod * np.float32(2.0) - np.float32(1.0)
+            out[b, start + 2 * n_times + i] = cutoff * np.float32(2.0) - np.float32(1.0)
+
+
+@numba.njit(**_JIT)
 def assemble_rows(
     y: np.ndarray,
     params: np.ndarray,

@@ -27,41 +27,38 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from agents.proxy.kernels import assemble_rows, encode_rows, silu_rows
+from agents.proxy.encoding import (
+    ENVELOPE_COLUMNS,
+    ENVELOPE_CONSTANTS,
+    LOG_LEVEL_COLUMNS,
+    LOG_LEVEL_FLOOR,
+    LOG_LEVEL_NAMES,
+    N_ENVELOPE_INPUTS_PER_TIME,
+    N_INPUTS,
+    N_LOG_INPUTS,
+    NOTE_CENTER,
+    NOTE_SCALE,
+    OSC2_FINE,
+    OSC2_SEMIS,
+    WAVE_COLUMNS,
+    check_shapes,
+    envelope_inputs,
+    harmonic_gains,
+    log_level,
+    oscillator_pitches,
+    pitch_class,
+)
+from agents.proxy.kernels import assemble_rows, encode_rows, envelope_rows, silu_rows
 from features.names import GROUPS
-from synth.params import N_PARAMS, PARAM_INDEX, PARAM_NAMES, PARAM_TABLE_VERSION
+from synth.params import N_PARAMS, PARAM_NAMES, PARAM_TABLE_VERSION
 
 FORMAT_VERSION = 2
 WEIGHTS_FILE = "proxy.safetensors"
 META_FILE = "proxy.yaml"
-NOTE_CENTER = 60.0  # the note enters as (note - NOTE_CENTER) / NOTE_SCALE
-NOTE_SCALE = 24.0
-
-
-_OSC2_SEMIS = PARAM_INDEX["osc2_semitones"]
-_OSC2_FINE = PARAM_INDEX["osc2_fine"]
-N_INPUTS = N_PARAMS + 1 + 12 + 12  # without the optional log-level inputs
-# The descriptors are logarithmic (dB, log-mel), so a proxy with `log_levels` also sees gains on a log
-# scale (floor -60 dB): a -30 dB noise floor under a tone is a small step in noise_level but a large one
-# in flatness and the upper MFCCs. The gains: the audio gain parameters, and per oscillator the gains its
-# wave morph gives the harmonics above the fundamental and the even ones (the morph crossfades sine ->
-# saw -> square -> triangle: harmonics grow from 0 after the sine, the even ones fall to 0 at the square).
-LOG_LEVEL_NAMES = ("osc1_level", "osc2_level", "noise_level", "amp_sustain", "master_volume")
-LOG_LEVEL_COLUMNS = np.array([PARAM_INDEX[n] for n in LOG_LEVEL_NAMES], dtype=np.int64)
-WAVE_COLUMNS = np.array([PARAM_INDEX["osc1_wave"], PARAM_INDEX["osc2_wave"]], dtype=np.int64)
-N_LOG_INPUTS = len(LOG_LEVEL_COLUMNS) + 2 * len(WAVE_COLUMNS)
-LOG_LEVEL_FLOOR = 1e-3
 FAST_CHUNK_ROWS = 512  # rows per block on the no-grad path: a [512, 256] float32 activation stays in L2
 NUMPY_MAX_ROWS = 8  # no-grad batches up to this size go through numpy (torch's per-op overhead dominates)
 CHROMA_HEADS = ("direct", "rotate")
 CHROMA_NAMES: tuple[str, ...] = GROUPS["chroma"]
-
-
-def pitch_class(notes: Tensor) -> Tensor:
-    """[B] MIDI notes -> [B, 12] weights of the pitch classes C..B (1 at an integer note, linear between)."""
-    classes = torch.arange(12, dtype=notes.dtype, device=notes.device)
-    d = torch.remainder(notes.unsqueeze(1) - classes, 12.0)
-    return torch.relu(1.0 - torch.minimum(d, 12.0 - d))
 
 
 def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
@@ -79,34 +76,6 @@ def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
     return torch.lerp(low, high, frac)
 
 
-def log_level(gain: Tensor) -> Tensor:
-    """Gains in [0, 1] -> [-1, 1] on a log scale: -1 at 0 (the -60 dB floor), 0 near -30 dB, 1 at 1."""
-    floor = LOG_LEVEL_FLOOR
-    return (torch.log(gain.clamp(0.0, 1.0) + floor) - np.log(floor)) * (2.0 / (np.log1p(floor) - np.log(floor))) - 1.0
-
-
-def harmonic_gains(wave_0to1: Tensor) -> Tensor:
-    """Wave morphs [B, W] (normalized) -> [B, 2W]: per oscillator, the gain of the harmonics above the
-    fundamental (0 at the sine, 1 from the saw on) and of the even ones (0 at the sine, 1 at the saw,
-    0 from the square on), relative to the saw's."""
-    m = wave_0to1 * 3.0
-    return torch.cat([m.clamp(0.0, 1.0), torch.minimum(m, 2.0 - m).clamp(0.0, 1.0)], dim=1)
-
-
-def _check_shapes(params_0to1: Tensor, notes: Tensor) -> None:
-    if params_0to1.ndim != 2 or params_0to1.shape[1] != N_PARAMS:
-        raise ValueError(f"Proxy: params_0to1 must be [B, {N_PARAMS}], got {tuple(params_0to1.shape)}")
-    if notes.ndim != 1 or notes.shape[0] != params_0to1.shape[0]:
-        raise ValueError(f"Proxy: notes must be [B] with B={params_0to1.shape[0]}, got {tuple(notes.shape)}")
-
-
-def oscillator_pitches(params_0to1: Tensor, notes: Tensor) -> Tensor:
-    """[B, 24], [B] -> [B, 2]: the note, and oscillator 2's pitch (note + semitones + fine, MIDI)."""
-    semis = torch.round(params_0to1[:, _OSC2_SEMIS] * 48.0) - 24.0
-    fine = params_0to1[:, _OSC2_FINE] - 0.5  # +-50 cents
-    return torch.stack([notes, notes + semis + fine], dim=1)
-
-
 class ProxyError(ValueError):
     """A proxy folder that cannot be used (one line, names the file)."""
 
@@ -122,6 +91,7 @@ class Proxy(nn.Module):
         out_std: Tensor | None = None,
         chroma_head: str = "direct",
         log_levels: bool = False,
+        envelope_times_s: Sequence[float] = (),
     ) -> None:
         super().__init__()
         self.descriptor_names: tuple[str, ...] = tuple(descriptor_names)
@@ -130,7 +100,12 @@ class Proxy(nn.Module):
         self.chroma_head = chroma_head
         self._chroma_at = self._chroma_start(chroma_head)
         self.log_levels = bool(log_levels)
-        self.n_inputs = N_INPUTS + (N_LOG_INPUTS if self.log_levels else 0)
+        self.envelope_times_s: tuple[float, ...] = tuple(float(t) for t in envelope_times_s)
+        if any(not 0.0 <= t <= 60.0 for t in self.envelope_times_s):
+            raise ValueError(f"Proxy: envelope_times_s must be in [0, 60] s, got {list(self.envelope_times_s)}")
+        self._envelope_times = np.array(self.envelope_times_s, dtype=np.float32)
+        n_envelope = N_ENVELOPE_INPUTS_PER_TIME * len(self.envelope_times_s)
+        self.n_inputs = N_INPUTS + (N_LOG_INPUTS if self.log_levels else 0) + n_envelope
         self._level_columns = LOG_LEVEL_COLUMNS if self.log_levels else LOG_LEVEL_COLUMNS[:0]
         self._wave_columns = WAVE_COLUMNS if self.log_levels else WAVE_COLUMNS[:0]
         sizes = (self.n_inputs, *self.hidden)
@@ -177,14 +152,17 @@ class Proxy(nn.Module):
         """[B, 24], [B] -> [B, n_inputs]: params in [-1, 1], the note's register, and the pitch classes
         of the note and of osc2 (soft one-hot on the circle of 12, exact at integer notes): chroma and
         the other pitch-dependent descriptors are periodic in the note, which a plain MLP learns slowly;
-        with `log_levels`, then the gains of LOG_LEVEL_NAMES on a log scale (`log_level`)."""
-        _check_shapes(params_0to1, notes)
+        with `log_levels`, then the gains of LOG_LEVEL_NAMES on a log scale (`log_level`); with
+        `envelope_times_s`, then the envelopes at those times (`agents.proxy.encoding.envelope_inputs`)."""
+        check_shapes(params_0to1, notes)
         pitches = oscillator_pitches(params_0to1, notes.to(params_0to1.dtype))
         register = (pitches[:, :1] - NOTE_CENTER) / NOTE_SCALE
         parts = [params_0to1 * 2.0 - 1.0, register, pitch_class(pitches[:, 0]), pitch_class(pitches[:, 1])]
         if self.log_levels:
             parts.append(log_level(params_0to1[:, torch.from_numpy(LOG_LEVEL_COLUMNS)]))
             parts.append(log_level(harmonic_gains(params_0to1[:, torch.from_numpy(WAVE_COLUMNS)])))
+        if self.envelope_times_s:
+            parts.append(envelope_inputs(params_0to1, self.envelope_times_s))
         return torch.cat(parts, dim=1)
 
     def predict_normalized(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
@@ -221,7 +199,7 @@ class Proxy(nn.Module):
         elsewhere torch ops with the de-normalization folded into the last layer ("direct" head);
         tiny CPU batches (an environment step) go through `predict_numpy`."""
         layers = self._fused()
-        _check_shapes(params_0to1, notes)
+        check_shapes(params_0to1, notes)
         if params_0to1.shape[0] <= NUMPY_MAX_ROWS and params_0to1.device.type == "cpu":
             small = self.predict_numpy(params_0to1.detach().float().numpy(), notes.detach().float().numpy())
             return torch.from_numpy(small)
@@ -254,8 +232,8 @@ class Proxy(nn.Module):
             y.numpy(),
             params_0to1.numpy(),
             notes.numpy(),
-            _OSC2_SEMIS,
-            _OSC2_FINE,
+            OSC2_SEMIS,
+            OSC2_FINE,
             self._chroma_at,
             std,
             mean,
@@ -268,8 +246,8 @@ class Proxy(nn.Module):
         encode_rows(
             params,
             notes,
-            _OSC2_SEMIS,
-            _OSC2_FINE,
+            OSC2_SEMIS,
+            OSC2_FINE,
             NOTE_CENTER,
             NOTE_SCALE,
             self._level_columns,
@@ -277,6 +255,11 @@ class Proxy(nn.Module):
             LOG_LEVEL_FLOOR,
             out,
         )
+        if self.envelope_times_s:
+            start = self.n_inputs - N_ENVELOPE_INPUTS_PER_TIME * len(self.envelope_times_s)
+            envelope_rows(
+                params, ENVELOPE_COLUMNS, ENVELOPE_CONSTANTS, self._envelope_times, LOG_LEVEL_FLOOR, out, start
+            )
 
     def predict(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """[B, 24] normalized params, [B] MIDI notes -> mean descriptors [B, K] in features' units.
@@ -327,7 +310,7 @@ class Proxy(nn.Module):
         if self._chroma_at < 0:
             return y * std + mean
         out = np.empty((params.shape[0], len(self.descriptor_names)), np.float32)
-        assemble_rows(y, params, notes, _OSC2_SEMIS, _OSC2_FINE, self._chroma_at, std, mean, out)
+        assemble_rows(y, params, notes, OSC2_SEMIS, OSC2_FINE, self._chroma_at, std, mean, out)
         return out
 
     def refresh_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -354,10 +337,16 @@ class Proxy(nn.Module):
                 "activation": "silu",
                 "chroma_head": self.chroma_head,
                 "log_levels": self.log_levels,
+                "envelope_times_s": list(self.envelope_times_s),
                 "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)"
                 + (
                     f", log gains of {', '.join(LOG_LEVEL_NAMES)}, osc harmonics, osc even harmonics"
                     if self.log_levels
+                    else ""
+                )
+                + (
+                    ", amp envelope (log), mod envelope and the cutoff it moves at envelope_times_s"
+                    if self.envelope_times_s
                     else ""
                 ),
                 "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std"
@@ -393,6 +382,7 @@ class Proxy(nn.Module):
                 meta["hidden"],
                 chroma_head=meta.get("chroma_head", "direct"),
                 log_levels=bool(meta.get("log_levels", False)),
+                envelope_times_s=meta.get("envelope_times_s") or (),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProxyError(f"{meta_path}: {exc}") from exc

@@ -51,6 +51,17 @@ def table_target(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: plan[k] for k in TARGET_KEYS} | {"features": manifest["features"]}
 
 
+def snapshot_times_s(target: dict[str, Any]) -> tuple[float, ...]:
+    """Centre times (s, >= 0) of the analysis frames a table's descriptors average (`table_target`)."""
+    from features.batch import frame_times_s
+    from features.config import FeatureSettings
+
+    rate = int(target["sample_rate_hz"])
+    times = frame_times_s(int(round(float(target["probe_s"]) * rate)), rate, FeatureSettings(**target["features"]))
+    frames = int(target["summary_frames"])
+    return tuple(round(max(0.0, float(t)), 6) for t in (times[-frames:] if frames else times))
+
+
 def widened_state(init: Proxy, n_inputs: int) -> dict[str, torch.Tensor]:
     """init's weights for a proxy with n_inputs >= init's inputs: the extra input columns of the first
     layer are zero, so the widened proxy computes what init did."""
@@ -77,15 +88,20 @@ def train(
     init: Proxy | None = None,
     chroma_head: str = "rotate",
     log_levels: bool = False,
+    envelope_times_s: tuple[float, ...] = (),
 ) -> tuple[Proxy, dict[str, Any]]:
     """Fit a proxy; returns it (best validation epoch) and the training facts.
 
     `init`: continue from this proxy (its layer sizes, chroma head and output normalization are kept;
-    with `log_levels` on an init without them, the new inputs start with zero weights: the same
-    function, which training then refines).
+    with `log_levels` or `envelope_times_s` on an init without them, the new inputs start with zero
+    weights: the same function, which training then refines). `envelope_times_s`: feed the envelopes
+    at these times (`agents.proxy.encoding.envelope_inputs`; the CLI's `--envelope-inputs` uses the
+    snapshot frames' centres, `snapshot_times_s`).
     The proxy's `meta["error_scale_z"]` is fitted on the validation split (`agents.proxy.calibrate`
     refits it on a separate table, e.g. when an `init` was trained with another split).
     """
+    if init is not None and init.envelope_times_s and envelope_times_s and init.envelope_times_s != envelope_times_s:
+        raise ValueError(f"--init has envelope inputs at {init.envelope_times_s} s, not {envelope_times_s}")
     torch.manual_seed(seed)
     n = params.shape[0]
     order = np.random.default_rng(seed).permutation(n)
@@ -111,6 +127,7 @@ def train(
         torch.from_numpy(std),
         chroma_head=chroma_head if init is None else init.chroma_head,
         log_levels=log_levels or (init is not None and init.log_levels),
+        envelope_times_s=envelope_times_s or (init.envelope_times_s if init is not None else ()),
     )
     if init is not None:
         proxy.load_state_dict(widened_state(init, proxy.n_inputs))
@@ -190,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also feed gains (levels, sustain, volume, waves' harmonics) on a log scale; widens an --init",
     )
     parser.add_argument(
+        "--envelope-inputs",
+        action="store_true",
+        help="also feed the amp and mod envelopes and the moved cutoff at the snapshot frames; widens an --init",
+    )
+    parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
     )
     return parser
@@ -211,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             init=Proxy.load(args.init) if args.init is not None else None,
             chroma_head=args.chroma_head,
             log_levels=args.log_levels,
+            envelope_times_s=snapshot_times_s(target) if args.envelope_inputs else (),
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

@@ -50,8 +50,13 @@ def test_predict_shapes_units_and_gradients() -> None:
         proxy.predict(torch.rand(3, 24), torch.zeros(2))
 
 
-@pytest.mark.parametrize(("head", "log_levels"), [("direct", False), ("rotate", False), ("rotate", True)])
-def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: str, log_levels: bool) -> None:
+@pytest.mark.parametrize(
+    ("head", "log_levels", "envelope"),
+    [("direct", False, ()), ("rotate", False, ()), ("rotate", True, ()), ("rotate", True, (0.0, 0.032, 0.064))],
+)
+def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(
+    head: str, log_levels: bool, envelope: tuple[float, ...]
+) -> None:
     torch.manual_seed(0)
     proxy = Proxy(
         DESCRIPTOR_NAMES,
@@ -60,8 +65,10 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: s
         out_std=torch.full((37,), 2.0),
         chroma_head=head,
         log_levels=log_levels,
+        envelope_times_s=envelope,
     )
     params, notes = torch.rand(1200, 24), torch.randint(36, 85, (1200,)).float()  # > one 512-row block
+    params[100:200, PARAM_NAMES.index("amp_attack")] = 0.0  # envelopes past their attack at the snapshot
     params[:, PARAM_NAMES.index("osc2_fine")] = torch.rand(1200)  # oscillator 2 between semitones
     params[:100, PARAM_NAMES.index("noise_level")] = 0.0  # the log levels' floor
     slow = proxy.predict(params, notes).detach()
@@ -78,7 +85,7 @@ def test_no_grad_fast_path_matches_the_module_and_follows_weight_changes(head: s
         torch.testing.assert_close(proxy.predict(params, notes), proxy.predict_normalized(params, notes) * 2.0 + 6.0)
         expected = proxy.predict_normalized(params[:3], notes[:3]) * 2.0 + 6.0
         torch.testing.assert_close(proxy.predict(params[:3], notes[:3]), expected, rtol=1e-4, atol=1e-4)
-    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), chroma_head=head, log_levels=log_levels)
+    other = Proxy(DESCRIPTOR_NAMES, hidden=(32, 32), chroma_head=head, log_levels=log_levels, envelope_times_s=envelope)
     other.load_state_dict(proxy.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(other.predict(params, notes), proxy.predict(params, notes))
@@ -165,6 +172,7 @@ def test_save_load_round_trip_is_pickle_free(tmp_path: Path, head: str) -> None:
         out_std=torch.ones(37) * 3,
         chroma_head=head,
         log_levels=head == "rotate",
+        envelope_times_s=(0.05,) if head == "rotate" else (),
     )
     proxy.save(tmp_path / "p", {"metrics": {"mrr": 0.5}})
     assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["proxy.safetensors", "proxy.yaml"]
@@ -173,6 +181,7 @@ def test_save_load_round_trip_is_pickle_free(tmp_path: Path, head: str) -> None:
     torch.testing.assert_close(loaded.predict(x, n), proxy.predict(x, n))
     assert loaded.meta["metrics"]["mrr"] == 0.5 and loaded.hidden == (8, 8)
     assert loaded.chroma_head == head and loaded.log_levels == (head == "rotate")
+    assert loaded.envelope_times_s == ((0.05,) if head == "rotate" else ())
     fast = loaded.predict_numpy(x.numpy(), np.array([40.0, 50.5, 60.0, 70.0], np.float32))
     slow = loaded.predict(x, torch.tensor([40.0, 50.5, 60.0, 70.0])).detach().numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
