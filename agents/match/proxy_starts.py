@@ -11,7 +11,9 @@ another basin (sine and triangle sound alike and sit at the two ends of the morp
 cannot leave; the policy's other parameters are good starts. The target's descriptors are the
 proxy's own snapshot (`proxy.yaml` `target`: the mean of the last `summary_frames` analysis frames
 of the first `probe_s` seconds, note held) taken from the start of the target's probe, and the
-distance is the proxy's error-scaled L1 on z-scores (the ranking of `mrr_weighted`).
+distance is the proxy's error-scaled L1 on z-scores (the ranking of `mrr_weighted`); with the
+proxy's error head (`agents.proxy.error_head`), the Laplace negative log-likelihood of the target
+under each candidate's predicted scales, sum_k |pred_k - target_k| / scale_k + log scale_k.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import numpy as np
 import torch
 
 from agents.match.curriculum import active_mask
+from agents.proxy.error_head import predict_scales
 from features.config import FeatureSettings
 from features.names import INDEX
 
 if TYPE_CHECKING:
     from agents.proxy import Proxy
+    from agents.proxy.error_head import ErrorHead
 
 OSC_SECTION = np.flatnonzero(active_mask(1))  # the parameters the candidates vary
 SEARCH_CHUNK_ROWS = 16_384  # proxy predictions per call
@@ -66,8 +70,10 @@ def proxy_starts(
     k: int,
     candidates: int,
     rng: np.random.Generator,
+    head: ErrorHead | None = None,
 ) -> np.ndarray:
-    """`[P, k, 24]`: per target, the `k` best of `candidates` oscillator settings by the proxy."""
+    """`[P, k, 24]`: per target, the `k` best of `candidates` oscillator settings by the proxy
+    (and its error `head`'s per-candidate scales when given)."""
     patches = np.asarray(patches_0to1, dtype=np.float32)
     wanted = np.asarray(target_descriptors, dtype=np.float64)
     if patches.ndim != 2 or wanted.shape != (len(patches), len(proxy.descriptor_names)):
@@ -89,7 +95,13 @@ def proxy_starts(
             chunk = torch.from_numpy(trial[lo : lo + SEARCH_CHUNK_ROWS])
             with torch.inference_mode():
                 predicted = proxy.predict(chunk, torch.full((len(chunk),), float(midi_note))).double().numpy()
-            distance[lo : lo + len(chunk)] = (np.abs(predicted - wanted[row]) * weight).sum(axis=1)
+            if head is None:
+                distance[lo : lo + len(chunk)] = (np.abs(predicted - wanted[row]) * weight).sum(axis=1)
+            else:
+                notes = np.full(len(chunk), float(midi_note), dtype=np.float32)
+                scales = predict_scales(proxy, head, trial[lo : lo + SEARCH_CHUNK_ROWS], notes)
+                nll = np.abs(predicted - wanted[row]) / (std * scales) + np.log(scales)
+                distance[lo : lo + len(chunk)] = nll.sum(axis=1)
         best = np.argpartition(distance, k - 1)[:k]
         out[row] = trial[best[np.argsort(distance[best])]]
     return out

@@ -201,9 +201,11 @@ def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Setting
 
     from agents.match.proxy_starts import proxy_snapshot, proxy_starts
     from agents.proxy import Proxy, ProxyError
+    from agents.proxy.error_head import load_error_head
 
     try:
         proxy = Proxy.load(str(config.proxy_dir))
+        head = load_error_head(str(config.proxy_dir), proxy)
     except ProxyError as exc:
         raise RefineError(f"refine.proxy_dir: {exc}") from exc
     note_off_s = settings.match.probe_note_off_s or None
@@ -220,4 +222,5 @@ def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Setting
         config.proxy_starts,
         config.proxy_candidates,
         np.random.default_rng([seed, 7]),
+        head,
     )

@@ -94,3 +94,18 @@ def test_the_proxys_first_pick_finds_the_waves_far_more_often_than_chance(proxy:
     wave = PARAM_INDEX["osc1_wave"]
     hit = np.abs(picks[:, 0, wave] - targets[:, wave]) < 0.15
     assert hit.mean() >= 0.45, hit.mean()  # 13 of 24 here
+
+
+def test_an_error_head_of_constant_scales_picks_as_the_global_scales_do(proxy: Proxy) -> None:
+    """With the error head, candidates are ranked by the target's Laplace NLL under their own predicted
+    scales; a head that predicts the global scales everywhere (its initial state) must rank the same."""
+    from agents.proxy.error_head import ErrorHead
+
+    rng = np.random.default_rng(3)
+    patches = rng.random((3, 24)).astype(np.float32)
+    with torch.no_grad():
+        wanted = proxy.predict(torch.from_numpy(rng.random((3, 24)).astype(np.float32)), torch.full((3,), 60.0))
+    head = ErrorHead(proxy.n_inputs, len(proxy.descriptor_names), (4,), init_scale_z=proxy.error_scale_z)
+    plain = proxy_starts(proxy, wanted.double().numpy(), patches, 60.0, 3, 256, np.random.default_rng(1))
+    headed = proxy_starts(proxy, wanted.double().numpy(), patches, 60.0, 3, 256, np.random.default_rng(1), head)
+    np.testing.assert_array_equal(headed, plain)
