@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.proxy.error_head import ErrorHead, load_error_head, predict_scales
+from agents.proxy.error_head import ErrorHead, abs_errors_z, load_error_head, predict_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import expand
 from settings import SettingsError, load_settings
@@ -90,9 +90,7 @@ def laplace_scales(proxy: Proxy, params: np.ndarray, notes: np.ndarray, descript
 
     Fit it on renders the proxy was neither trained nor will be judged on (a validation split or a
     calibration table from the training distribution), never on a held-out set."""
-    std = proxy.out_std.numpy().astype(np.float64)
-    error = (predict_table(proxy, params, notes) - descriptors) / std
-    return np.maximum(np.abs(error).mean(axis=0), 1e-6)
+    return np.maximum(abs_errors_z(proxy, params, notes, descriptors).mean(axis=0), 1e-6)
 
 
 KEEP_GROUPS = ("loudness", "specshape", "pitch")  # the imitation environment's default features_keep
