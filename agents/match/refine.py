@@ -16,9 +16,11 @@ With `proxy_starts` k > 0, Adam also races k other starts: the policy's patch wi
 section replaced by the settings the neural proxy (`proxy_dir`) finds nearest the target among
 `proxy_candidates` random ones (`agents.match.proxy_starts`; no renders). Each start runs
 `race_steps` steps, then the best continues alone; only at the curriculum stages listed in
-`proxy_stages` (the shipped model: 1 and 2, where it helped on the validation presets; at stage 3
-the amp envelope needs the steps the race takes). Budgets too short for the race
-(`(k + 1) * race_steps >= budget - policy_steps`) refine from the policy's patch alone.
+`proxy_stages`. With `wave_net_dir`, one more start races at the stages in `wave_net_stages`: the
+policy's patch with both oscillator waves set to what the wave net (`agents.match.wave_net`, an
+inverse model on the probe's spectrum) hears in the target; it resolves the wave basins that the
+proxy's forward search misses once the filter moves. Budgets too short for the race
+(`(starts + 1) * race_steps >= budget - policy_steps`) refine from the policy's patch alone.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class RefineConfig:
     proxy_dir: str | None = None  # the proxy's folder (model.yaml: relative to the model directory)
     proxy_candidates: int = 8192  # random oscillator settings the proxy ranks per target
     race_steps: int = 8  # Adam steps each start runs before the best one continues
-    proxy_stages: tuple[int, ...] = (1, 2, 3, 4, 5)  # curriculum stages at which the race runs
+    proxy_stages: tuple[int, ...] = (1, 2, 3, 4, 5)  # curriculum stages at which the proxy's starts race
+    wave_net_dir: str | None = None  # a wave net's folder (`agents.match.wave_net`): one more start
+    wave_net_stages: tuple[int, ...] = (1, 2, 3)  # curriculum stages at which the wave net's start races
 
     @property
     def schedule(self) -> AdamSchedule:
@@ -64,7 +68,13 @@ class RefineConfig:
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["proxy_stages"] = list(self.proxy_stages)  # YAML / JSON lists
+        out["wave_net_stages"] = list(self.wave_net_stages)
         return out
+
+    def extra_starts(self, stage: int) -> int:
+        """How many starts race the policy's patch at `stage`."""
+        proxy = self.proxy_starts if stage in self.proxy_stages else 0
+        return proxy + int(self.wave_net_dir is not None and stage in self.wave_net_stages)
 
 
 DEFAULT_REFINE = RefineConfig()  # what `agents.match.dagger` writes into the models it trains
@@ -93,14 +103,8 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
         counts[key] = value
     if counts["proxy_starts"] > counts["proxy_candidates"]:
         raise RefineError(f"{path}: refine.proxy_starts ({counts['proxy_starts']}) exceeds proxy_candidates")
-    stages = section.get("proxy_stages", list(RefineConfig.proxy_stages))
-    if (
-        not isinstance(stages, list)
-        or not stages
-        or any(isinstance(v, bool) or v not in range(1, N_STAGES + 1) for v in stages)
-        or len(set(stages)) != len(stages)
-    ):
-        raise RefineError(f"{path}: refine.proxy_stages must list distinct stages 1..{N_STAGES}, got {stages!r}")
+    stages = _stage_list(section, "proxy_stages", path)
+    wave_net_dir, wave_net_stages = _wave_net(section, path)
     proxy_dir = section.get("proxy_dir")
     if counts["proxy_starts"] > 0:
         if not isinstance(proxy_dir, str) or not proxy_dir:
@@ -124,10 +128,48 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
     return RefineConfig(
         kind=str(kind),
         proxy_dir=proxy_dir if counts["proxy_starts"] else None,
-        proxy_stages=tuple(sorted(stages)),
+        proxy_stages=stages,
+        wave_net_dir=wave_net_dir,
+        wave_net_stages=wave_net_stages,
         **counts,
         **numbers,
     )
+
+
+def _stage_list(section: Mapping[str, Any], key: str, path: str | Path) -> tuple[int, ...]:
+    stages = section.get(key, list(getattr(RefineConfig, key)))
+    if (
+        not isinstance(stages, list)
+        or not stages
+        or any(isinstance(v, bool) or v not in range(1, N_STAGES + 1) for v in stages)
+        or len(set(stages)) != len(stages)
+    ):
+        raise RefineError(f"{path}: refine.{key} must list distinct stages 1..{N_STAGES}, got {stages!r}")
+    return tuple(sorted(stages))
+
+
+def _wave_net(section: Mapping[str, Any], path: str | Path) -> tuple[str | None, tuple[int, ...]]:
+    """`refine.wave_net_dir` (resolved against the model folder, the net read and checked) and its stages."""
+    from agents.match.wave_net import WaveNetError, load_wave_net
+
+    stages = _stage_list(section, "wave_net_stages", path)
+    folder = section.get("wave_net_dir")
+    if folder is None:
+        return None, stages
+    if not isinstance(folder, str) or not folder:
+        raise RefineError(f"{path}: refine.wave_net_dir must be a folder name, got {folder!r}")
+    resolved = Path(path).parent / folder
+    try:
+        loaded = load_wave_net(resolved)
+    except WaveNetError as exc:
+        raise RefineError(f"{path}: refine.wave_net_dir: {exc}") from exc
+    missing = sorted(set(stages) - set(loaded.stages))
+    if missing:
+        raise RefineError(
+            f"{path}: refine.wave_net_stages {list(stages)} include stage(s) {missing} the wave net was not "
+            f"trained for (its stages: {list(loaded.stages)})"
+        )
+    return str(resolved), stages
 
 
 def hybrid_rollout(
@@ -167,9 +209,9 @@ def hybrid_rollout(
     problem = MatchProblem(targets_0to1[open_rows], stage, renderer, hearing, settings.match.epsilon)
     problem.starts = first.final_x[open_rows].copy()  # the policy's patch (held parameters = the target's)
     extra = None
-    race = config.proxy_starts > 0 and stage in config.proxy_stages
-    if race and (config.proxy_starts + 1) * config.race_steps < rest:
-        extra = _proxy_starts(config, problem, settings, seed)
+    n_extra = config.extra_starts(stage)
+    if n_extra > 0 and (n_extra + 1) * config.race_steps < rest:
+        extra = _race_starts(config, problem, settings, stage, seed)
     refined = gradient_descent(
         problem,
         rest,
@@ -195,8 +237,39 @@ def hybrid_rollout(
     return RolloutResult(final_loss, best_loss, steps, final_x, trajectories)
 
 
-def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Settings, seed: int) -> np.ndarray:
-    """`[P, proxy_starts, 24]` extra starts for the problem's targets (their probe audio, once more)."""
+def _race_starts(config: RefineConfig, problem: MatchProblem, settings: Settings, stage: int, seed: int) -> np.ndarray:
+    """`[P, extra_starts(stage), 24]`: the wave net's start first, then the proxy's (the targets' probe
+    audio rendered once more: what the agent heard)."""
+    import torch
+
+    with torch.no_grad():
+        audio = torch.cat(
+            [
+                problem.renderer(torch.from_numpy(problem.targets[lo : lo + CHUNK_ROWS]))
+                for lo in range(0, problem.n_targets, CHUNK_ROWS)
+            ]
+        )
+    starts = []
+    if config.wave_net_dir is not None and stage in config.wave_net_stages:
+        from agents.match.wave_net import WaveNetError, load_wave_net, wave_starts
+
+        try:
+            loaded = load_wave_net(config.wave_net_dir)
+        except WaveNetError as exc:
+            raise RefineError(f"refine.wave_net_dir: {exc}") from exc
+        if loaded.spectrum.sample_rate_hz != settings.synth.sample_rate_hz:
+            raise RefineError(
+                f"refine.wave_net_dir: {config.wave_net_dir} was trained on {loaded.spectrum.sample_rate_hz} Hz "
+                f"probes, these are {settings.synth.sample_rate_hz} Hz"
+            )
+        starts.append(wave_starts(loaded, audio, problem.starts, stage))
+    if config.proxy_starts > 0 and stage in config.proxy_stages:
+        starts.append(_proxy_starts(config, problem, settings, seed, audio))
+    return np.concatenate(starts, axis=1)
+
+
+def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Settings, seed: int, audio: Any) -> np.ndarray:
+    """`[P, proxy_starts, 24]` extra starts for the problem's targets from their probe `audio`."""
     import torch
 
     from agents.match.proxy_starts import proxy_snapshot, proxy_starts
@@ -212,8 +285,8 @@ def _proxy_starts(config: RefineConfig, problem: MatchProblem, settings: Setting
     descriptors = []
     with torch.no_grad():
         for lo in range(0, problem.n_targets, CHUNK_ROWS):
-            audio = problem.renderer(torch.from_numpy(problem.targets[lo : lo + CHUNK_ROWS]))
-            descriptors.append(proxy_snapshot(proxy, audio, settings.synth.sample_rate_hz, note_off_s))
+            chunk = audio[lo : lo + CHUNK_ROWS]
+            descriptors.append(proxy_snapshot(proxy, chunk, settings.synth.sample_rate_hz, note_off_s))
     return proxy_starts(
         proxy,
         np.concatenate(descriptors),

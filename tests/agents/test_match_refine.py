@@ -152,7 +152,8 @@ def test_the_race_runs_only_at_its_stages_and_within_the_budget(monkeypatch: pyt
 
     asked: list[int] = []
 
-    def starts(config: RefineConfig, problem: Any, settings: Settings, seed: int) -> np.ndarray:
+    def starts(config: RefineConfig, problem: Any, settings: Settings, seed: int, audio: Any) -> np.ndarray:
+        assert len(audio) == problem.n_targets
         asked.append(problem.stage)
         return problem.targets[:, None].copy()  # a start on the target: the race must pick it
 
@@ -167,6 +168,61 @@ def test_the_race_runs_only_at_its_stages_and_within_the_budget(monkeypatch: pyt
     plain = hybrid_rollout(hold, targets, settings, 1, 14, cfg, renderer=renderer, hearing=hearing)
     short = hybrid_rollout(hold, targets, settings, 2, 8, cfg, renderer=renderer, hearing=hearing)  # 2 * 3 >= 6
     assert asked == [2] and (plain.final_loss > 1e-4).all() and (short.final_loss > 1e-4).all()
+
+
+def _wave_net_dir(folder: Path, stages: tuple[int, ...] = (1, 2, 3)) -> Path:
+    import torch
+
+    from agents.match.wave_net import SpectrumSettings, WaveNet, save_wave_net
+
+    spectrum = SpectrumSettings(n_fft=256, hop=128, start_s=0.0, end_s=0.2)  # the doubles' 0.25 s probe
+    net = WaveNet(spectrum.n_bins + 1, (8,), 4)
+    with torch.no_grad():  # whatever it hears: osc1 in bin 3 (0.875), osc2 in bin 1 (0.375)
+        net.waves.weight.zero_()
+        net.waves.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 4.0, 0.0, 4.0, 0.0, 0.0]))
+    save_wave_net(folder, net, spectrum, stages, {})
+    return folder
+
+
+def test_the_wave_net_folder_is_read_and_checked_against_its_stages(tmp_path: Path) -> None:
+    _wave_net_dir(tmp_path / "wave_net", stages=(1, 2))
+    path = tmp_path / "model.yaml"
+    cfg = refine_config({"wave_net_dir": "wave_net", "wave_net_stages": [2, 1]}, path)
+    assert cfg is not None and cfg.wave_net_stages == (1, 2)
+    assert Path(str(cfg.wave_net_dir)).resolve() == tmp_path / "wave_net"
+    assert refine_config(cfg.as_dict() | {"wave_net_dir": "wave_net"}, path) == cfg
+    assert [cfg.extra_starts(s) for s in (1, 2, 3)] == [1, 1, 0]
+    for section, culprit in (
+        ({"wave_net_dir": "wave_net"}, "include stage(s) [3] the wave net was not trained for"),
+        ({"wave_net_dir": "nowhere"}, "refine.wave_net_dir: "),
+        ({"wave_net_dir": 3}, "refine.wave_net_dir must be a folder name"),
+        ({"wave_net_stages": [0]}, "refine.wave_net_stages must list distinct stages"),
+    ):
+        with pytest.raises(RefineError) as info:
+            refine_config(section, path)
+        assert culprit in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_wave_nets_start_races_first_beside_the_proxys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.match.refine as refine_module
+    from agents.baselines.common import MatchProblem
+
+    def proxy(config: RefineConfig, problem: Any, settings: Settings, seed: int, audio: Any) -> np.ndarray:
+        return np.full((problem.n_targets, config.proxy_starts, 24), 0.25, np.float32)
+
+    monkeypatch.setattr(refine_module, "_proxy_starts", proxy)
+    cfg = RefineConfig(proxy_starts=1, proxy_dir="p", wave_net_dir=str(_wave_net_dir(tmp_path / "wn")))
+    targets = held_out_presets(3, seed=2)
+    problem = MatchProblem(targets, 2, FakeRenderer(), FakeHearing(), 0.05)
+    problem.starts = targets.copy()
+    starts = refine_module._race_starts(cfg, problem, flat_settings(), 2, 0)
+    assert starts.shape == (3, 2, 24) and (starts[:, 1] == 0.25).all()
+    np.testing.assert_allclose(starts[:, 0, [0, 2]], np.tile([0.875, 0.375], (3, 1)))
+    np.testing.assert_array_equal(starts[:, 0, 3:], targets[:, 3:])
+    only_proxy = refine_module._race_starts(cfg, problem, flat_settings(), 4, 0)  # the net's stages: 1-3
+    assert only_proxy.shape == (3, 1, 24) and cfg.extra_starts(4) == 1 and cfg.extra_starts(2) == 2
+    with pytest.raises(RefineError, match="trained on 16000 Hz probes, these are 44100 Hz"):
+        refine_module._race_starts(cfg, problem, flat_settings(**{"synth.sample_rate_hz": 44100}), 2, 0)
 
 
 def _model_dir(tmp_path: Path, refine: dict[str, Any] | None) -> Path:

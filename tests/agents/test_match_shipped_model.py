@@ -24,7 +24,7 @@ MODEL = Path(__file__).resolve().parents[2] / "models" / "match_dagger"
 
 def test_shipped_match_model_is_small_and_complete() -> None:
     size = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
-    assert size <= 5 * 1024 * 1024
+    assert size <= 9 * 1024 * 1024  # policy 4.4 MB + wave net 3.7 MB + proxy copy
     model = load_model(MODEL)
     meta = model.meta
     assert meta["task"] == "match" and meta["algorithm"] == "dagger"
@@ -56,15 +56,18 @@ def test_shipped_match_model_beats_the_neutral_start() -> None:
 
 def test_shipped_match_model_is_the_hybrid_agent_and_its_refinement_helps() -> None:
     """Its model.yaml's refine section makes evaluation run the policy, then gradient refinement
-    (racing a start the shipped proxy picks); on the real synth 20 refinement steps already take the
+    (racing a start with the waves its wave net hears); on the real synth 20 refinement steps already take the
     loss well under the policy's orbit."""
     torch.set_num_threads(1)
     settings = with_overrides(load_settings(), {"match.action_mode": "flat"})
     policy, config = load_policy(str(MODEL), settings, 1)
-    assert config is not None and config.proxy_starts == 1 and config.race_steps == 8
-    assert config.proxy_stages == (1, 2)
-    assert Path(str(config.proxy_dir)).resolve() == MODEL / "proxy"  # its own copy, the one it was tuned with
-    assert dataclasses.replace(config, proxy_starts=0, proxy_dir=None, proxy_stages=(1, 2, 3, 4, 5)) == DEFAULT_REFINE
+    assert config is not None and config.proxy_starts == 0 and config.race_steps == 8
+    assert config.wave_net_stages == (1, 2) and config.extra_starts(1) == 1 and config.extra_starts(3) == 0
+    assert Path(str(config.wave_net_dir)).resolve() == MODEL / "wave_net"
+    assert (
+        dataclasses.replace(config, wave_net_dir=None, wave_net_stages=(1, 2, 3), proxy_stages=(1, 2, 3, 4, 5))
+        == DEFAULT_REFINE
+    )
     targets = held_out_presets(4, settings.match.eval_seed)
     renderer, hearing = ProbeRenderer(settings), FeaturesHearing(settings)
     budget = config.policy_steps + 20
