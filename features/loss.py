@@ -133,6 +133,10 @@ class PerceptualLoss(nn.Module):
         )
         return spec.transpose(-1, -2).contiguous()  # torch lays it out frames-major already: no copy
 
+    def torch_stft(self, audio: torch.Tensor, size: int) -> torch.Tensor:
+        """`torch.stft` at one of `fft_sizes` as the loss takes it (differentiable, forward mode too)."""
+        return self._stft(audio, size, numba_stft=False)
+
     def _frames(self, audio: torch.Tensor) -> batch.Frames:
         fr = batch.analyze_frames(audio, self.sample_rate_hz, self.feature_settings)
         return batch.Frames(plan=fr.plan, const=self._constants(), frames=fr.frames, power=fr.power)

@@ -13,6 +13,9 @@ the hybrid match agent (`agents.match.refine`) runs the same loop from its polic
 cosine-decayed one, and may race extra starts (`extra_starts` [P, S - 1, 24]): each of the S starts
 of a target runs `race_steps` steps (S renders a step), then the start with the lowest loss so far
 continues alone, its Adam state kept, for the rest of the budget (`budget - S * race_steps` steps).
+With `lm` (`agents.baselines.levenberg`), a target whose best loss falls under `lm.below` (after the
+race) takes Levenberg-Marquardt steps instead of Adam's, and its renders are then scored with the
+environment's own (no-grad) loss, so that an exact match scores 0 as there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import torch
 from tqdm import tqdm
 
 from agents.baselines.common import BaselineResult, MatchProblem, Tracker
+from agents.baselines.levenberg import LevenbergMarquardt, LMPhase
 from agents.match.probe import take_rows
+from features.loss import PerceptualLoss
+from features.loss_residual import MRSTFTResidual
 from synth.params import DISCRETE_INDICES, N_PARAMS, snap_vector
 
 CHUNK_TARGETS = 32
@@ -64,8 +70,10 @@ def gradient_descent(
     schedule: AdamSchedule = BASELINE_SCHEDULE,
     extra_starts: np.ndarray | None = None,
     race_steps: int = 0,
+    lm: LevenbergMarquardt | None = None,
 ) -> BaselineResult:
-    """Adam from `problem.starts` (and `extra_starts`, raced) for `budget` renders per target."""
+    """Adam from `problem.starts` (and `extra_starts`, raced) for `budget` renders per target; with
+    `lm`, Levenberg-Marquardt steps for the targets it brought under `lm.below`."""
     if budget <= 0:
         raise ValueError(f"the step budget must be > 0, got {budget}")
     n_starts = 1
@@ -90,7 +98,7 @@ def gradient_descent(
         starts = problem.starts[rows][:, None]
         if extra_starts is not None:
             starts = np.concatenate([starts, extra_starts[rows]], axis=1)
-        _descend(problem, tracker, rows, starts, trainable, budget, schedule, race_steps)
+        _descend(problem, tracker, rows, starts, trainable, budget, schedule, race_steps, lm)
         bar.update(budget * len(rows))
     bar.close()
     return tracker.result()
@@ -105,6 +113,7 @@ def _descend(
     budget: int,
     schedule: AdamSchedule,
     race_steps: int,
+    lm: LevenbergMarquardt | None = None,
 ) -> None:
     """Adam on one chunk of targets; `starts` [C, S, 24]. Start s of target i renders at batch
     position s * C + i (its target copy too); the race's winners then render at positions 0..C-1."""
@@ -121,6 +130,7 @@ def _descend(
     steps = budget - (n_starts - 1) * race_steps  # the steps of the start that goes the distance
     live_rows = np.tile(rows, n_starts)
     race_best = np.full(len(live_rows), np.inf)
+    phase: LMPhase | None = None
     for step in range(steps):
         if n_starts > 1 and step == race_steps:
             winners = torch.from_numpy(race_best.reshape(n_starts, n_rows).argmin(axis=0) * n_rows + np.arange(n_rows))
@@ -128,13 +138,25 @@ def _descend(
             fixed = fixed[winners]
             cache = take_rows(cache, torch.arange(n_rows))
             live_rows = rows
+        if lm is not None and phase is None and len(live_rows) == n_rows:
+            phase = _lm_phase(problem, lm, rows, fixed, index)
         for group in optimiser.param_groups:
             group["lr"] = schedule.lr_at(step, steps)
+        rendered_z = z.detach().double() if phase is None else phase.candidates(z)  # float64 logits
         x = fixed.clone()
-        x[:, index] = torch.sigmoid(z)
-        loss = problem.hearing.loss(problem.renderer(x), cache)
-        optimiser.zero_grad()
-        loss.sum().backward()
+        lm_rows = phase.active if phase is not None else torch.zeros(len(live_rows), dtype=torch.bool)
+        adam = not bool(lm_rows.all())
+        if adam:
+            x[:, index] = torch.sigmoid(z)
+            loss = problem.hearing.loss(problem.renderer(x), cache)
+            optimiser.zero_grad()
+            loss.sum().backward()
+        if lm_rows.any():  # the environment's loss for the Levenberg-Marquardt targets
+            with torch.no_grad():
+                x = x.detach()
+                x[:, index] = torch.where(lm_rows[:, None], torch.sigmoid(rendered_z).float(), x[:, index])
+                env_loss = problem.hearing.loss(problem.renderer(x), cache)
+            loss = torch.where(lm_rows, env_loss, loss.detach()) if adam else env_loss
         problem.renders += len(live_rows)
         losses = loss.detach().double().numpy()
         if len(live_rows) > n_rows:
@@ -142,7 +164,25 @@ def _descend(
         tracker.record(live_rows, x.detach().numpy(), losses)
         for _ in range(len(live_rows) // n_rows):  # one best-so-far entry per render of each target
             tracker.snapshot(rows)
-        optimiser.step()
+        if adam:
+            optimiser.step()
+        if phase is not None:
+            phase.step(rendered_z, torch.from_numpy(losses), z)
+
+
+def _lm_phase(
+    problem: MatchProblem, lm: LevenbergMarquardt, rows: np.ndarray, fixed: torch.Tensor, index: torch.Tensor
+) -> LMPhase:
+    """The Levenberg-Marquardt state of a chunk whose targets render at positions 0..C-1; the targets'
+    residual spectra through the differentiable render path, as the Jacobian's renders take it."""
+    loss_module = getattr(problem.hearing, "loss_module", None)
+    if not isinstance(loss_module, PerceptualLoss):
+        raise TypeError(
+            f"Levenberg-Marquardt steps need a hearing with a PerceptualLoss, got {type(problem.hearing).__name__}"
+        )
+    residual = MRSTFTResidual(loss_module)
+    audio = problem.renderer(torch.from_numpy(problem.targets[rows]).double().requires_grad_(True))
+    return LMPhase(lm, problem.renderer, residual, residual.prepare(audio), fixed, index)
 
 
 def _keep_rows(

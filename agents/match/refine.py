@@ -21,6 +21,10 @@ policy's patch with both oscillator waves set to what the wave net (`agents.matc
 inverse model on the probe's spectrum) hears in the target; it resolves the wave basins that the
 proxy's forward search misses once the filter moves. Budgets too short for the race
 (`(starts + 1) * race_steps >= budget - policy_steps`) refine from the policy's patch alone.
+
+With `lm_below`, a target whose best loss falls under it takes Levenberg-Marquardt steps instead of
+Adam's (`agents.baselines.levenberg`: a Gauss-Newton model of the loss's STFT term, one render a
+step as before): Adam orbits a solved target at ~0.01, these steps bring it to ~1e-6.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 
 from agents.baselines.common import CHUNK_ROWS, MatchProblem
 from agents.baselines.gradient import AdamSchedule, gradient_descent
+from agents.baselines.levenberg import LevenbergMarquardt
 from agents.match.curriculum import N_STAGES
 from agents.match.probe import Hearing, Renderer
 from agents.match.rollout import Policy, RolloutResult, rollout
@@ -60,6 +65,15 @@ class RefineConfig:
     proxy_stages: tuple[int, ...] = (1, 2, 3, 4, 5)  # curriculum stages at which the proxy's starts race
     wave_net_dir: str | None = None  # a wave net's folder (`agents.match.wave_net`): one more start
     wave_net_stages: tuple[int, ...] = (1, 2, 3)  # curriculum stages at which the wave net's start races
+    lm_below: float | None = None  # a target's best loss under this: Levenberg-Marquardt steps (None: Adam only)
+    lm_lambda0: float = 0.01  # their first damping
+    lm_max_step: float = 2.0  # their largest step (logit units)
+
+    @property
+    def lm(self) -> LevenbergMarquardt | None:
+        if self.lm_below is None:
+            return None
+        return LevenbergMarquardt(below=self.lm_below, lambda0=self.lm_lambda0, max_step=self.lm_max_step)
 
     @property
     def schedule(self) -> AdamSchedule:
@@ -125,7 +139,11 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
         AdamSchedule(**numbers)
     except ValueError as exc:
         raise RefineError(f"{path}: refine: {exc}") from exc
+    lm = _levenberg(section, path)
     return RefineConfig(
+        lm_below=lm.below if lm else None,
+        lm_lambda0=lm.lambda0 if lm else RefineConfig.lm_lambda0,
+        lm_max_step=lm.max_step if lm else RefineConfig.lm_max_step,
         kind=str(kind),
         proxy_dir=proxy_dir if counts["proxy_starts"] else None,
         proxy_stages=stages,
@@ -134,6 +152,26 @@ def refine_config(section: Any, path: str | Path) -> RefineConfig | None:
         **counts,
         **numbers,
     )
+
+
+def _levenberg(section: Mapping[str, Any], path: str | Path) -> LevenbergMarquardt | None:
+    """`refine.lm_below` / `lm_lambda0` / `lm_max_step` -> the Levenberg-Marquardt phase (None: off)."""
+    values: dict[str, float] = {}
+    for key in ("lm_below", "lm_lambda0", "lm_max_step"):
+        value = section.get(key, getattr(RefineConfig, key))
+        if value is None and key == "lm_below":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RefineError(f"{path}: refine.{key} must be a number, got {value!r}")
+        values[key] = float(value)
+    if "lm_below" not in values:
+        return None
+    try:
+        return LevenbergMarquardt(
+            below=values["lm_below"], lambda0=values["lm_lambda0"], max_step=values["lm_max_step"]
+        )
+    except ValueError as exc:
+        raise RefineError(f"{path}: refine: {exc}") from exc
 
 
 def _stage_list(section: Mapping[str, Any], key: str, path: str | Path) -> tuple[int, ...]:
@@ -220,6 +258,7 @@ def hybrid_rollout(
         schedule=config.schedule,
         extra_starts=extra,
         race_steps=config.race_steps,
+        lm=config.lm,
     )
     final_loss = first.final_loss.copy()
     final_x = first.final_x.copy()

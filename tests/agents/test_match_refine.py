@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agents.baselines.gradient import AdamSchedule
+from agents.baselines.levenberg import LevenbergMarquardt
 from agents.evaluate import __main__ as evaluate_main
 from agents.evaluate.match import EvaluateError, evaluate
 from agents.match.curriculum import held_out_presets
@@ -45,6 +46,10 @@ def test_refine_section_parses_with_defaults() -> None:
     assert cfg == RefineConfig(policy_steps=4, lr=0.2)
     assert refine_config(cfg.as_dict(), "m/model.yaml") == cfg
     assert cfg.schedule == AdamSchedule(lr=0.2, lr_floor=cfg.lr_floor, beta1=cfg.beta1)
+    assert cfg.lm is None  # Adam only unless lm_below is set
+    lm_cfg = refine_config({"lm_below": 0.05, "lm_max_step": 1}, "m/model.yaml")
+    assert lm_cfg is not None and lm_cfg.lm == LevenbergMarquardt(below=0.05, max_step=1.0)
+    assert refine_config(lm_cfg.as_dict(), "m/model.yaml") == lm_cfg
 
 
 @pytest.mark.parametrize(
@@ -66,6 +71,10 @@ def test_refine_section_parses_with_defaults() -> None:
         ({"proxy_stages": [1, 6]}, "refine.proxy_stages must list distinct stages 1..5"),
         ({"proxy_stages": [2, 2]}, "refine.proxy_stages must list distinct stages"),
         ({"proxy_stages": 1}, "refine.proxy_stages must list"),
+        ({"lm_below": "low"}, "refine.lm_below must be a number"),
+        ({"lm_below": 0.0}, "refine: Levenberg-Marquardt needs below > 0"),
+        ({"lm_below": 0.1, "lm_max_step": True}, "refine.lm_max_step must be a number"),
+        ({"lm_below": 0.1, "lm_lambda0": -1}, "lambda0"),
     ],
 )
 def test_bad_refine_sections_name_file_and_key(section: Any, culprit: str) -> None:

@@ -56,16 +56,19 @@ def test_shipped_match_model_beats_the_neutral_start() -> None:
 
 def test_shipped_match_model_is_the_hybrid_agent_and_its_refinement_helps() -> None:
     """Its model.yaml's refine section makes evaluation run the policy, then gradient refinement
-    (racing a start with the waves its wave net hears); on the real synth 20 refinement steps already take the
-    loss well under the policy's orbit."""
+    (racing a start with the waves its wave net hears, then Levenberg-Marquardt steps); on the real synth 20
+    refinement steps already take the loss well under the policy's orbit."""
     torch.set_num_threads(1)
     settings = with_overrides(load_settings(), {"match.action_mode": "flat"})
     policy, config = load_policy(str(MODEL), settings, 1)
     assert config is not None and config.proxy_starts == 0 and config.race_steps == 8
     assert config.wave_net_stages == (1, 2) and config.extra_starts(1) == 1 and config.extra_starts(3) == 0
+    assert config.lm is not None and config.lm.below == 10.0  # Levenberg-Marquardt once the race is decided
     assert Path(str(config.wave_net_dir)).resolve() == MODEL / "wave_net"
     assert (
-        dataclasses.replace(config, wave_net_dir=None, wave_net_stages=(1, 2, 3), proxy_stages=(1, 2, 3, 4, 5))
+        dataclasses.replace(
+            config, wave_net_dir=None, wave_net_stages=(1, 2, 3), proxy_stages=(1, 2, 3, 4, 5), lm_below=None
+        )
         == DEFAULT_REFINE
     )
     targets = held_out_presets(4, settings.match.eval_seed)
