@@ -8,9 +8,12 @@ the no-grad path: numba input encoding and chroma head, addmm + in-place SiLU),
 last 2 frames, on the probe the proxy was trained for, `proxy.yaml` `target`), their `ratio`
 (target >= 100); the same for the plain module path with the de-normalization as separate ops
 (`proxy_module_predictions_per_s`, `ratio_module`, the path before the fused one) and for
-`Proxy.predict_numpy` (`ratio_numpy`); the batch size, threads, and the proxy's held-out metrics
-from proxy.yaml. Rates are per CPU second of this process (`time.process_time`, every thread
-counted), so other work on a shared machine slows neither side; torch and numpy's BLAS get
+`Proxy.predict_numpy` (`ratio_numpy`); `precision`, what the no-grad path's hidden layers ran in
+(`proxy.yaml` `no_grad_precision`, `agents.proxy.bf16`), and when that is bfloat16 the same
+folder forced to float32 (`proxy_float32_predictions_per_s`, `ratio_float32`); the batch size,
+threads, and the proxy's held-out metrics from proxy.yaml. Rates are per CPU second of this
+process (`time.process_time`, every thread counted), so other work on a shared machine slows
+neither side; torch and numpy's BLAS get
 `--threads` threads each. Both sides run on the same random parameter batches in one process, in
 `--rounds` interleaved turns (a slow phase of the shared machine then slows every side alike).
 """
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         proxy = Proxy.load(args.model)
+        exact = Proxy.load(args.model)
+        exact.set_precision("float32")
         if args.batch < 1 or args.seconds <= 0 or args.threads < 1 or args.rounds < 1:
             raise ValueError("--batch, --seconds, --rounds and --threads must be positive")
     except (SettingsError, ProxyError, ValueError) as exc:
@@ -103,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             return proxy.predict(params, notes)
 
+    def fast_float32() -> torch.Tensor:
+        with torch.inference_mode():
+            return exact.predict(params, notes)
+
     def module() -> torch.Tensor:
         with torch.no_grad():
             return proxy.predict_normalized(params, notes) * proxy.out_std + proxy.out_mean
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with threadpool_limits(limits=args.threads):
         sides = {"real": real, "fast": fast, "module": module, "numpy": fast_numpy}
+        if proxy.precision != "float32":
+            sides["float32"] = fast_float32
         measured = rates(sides, args.batch, args.seconds, args.rounds)
     real_per_s, proxy_per_s = measured["real"], measured["fast"]
     module_per_s, numpy_per_s = measured["module"], measured["numpy"]
@@ -123,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_module": round(module_per_s / real_per_s, 1),
         "proxy_numpy_predictions_per_s": round(numpy_per_s, 1),
         "ratio_numpy": round(numpy_per_s / real_per_s, 1),
+        "precision": proxy.precision,
+        **(
+            {
+                "proxy_float32_predictions_per_s": round(measured["float32"], 1),
+                "ratio_float32": round(measured["float32"] / real_per_s, 1),
+            }
+            if "float32" in measured
+            else {}
+        ),
         "timer": "process_time",
         "target_ratio": 100,
         "batch": args.batch,

@@ -12,8 +12,8 @@ cannot leave; the policy's other parameters are good starts. The target's descri
 proxy's own snapshot (`proxy.yaml` `target`: the mean of the last `summary_frames` analysis frames
 of the first `probe_s` seconds, note held) taken from the start of the target's probe, and the
 distance is the proxy's error-scaled L1 on z-scores (the ranking of `mrr_weighted`); with the
-proxy's error head (`agents.proxy.error_head`), the Laplace negative log-likelihood of the target
-under each candidate's predicted scales, sum_k |pred_k - target_k| / scale_k + log scale_k.
+proxy's error head (`agents.proxy.error_head`), the negative log-likelihood of the target under
+each candidate's predicted scales and the head's error model (Laplace or Gaussian, `nll_terms`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from agents.match.curriculum import active_mask
-from agents.proxy.error_head import predict_scales
+from agents.proxy.error_head import nll_terms, predict_scales
 from features.config import FeatureSettings
 from features.names import INDEX
 
@@ -100,7 +100,7 @@ def proxy_starts(
             else:
                 notes = np.full(len(chunk), float(midi_note), dtype=np.float32)
                 scales = predict_scales(proxy, head, trial[lo : lo + SEARCH_CHUNK_ROWS], notes)
-                nll = np.abs(predicted - wanted[row]) / (std * scales) + np.log(scales)
+                nll = nll_terms(head.kind, np.abs(predicted - wanted[row]) / std, scales)
                 distance[lo : lo + len(chunk)] = nll.sum(axis=1)
         best = np.argpartition(distance, k - 1)[:k]
         out[row] = trial[best[np.argsort(distance[best])]]

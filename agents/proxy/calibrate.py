@@ -5,9 +5,9 @@ rendered with seeds that neither the training nor the held-out tables use). Outp
 `--table`: `proxy.yaml` `error_scale_z` (descriptor -> maximum-likelihood Laplace scale of the
 proxy's error in z-units, the mean |prediction - truth|) and `calibration` (table, rows); with
 `--head-table`: the error head (`agents.proxy.error_head`: per-sound scales, a small MLP on the
-proxy's input encoding) in `error_head.safetensors` and `proxy.yaml` `error_head`.
-`agents.proxy.evaluate` then also reports `mrr_weighted`: candidates ranked by the Laplace
-log-likelihood of the proxy's prediction, sum_k |pred_k - true_k| / scale_k.
+proxy's input encoding; `--head-kind gaussian` or `laplace`) in `error_head.safetensors` and
+`proxy.yaml` `error_head`. `agents.proxy.evaluate` then also reports `mrr_weighted`: candidates
+ranked by the log-likelihood of the proxy's prediction under that error model.
 
 The scales must not come from a held-out set: they are part of the model, fitted like its weights.
 """
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models/proxy"), help="proxy folder (updated in place)")
     parser.add_argument("--table", type=Path, default=None, help="table for the global error scales (not held out)")
     parser.add_argument("--head-table", type=Path, nargs="+", default=[], help="tables for the per-sound error head")
+    parser.add_argument(
+        "--head-kind", choices=("gaussian", "laplace"), default="gaussian", help="the error head's error model"
+    )
     parser.add_argument("--head-hidden", type=int, nargs="+", default=[256, 256], help="error head layer sizes")
     parser.add_argument("--head-epochs", type=int, default=24, help="error head training epochs")
     parser.add_argument("--head-batch-size", type=int, default=4096, help="error head batch size (rows)")
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.head_batch_size,
                 lr=args.head_lr,
                 seed=args.seed,
+                kind=args.head_kind,
             )
             save_error_head(args.model, proxy, head, facts | {"tables": [str(t) for t in args.head_table]})
             print(

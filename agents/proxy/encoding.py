@@ -132,3 +132,16 @@ def envelope_inputs(params_0to1: Tensor, times_s: Sequence[float]) -> Tensor:
     octaves = (amount_low + params_0to1[:, c["filter_env_amount"]] * amount_span).unsqueeze(1) * mod
     cutoff = (params_0to1[:, c["filter_cutoff"]].unsqueeze(1) + octaves / span).clamp(0.0, 1.0)
     return torch.cat([log_level(amp), mod * 2.0 - 1.0, cutoff * 2.0 - 1.0], dim=1)
+
+
+def describe_io(log_levels: bool, envelope: bool, rotate: bool) -> dict[str, str]:
+    """`proxy.yaml`'s human-readable `input` and `output` lines for a proxy with these options."""
+    inputs = f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)"
+    if log_levels:
+        inputs += f", log gains of {', '.join(LOG_LEVEL_NAMES)}, osc harmonics, osc even harmonics"
+    if envelope:
+        inputs += ", amp envelope (log), mod envelope and the cutoff it moves at envelope_times_s"
+    output = "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std"
+    if rotate:
+        output += "; chroma from 2 x 12 outputs relative to the note and osc2, rotated in place"
+    return {"input": inputs, "output": output}

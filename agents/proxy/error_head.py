@@ -1,16 +1,18 @@
-"""The proxy's error head: how far to trust each prediction (per-sound Laplace scales).
+"""The proxy's error head: how far to trust each prediction (per-sound error scales).
 
 Input: a proxy, normalized params [B, 24] and MIDI notes [B]. Output: the scale of the proxy's error
-per descriptor at those params [B, K] (z-units; the maximum-likelihood Laplace scale, the expected
-|prediction - truth|). The proxy predicts the mean descriptors; its error is far from uniform: the
-flatness and low MFCCs of a pure tone (noise_level 0) are off by 4x the average, a noisy patch's
-chroma is noise. One global scale per descriptor (`Proxy.error_scale_z`) cannot say that, this head
-can. Ranking candidates by sum_k |pred_k - true_k| / scale_k(params) is then the Laplace likelihood
-of each candidate under the proxy's predictive distribution at the query's params (`mrr_weighted`
-in `agents.proxy.evaluate`).
+per descriptor at those params [B, K] (z-units): with `kind` "gaussian" its standard deviation,
+with "laplace" the maximum-likelihood Laplace scale (the expected |prediction - truth|). The proxy
+predicts the mean descriptors; its error is far from uniform: the flatness and low MFCCs of a pure
+tone (noise_level 0) are off by 4x the average, a noisy patch's chroma is noise. One global scale
+per descriptor (`Proxy.error_scale_z`) cannot say that, this head can. Ranking candidates by
+sum_k (|pred_k - true_k| / scale_k(params))^p (p = 2 Gaussian, 1 Laplace) is then the likelihood of
+each candidate under the proxy's predictive distribution at the query's params (`mrr_weighted` in
+`agents.proxy.evaluate`). The Gaussian model ranks better on held-out presets and random patches
+alike (`docs/benchmarks.md`: a wrong candidate's large errors weigh more) and is the default.
 
 Fitted with the proxy frozen (`fit_error_head`, via `python -m agents.proxy.calibrate --head-table`)
-by minimizing the Laplace negative log-likelihood |e| / s + log s on renders that neither the
+by minimizing the negative log-likelihood (`head_nll`) on renders that neither the
 proxy's training tables nor the held-out sets hold; its last layer starts at zero weights with the
 global log-scales as bias, so training starts from the global model and can only refine it.
 
@@ -37,14 +39,26 @@ from torch import Tensor, nn
 from agents.proxy.model import META_FILE, Proxy, ProxyError
 
 HEAD_FILE = "error_head.safetensors"
+HEAD_KINDS = ("gaussian", "laplace")
 MIN_SCALE_Z = 1e-4  # log-scales are clamped here: a zero scale would make one descriptor decide every ranking
 
 
 class ErrorHead(nn.Module):
     """MLP: the proxy's input encoding [B, n_inputs] -> log Laplace scales [B, K] (z-units)."""
 
-    def __init__(self, n_inputs: int, n_outputs: int, hidden: Sequence[int], init_scale_z: np.ndarray | None = None):
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        hidden: Sequence[int],
+        init_scale_z: np.ndarray | None = None,
+        kind: str = "gaussian",
+    ):
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"ErrorHead: kind must be one of {HEAD_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.power = 2 if kind == "gaussian" else 1  # of |error| / scale in the log-likelihood
         self.hidden: tuple[int, ...] = tuple(int(h) for h in hidden)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"ErrorHead: hidden sizes must be >= 1, got {list(self.hidden)}")
@@ -65,9 +79,20 @@ class ErrorHead(nn.Module):
         return self.net(encoded).clamp_min(float(np.log(MIN_SCALE_Z)))
 
 
-def laplace_nll(log_scale: Tensor, abs_error: Tensor) -> Tensor:
-    """Mean Laplace negative log-likelihood (without the constant log 2): |e| / s + log s."""
-    return (abs_error * torch.exp(-log_scale) + log_scale).mean()
+def head_nll(kind: str, log_scale: Tensor, abs_error: Tensor) -> Tensor:
+    """Mean negative log-likelihood without its constant: Laplace |e| / s + log s, Gaussian
+    (e / s)^2 / 2 + log s (s the standard deviation)."""
+    ratio = abs_error * torch.exp(-log_scale)
+    return ((ratio if kind == "laplace" else 0.5 * ratio * ratio) + log_scale).mean()
+
+
+def nll_terms(kind: str, abs_error: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Elementwise negative log-likelihood with its constant (nats): Laplace |e| / s + log 2s,
+    Gaussian (e / s)^2 / 2 + log s + log(2 pi) / 2. Comparable across the two kinds."""
+    ratio = abs_error / scale
+    if kind == "laplace":
+        return ratio + np.log(2.0 * scale)
+    return 0.5 * ratio * ratio + np.log(scale) + 0.5 * np.log(2.0 * np.pi)
 
 
 def proxy_digest(proxy: Proxy) -> str:
@@ -118,12 +143,16 @@ def fit_error_head(
     val_rows: int = 20000,
     seed: int = 0,
     progress: bool = True,
+    kind: str = "gaussian",
 ) -> tuple[ErrorHead, dict[str, Any]]:
-    """Fit an `ErrorHead` for the frozen `proxy` on rendered rows (params, notes, descriptors [N, K]).
+    """Fit an `ErrorHead` of `kind` for the frozen `proxy` on rendered rows (params, notes, descriptors [N, K]).
 
     Adam with a one-cycle learning rate; `val_rows` rows (at most a fifth) are held back and the
-    head's and the global scales' validation NLL reported in the facts. The global scales (the
-    proxy's `error_scale_z`, else the training rows' mean |error|) initialize the head."""
+    head's and the global scales' validation NLL reported in the facts. The global scales (Laplace:
+    the proxy's `error_scale_z`, else the training rows' mean |error|; Gaussian: their RMS error)
+    initialize the head."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"error head: kind must be one of {HEAD_KINDS}, got {kind!r}")
     n = params.shape[0]
     n_val = min(int(val_rows), n // 5)
     if n - n_val < batch_size or n_val < 1:
@@ -137,17 +166,18 @@ def fit_error_head(
     x = _encoded(proxy, np.ascontiguousarray(params, np.float32), np.ascontiguousarray(notes, np.float32))
     perm = torch.randperm(n, generator=generator)
     val, tr = perm[:n_val], perm[n_val:]
-    global_scale = proxy.error_scale_z
+    global_scale = proxy.error_scale_z if kind == "laplace" else None
     if global_scale is None:
-        global_scale = np.maximum(errors[tr].double().mean(0).numpy(), MIN_SCALE_Z)
+        moment = errors[tr].double().pow(1 if kind == "laplace" else 2).mean(0).numpy()
+        global_scale = np.maximum(moment if kind == "laplace" else np.sqrt(moment), MIN_SCALE_Z)
     torch.manual_seed(seed)
-    head = ErrorHead(x.shape[1], errors.shape[1], hidden, init_scale_z=global_scale)
+    head = ErrorHead(x.shape[1], errors.shape[1], hidden, init_scale_z=global_scale, kind=kind)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     steps_per_epoch = tr.numel() // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
     global_log = torch.from_numpy(np.log(global_scale).astype(np.float32)).expand(n_val, -1)
     with torch.no_grad():
-        val_global = float(laplace_nll(global_log, errors[val]))
+        val_global = float(head_nll(kind, global_log, errors[val]))
     history: list[dict[str, float]] = []
     start = time.monotonic()
     for epoch in range(epochs):
@@ -155,14 +185,14 @@ def fit_error_head(
         order = tr[torch.randperm(tr.numel(), generator=generator)]
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            loss = laplace_nll(head(x[idx]), errors[idx])
+            loss = head_nll(kind, head(x[idx]), errors[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         head.eval()
         with torch.no_grad():
-            val_nll = float(laplace_nll(head(x[val]), errors[val]))
+            val_nll = float(head_nll(kind, head(x[val]), errors[val]))
         history.append({"epoch": epoch + 1, "val_nll": round(val_nll, 5)})
         if progress:
             print(f"error head epoch {epoch + 1}: val NLL {val_nll:.4f} (global scales {val_global:.4f})", flush=True)
@@ -184,10 +214,11 @@ def save_error_head(folder: Path, proxy: Proxy, head: ErrorHead, facts: dict[str
     save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_FILE))
     section = {
         "file": HEAD_FILE,
+        "kind": head.kind,
         "hidden": list(head.hidden),
         "activation": "silu",
         "input": "the proxy's input encoding (Proxy.encode)",
-        "output": "log Laplace scale of the proxy's error per descriptor (z-units)",
+        "output": f"log {head.kind} scale of the proxy's error per descriptor (z-units)",
         "proxy_digest": proxy_digest(proxy),
         "training": facts,
     }
@@ -207,12 +238,15 @@ def load_error_head(folder: str | Path, proxy: Proxy) -> ErrorHead | None:
             f"{path}: fitted on other proxy weights (digest {section.get('proxy_digest')}, these are "
             f"{proxy_digest(proxy)}); refit it with python -m agents.proxy.calibrate --head-table"
         )
+    kind = section.get("kind", "laplace")  # heads saved before the kind was recorded are Laplace
+    if kind not in HEAD_KINDS:
+        raise ProxyError(f"{Path(folder) / META_FILE}: error_head kind must be one of {HEAD_KINDS}, got {kind!r}")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise ProxyError(f"{path}: cannot read the error head ({exc})") from exc
     try:
-        head = ErrorHead(proxy.n_inputs, len(proxy.descriptor_names), section["hidden"])
+        head = ErrorHead(proxy.n_inputs, len(proxy.descriptor_names), section["hidden"], kind=kind)
         head.load_state_dict(tensors)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ProxyError(f"{path}: weights do not match {META_FILE} error_head ({str(exc).splitlines()[0]})") from exc

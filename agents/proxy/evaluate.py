@@ -8,10 +8,11 @@ Output (printed as JSON with `--json`, also returned by `evaluate`): L1 error pe
 normalized L1, and MRR: for each held-out sound, the rank of its true descriptor vector among
 `candidates` (1,000) true vectors, ranked by L1 distance to the proxy's prediction; MRR is the mean
 of 1/rank (1.0 = always first). Two distances: plain L1 on z-scored descriptors (`mrr`, synth-proxy's
-protocol) and L1 with each descriptor divided by the proxy's own error scale (`mrr_weighted`, the
-maximum-likelihood ranking under a Laplace error model; scales fitted on renders outside the
-held-out sets, see `agents.proxy.calibrate`): per sound when the proxy folder has an error head
-(`agents.proxy.error_head`), else the global `proxy.yaml` `error_scale_z`.
+protocol) and the maximum-likelihood ranking under the proxy's own error model (`mrr_weighted`):
+with an error head (`agents.proxy.error_head`), each descriptor's error divided by the head's
+per-sound scale, squared and summed (Gaussian head) or summed (Laplace head); without one, L1 with
+each descriptor divided by the global `proxy.yaml` `error_scale_z` (Laplace). Scales are fitted
+on renders outside the held-out sets (`agents.proxy.calibrate`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.proxy.error_head import ErrorHead, abs_errors_z, load_error_head, predict_scales
+from agents.proxy.error_head import ErrorHead, abs_errors_z, load_error_head, nll_terms, predict_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import expand
 from settings import SettingsError, load_settings
@@ -33,14 +34,21 @@ from synth.lookup_store import TableError, load_table
 
 
 def mean_reciprocal_rank(
-    predicted: np.ndarray, true: np.ndarray, candidates: int = 1000, scale: np.ndarray | None = None
+    predicted: np.ndarray,
+    true: np.ndarray,
+    candidates: int = 1000,
+    scale: np.ndarray | None = None,
+    power: int = 1,
 ) -> float:
     """predicted, true [N, K] (same normalized space): MRR over groups of `candidates` sounds.
 
     `scale` [K] (one per descriptor) or [N, K] (one per query: the proxy's error scales at that
     query's params, `agents.proxy.error_head`): rank candidate j for query i by
-    sum_k |predicted_ik - true_jk| / scale_ik (Laplace log-likelihood) instead of plain L1."""
+    sum_k (|predicted_ik - true_jk| / scale_ik)^power (the Laplace log-likelihood for power 1, the
+    Gaussian for 2) instead of plain L1."""
     n, k = predicted.shape
+    if power not in (1, 2):
+        raise ValueError(f"MRR power must be 1 or 2, got {power}")
     if n < 2:
         raise ValueError(f"MRR needs at least 2 held-out sounds, got {n}")
     per_query = None
@@ -58,12 +66,12 @@ def mean_reciprocal_rank(
         p = torch.from_numpy(predicted[start : start + size]).double()
         t = torch.from_numpy(true[start : start + size]).double()
         if per_query is None:
-            dist = torch.cdist(p, t, p=1.0)  # [size, size]: prediction i vs candidate j
+            dist = torch.cdist(p, t, p=float(power))  # [size, size]: prediction i vs candidate j
         else:
             inv = 1.0 / per_query[start : start + size]
             dist = torch.cat(
                 [
-                    ((p[i : i + 64, None, :] - t[None]).abs() * inv[i : i + 64, None, :]).sum(-1)
+                    ((p[i : i + 64, None, :] - t[None]).abs() * inv[i : i + 64, None, :]).pow(power).sum(-1)
                     for i in range(0, size, 64)
                 ]
             )
@@ -111,10 +119,12 @@ def evaluate(
     pitch groups only (what the imitation environment observes by default; chroma and high MFCCs of
     noisy patches change with the noise realization, which no proxy can predict). With error scales
     (`scale`, default the proxy's `error_scale_z`) also `mrr_weighted` and `mrr_keep_weighted`: the
-    same rankings with each descriptor divided by its scale, and `laplace_nll`, the mean negative
-    log-likelihood of the truth under that error model (lower is better calibrated). With an error
-    `head` (`agents.proxy.error_head`) these use its per-sound scales, and the global-scale
-    versions are kept as `mrr_weighted_global`, `mrr_keep_weighted_global` and `laplace_nll_global`.
+    same rankings with each descriptor divided by its scale, and `nll`, the mean negative
+    log-likelihood of the truth under that error model (nats per descriptor, with its constant, so
+    Laplace and Gaussian compare; lower is better calibrated). With an error `head`
+    (`agents.proxy.error_head`) these use its per-sound scales and its kind (`error_model`), and the
+    global-scale versions are kept as `mrr_weighted_global`, `mrr_keep_weighted_global` and
+    `nll_global`.
     """
     predicted = predict_table(proxy, params, notes)
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
@@ -127,21 +137,21 @@ def evaluate(
     keep = [names.index(n) for n in expand(KEEP_GROUPS) if n in names]
     scale = proxy.error_scale_z if scale is None else scale
 
-    def weighted(s: np.ndarray, suffix: str) -> dict[str, float]:
-        s_keep = s[..., keep]
+    def weighted(s: np.ndarray, suffix: str, kind: str) -> dict[str, float]:
+        s_keep, power = s[..., keep], 2 if kind == "gaussian" else 1
         return {
-            f"mrr_weighted{suffix}": round(mean_reciprocal_rank(pred_z, true_z, candidates, s), 4),
+            f"mrr_weighted{suffix}": round(mean_reciprocal_rank(pred_z, true_z, candidates, s, power), 4),
             f"mrr_keep_weighted{suffix}": round(
-                mean_reciprocal_rank(pred_z[:, keep], true_z[:, keep], candidates, s_keep), 4
+                mean_reciprocal_rank(pred_z[:, keep], true_z[:, keep], candidates, s_keep, power), 4
             ),
-            f"laplace_nll{suffix}": round(float((abs_z / s + np.log(s)).mean()), 4),
+            f"nll{suffix}": round(float(nll_terms(kind, abs_z, s).mean()), 4),
         }
 
     metrics: dict[str, Any] = {}
     if head is not None:
-        metrics |= weighted(predict_scales(proxy, head, params, notes), "")
+        metrics |= {"error_model": head.kind} | weighted(predict_scales(proxy, head, params, notes), "", head.kind)
     if scale is not None:
-        metrics |= weighted(np.asarray(scale, dtype=np.float64), "_global" if head is not None else "")
+        metrics |= weighted(np.asarray(scale, dtype=np.float64), "_global" if head is not None else "", "laplace")
     return metrics | {
         "held_out": int(params.shape[0]),
         "candidates": int(min(candidates, params.shape[0])),
@@ -198,13 +208,15 @@ def rerender_ceiling(
     second: np.ndarray,
     candidates: int,
     scale: np.ndarray | None = None,
+    power: int = 1,
 ) -> dict[str, float]:
     """MRR and mean normalized L1 of a second render (another noise seed) taken as the prediction;
-    `mrr_weighted` with `scale` ([K] or per sound [N, K]; default the proxy's `error_scale_z`)."""
+    `mrr_weighted` with `scale` ([K] or per sound [N, K]; default the proxy's `error_scale_z`) and
+    `power` (2 for a Gaussian error head's scales)."""
     mean, std = proxy.out_mean.numpy().astype(np.float64), proxy.out_std.numpy().astype(np.float64)
     a, b = (first - mean) / std, (second - mean) / std
     scale = proxy.error_scale_z if scale is None else scale
-    weighted = {} if scale is None else {"mrr_weighted": round(mean_reciprocal_rank(b, a, candidates, scale), 4)}
+    weighted = {} if scale is None else {"mrr_weighted": round(mean_reciprocal_rank(b, a, candidates, scale, power), 4)}
     return {
         "mrr": round(mean_reciprocal_rank(b, a, candidates), 4),
         **weighted,
@@ -233,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.settings)
         proxy = Proxy.load(args.model)
         head = load_error_head(args.model, proxy)
+        result["precision"] = proxy.precision  # of the no-grad path the predictions ran on (agents.proxy.bf16)
         if args.candidates < 2 or args.presets < 0 or (args.table is None and args.presets < 2):
             raise ValueError("need --candidates >= 2, and --table or --presets >= 2")
         if args.table is not None:
@@ -244,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             params, notes, descriptors, again = preset_heldout(proxy, args.presets, seed=settings.training.seed + 1)
             result["presets"] = evaluate(proxy, params, notes, descriptors, args.candidates, head=head)
             scales = None if head is None else predict_scales(proxy, head, params, notes)
-            result["presets"]["rerender_ceiling"] = rerender_ceiling(proxy, descriptors, again, args.candidates, scales)
+            power = 2 if head is not None and head.kind == "gaussian" else 1
+            result["presets"]["rerender_ceiling"] = rerender_ceiling(
+                proxy, descriptors, again, args.candidates, scales, power
+            )
     except (SettingsError, ProxyError, TableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -254,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, r in result.items()
             if isinstance(r, dict)
         }
-        proxy.save(args.model, {"metrics": summary})
+        proxy.save(args.model, {"metrics": summary | {"precision": proxy.precision}})
         (args.model / "report").mkdir(exist_ok=True)
         (args.model / "report" / "eval.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.json:

@@ -27,12 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from agents.proxy.bf16 import bf16_layers, resolve, run_chain
 from agents.proxy.encoding import (
     ENVELOPE_COLUMNS,
     ENVELOPE_CONSTANTS,
     LOG_LEVEL_COLUMNS,
     LOG_LEVEL_FLOOR,
-    LOG_LEVEL_NAMES,
     N_ENVELOPE_INPUTS_PER_TIME,
     N_INPUTS,
     N_LOG_INPUTS,
@@ -42,6 +42,7 @@ from agents.proxy.encoding import (
     OSC2_SEMIS,
     WAVE_COLUMNS,
     check_shapes,
+    describe_io,
     envelope_inputs,
     harmonic_gains,
     log_level,
@@ -122,6 +123,16 @@ class Proxy(nn.Module):
         self._fused_key: tuple[int, ...] = ()
         self._linears = tuple(m for m in self.net if isinstance(m, nn.Linear))
         self._fused_layers: list[tuple[Tensor, Tensor]] = []
+        self._half_layers: list[tuple[Tensor, Tensor]] = []  # bfloat16 hidden-to-hidden layers
+        self.precision = "float32"  # of the no-grad CPU path; `set_precision`
+
+    def set_precision(self, precision: str) -> str:
+        """The no-grad CPU path's hidden layers: 'float32', 'bfloat16' or 'auto' (bfloat16 where the CPU
+        multiplies it natively, `agents.proxy.bf16`); returns the precision that will run."""
+        resolved = resolve(precision)
+        self.precision = resolved if len(self.hidden) >= 2 else "float32"
+        self._fused_key = ()
+        return self.precision
 
     def _chroma_start(self, chroma_head: str) -> int:
         """Index of chroma_A in the output for the "rotate" head (the 12 names in a row, A..G#), -1 for "direct"."""
@@ -190,6 +201,7 @@ class Proxy(nn.Module):
                     w, b = layers[-1]
                     layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
             self._fused_layers, self._fused_key = layers, key
+            self._half_layers = bf16_layers(layers) if self.precision == "bfloat16" else []
             self.refresh_numpy()
         return self._fused_layers
 
@@ -214,6 +226,9 @@ class Proxy(nn.Module):
         y = torch.empty(x.shape[0], layers[-1][0].shape[1], dtype=x.dtype, device=x.device)
         for start in range(0, x.shape[0], FAST_CHUNK_ROWS):
             h = x[start : start + FAST_CHUNK_ROWS]
+            if cpu and self._half_layers:
+                run_chain(h, layers, self._half_layers, y[start : start + FAST_CHUNK_ROWS])
+                continue
             for w, b in layers[:-1]:
                 h = torch.addmm(b, h, w)
                 if cpu:
@@ -338,23 +353,7 @@ class Proxy(nn.Module):
                 "chroma_head": self.chroma_head,
                 "log_levels": self.log_levels,
                 "envelope_times_s": list(self.envelope_times_s),
-                "input": f"params*2-1 (24), (note-{NOTE_CENTER:g})/{NOTE_SCALE:g}, pitch classes of note, osc2 (2x12)"
-                + (
-                    f", log gains of {', '.join(LOG_LEVEL_NAMES)}, osc harmonics, osc even harmonics"
-                    if self.log_levels
-                    else ""
-                )
-                + (
-                    ", amp envelope (log), mod envelope and the cutoff it moves at envelope_times_s"
-                    if self.envelope_times_s
-                    else ""
-                ),
-                "output": "z-normalized per-frame mean descriptors; predict() de-normalizes with out_mean/out_std"
-                + (
-                    "; chroma from 2 x 12 outputs relative to the note and osc2, rotated in place"
-                    if self._chroma_at >= 0
-                    else ""
-                ),
+                **describe_io(self.log_levels, bool(self.envelope_times_s), self._chroma_at >= 0),
             }
         )
         (folder / META_FILE).write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
@@ -392,6 +391,10 @@ class Proxy(nn.Module):
             raise ProxyError(f"{weights_path}: weights do not match {meta_path} ({str(exc).splitlines()[0]})") from exc
         proxy.meta = meta
         proxy.error_scale_z  # noqa: B018 -- validates the scales now, with the file's name
+        try:
+            proxy.set_precision(str(meta.get("no_grad_precision", "float32")))
+        except ValueError as exc:
+            raise ProxyError(f"{meta_path}: no_grad_precision: {exc}") from exc
         proxy.eval()
         proxy.refresh_numpy()
         return proxy

@@ -105,7 +105,21 @@ def test_an_error_head_of_constant_scales_picks_as_the_global_scales_do(proxy: P
     patches = rng.random((3, 24)).astype(np.float32)
     with torch.no_grad():
         wanted = proxy.predict(torch.from_numpy(rng.random((3, 24)).astype(np.float32)), torch.full((3,), 60.0))
-    head = ErrorHead(proxy.n_inputs, len(proxy.descriptor_names), (4,), init_scale_z=proxy.error_scale_z)
+    head = ErrorHead(
+        proxy.n_inputs, len(proxy.descriptor_names), (4,), init_scale_z=proxy.error_scale_z, kind="laplace"
+    )
     plain = proxy_starts(proxy, wanted.double().numpy(), patches, 60.0, 3, 256, np.random.default_rng(1))
     headed = proxy_starts(proxy, wanted.double().numpy(), patches, 60.0, 3, 256, np.random.default_rng(1), head)
     np.testing.assert_array_equal(headed, plain)
+    # a Gaussian head of the same constant scales ranks by the scaled squared error instead
+    gauss = ErrorHead(proxy.n_inputs, len(proxy.descriptor_names), (4,), init_scale_z=proxy.error_scale_z)
+    squared = proxy_starts(proxy, wanted.double().numpy(), patches, 60.0, 3, 256, np.random.default_rng(1), gauss)
+    trial_rng = np.random.default_rng(1)
+    std, scale = proxy.out_std.double().numpy(), proxy.error_scale_z
+    for row in range(3):
+        trial = np.repeat(patches[row][None], 256, axis=0)
+        trial[:, OSC_SECTION] = trial_rng.random((256, len(OSC_SECTION)), dtype=np.float32)
+        with torch.no_grad():
+            pred = proxy.predict(torch.from_numpy(trial), torch.full((256,), 60.0)).double().numpy()
+        dist = (((pred - wanted[row].double().numpy()) / (std * scale)) ** 2).sum(1)
+        np.testing.assert_array_equal(squared[row], trial[np.argsort(dist)[:3]])
