@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from agents.proxy import Proxy, ProxyError
 from agents.proxy.calibrate import main as calibrate_main
 from agents.proxy.error_head import (
     HEAD_FILE,
+    ErrorHead,
     fit_error_head,
     load_error_head,
     predict_scales,
@@ -93,23 +95,26 @@ def small_proxy() -> Proxy:
     return Proxy(DESCRIPTOR_NAMES, hidden=(8,), out_mean=torch.full((K,), 3.0), out_std=torch.full((K,), 2.0))
 
 
+def calibrated_rows(proxy: Proxy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12,000 `noisy_rows`, with the proxy's global scales fitted on them (what calibrate --table stores)."""
+    params, notes, descriptors = noisy_rows(proxy, 12000, seed=0)
+    global_scales = laplace_scales(proxy, params, notes, descriptors)
+    proxy.meta["error_scale_z"] = dict(zip(DESCRIPTOR_NAMES, map(float, global_scales), strict=True))
+    return params, notes, descriptors
+
+
+def fit_small_head(
+    proxy: Proxy, params: np.ndarray, notes: np.ndarray, descriptors: np.ndarray, kind: str
+) -> tuple[ErrorHead, dict[str, Any]]:
+    return fit_error_head(
+        proxy, params, notes, descriptors, hidden=(32,), epochs=6, batch_size=512, lr=1e-2, progress=False, kind=kind
+    )
+
+
 def test_head_learns_where_the_proxy_errs_and_improves_likelihood_and_ranking() -> None:
     proxy = small_proxy()
-    params, notes, descriptors = noisy_rows(proxy, 12000, seed=0)
-    global_scales = laplace_scales(proxy, params, notes, descriptors)  # what calibrate --table stores
-    proxy.meta["error_scale_z"] = dict(zip(DESCRIPTOR_NAMES, map(float, global_scales), strict=True))
-    head, facts = fit_error_head(
-        proxy,
-        params,
-        notes,
-        descriptors,
-        hidden=(32,),
-        epochs=6,
-        batch_size=512,
-        lr=1e-2,
-        progress=False,
-        kind="laplace",
-    )
+    params, notes, descriptors = calibrated_rows(proxy)
+    head, facts = fit_small_head(proxy, params, notes, descriptors, "laplace")
     assert facts["val_nll"] < facts["val_nll_global_scales"] - 0.3 and facts["rows"] == 12000
     hp, hn, hd = noisy_rows(proxy, 1000, seed=1)
     scales = predict_scales(proxy, head, hp, hn)
@@ -203,24 +208,8 @@ def test_gaussian_and_laplace_heads_fit_their_own_scale_and_nll_compares_them() 
     """On Laplace(b) errors the Laplace head's scale is b and the Gaussian head's their RMS, b * sqrt(2);
     with the constants in, the true model (Laplace) has the lower NLL."""
     proxy = small_proxy()
-    params, notes, descriptors = noisy_rows(proxy, 12000, seed=0)
-    global_scales = laplace_scales(proxy, params, notes, descriptors)
-    proxy.meta["error_scale_z"] = dict(zip(DESCRIPTOR_NAMES, map(float, global_scales), strict=True))
-    heads = {
-        kind: fit_error_head(
-            proxy,
-            params,
-            notes,
-            descriptors,
-            hidden=(32,),
-            epochs=6,
-            batch_size=512,
-            lr=1e-2,
-            progress=False,
-            kind=kind,
-        )[0]
-        for kind in ("laplace", "gaussian")
-    }
+    params, notes, descriptors = calibrated_rows(proxy)
+    heads = {kind: fit_small_head(proxy, params, notes, descriptors, kind)[0] for kind in ("laplace", "gaussian")}
     hp, hn, hd = noisy_rows(proxy, 1000, seed=1)
     loud = hp[:, PARAM_NAMES.index("osc1_level")] > 0.55
     laplace = np.median(predict_scales(proxy, heads["laplace"], hp, hn)[loud])
