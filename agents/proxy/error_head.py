@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from agents.proxy.model import META_FILE, Proxy, ProxyError
 
 HEAD_FILE = "error_head.safetensors"
-HEAD_KINDS = ("gaussian", "laplace")
+POWER = {"gaussian": 2, "laplace": 1}  # of |error| / scale in each kind's log-likelihood (the ranking)
+HEAD_KINDS = tuple(POWER)
 MIN_SCALE_Z = 1e-4  # log-scales are clamped here: a zero scale would make one descriptor decide every ranking
 
 
@@ -58,7 +59,7 @@ class ErrorHead(nn.Module):
         if kind not in HEAD_KINDS:
             raise ValueError(f"ErrorHead: kind must be one of {HEAD_KINDS}, got {kind!r}")
         self.kind = kind
-        self.power = 2 if kind == "gaussian" else 1  # of |error| / scale in the log-likelihood
+        self.power = POWER[kind]
         self.hidden: tuple[int, ...] = tuple(int(h) for h in hidden)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"ErrorHead: hidden sizes must be >= 1, got {list(self.hidden)}")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.proxy.error_head import ErrorHead, abs_errors_z, load_error_head, nll_terms, predict_scales
+from agents.proxy.error_head import POWER, ErrorHead, abs_errors_z, load_error_head, nll_terms, predict_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import expand
 from settings import SettingsError, load_settings
@@ -138,7 +138,7 @@ def evaluate(
     scale = proxy.error_scale_z if scale is None else scale
 
     def weighted(s: np.ndarray, suffix: str, kind: str) -> dict[str, float]:
-        s_keep, power = s[..., keep], 2 if kind == "gaussian" else 1
+        s_keep, power = s[..., keep], POWER[kind]
         return {
             f"mrr_weighted{suffix}": round(mean_reciprocal_rank(pred_z, true_z, candidates, s, power), 4),
             f"mrr_keep_weighted{suffix}": round(
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             params, notes, descriptors, again = preset_heldout(proxy, args.presets, seed=settings.training.seed + 1)
             result["presets"] = evaluate(proxy, params, notes, descriptors, args.candidates, head=head)
             scales = None if head is None else predict_scales(proxy, head, params, notes)
-            power = 2 if head is not None and head.kind == "gaussian" else 1
+            power = 1 if head is None else head.power
             result["presets"]["rerender_ceiling"] = rerender_ceiling(
                 proxy, descriptors, again, args.candidates, scales, power
             )
