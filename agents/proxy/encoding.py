@@ -4,7 +4,8 @@ Input: normalized Serum-lite parameters [B, 24] (wire order) and MIDI notes [B].
 feature blocks `agents.proxy.model.Proxy.encode` concatenates: the parameters in [-1, 1], the note's
 register, the soft pitch classes of the note and of oscillator 2 (`pitch_class`), optionally gains
 on a log scale (`log_level`, `harmonic_gains`) and the envelopes at the snapshot frames
-(`envelope_inputs`). `agents.proxy.kernels` computes the same in numba for the no-grad CPU path;
+(`envelope_inputs`); and, on the output side, `rotate_chroma` (the "rotate" chroma head).
+`agents.proxy.kernels` computes the same in numba for the no-grad CPU path;
 the tests hold the two together.
 """
 
@@ -145,3 +146,18 @@ def describe_io(log_levels: bool, envelope: bool, rotate: bool) -> dict[str, str
     if rotate:
         output += "; chroma from 2 x 12 outputs relative to the note and osc2, rotated in place"
     return {"input": inputs, "output": output}
+
+
+def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
+    """[B, 12] chroma relative to a pitch, [B] pitches (MIDI, any real) -> [B, 12] chroma in place.
+
+    At an integer pitch i: out[c] = relative[(c - i) mod 12] (a rotation); between two, the blend of the
+    neighbouring rotations (the weights of `pitch_class`). A sound transposed by a semitone has its
+    chroma rotated by one bin, so the network predicts the chroma relative to each oscillator's pitch
+    and this puts it in place: the product of timbre and pitch class a plain MLP approximates poorly."""
+    base = torch.floor(pitch)
+    frac = (pitch - base).unsqueeze(1)
+    index = torch.remainder(torch.arange(12, device=pitch.device) - base.long().unsqueeze(1), 12)
+    low = torch.gather(relative, 1, index)
+    high = torch.gather(relative, 1, torch.remainder(index - 1, 12))
+    return torch.lerp(low, high, frac)

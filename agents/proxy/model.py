@@ -48,6 +48,7 @@ from agents.proxy.encoding import (
     log_level,
     oscillator_pitches,
     pitch_class,
+    rotate_chroma,
 )
 from agents.proxy.kernels import assemble_rows, encode_rows, envelope_rows, silu_rows
 from features.names import GROUPS
@@ -62,23 +63,24 @@ CHROMA_HEADS = ("direct", "rotate")
 CHROMA_NAMES: tuple[str, ...] = GROUPS["chroma"]
 
 
-def rotate_chroma(relative: Tensor, pitch: Tensor) -> Tensor:
-    """[B, 12] chroma relative to a pitch, [B] pitches (MIDI, any real) -> [B, 12] chroma in place.
-
-    At an integer pitch i: out[c] = relative[(c - i) mod 12] (a rotation); between two, the blend of the
-    neighbouring rotations (the weights of `pitch_class`). A sound transposed by a semitone has its
-    chroma rotated by one bin, so the network predicts the chroma relative to each oscillator's pitch
-    and this puts it in place: the product of timbre and pitch class a plain MLP approximates poorly."""
-    base = torch.floor(pitch)
-    frac = (pitch - base).unsqueeze(1)
-    index = torch.remainder(torch.arange(12, device=pitch.device) - base.long().unsqueeze(1), 12)
-    low = torch.gather(relative, 1, index)
-    high = torch.gather(relative, 1, torch.remainder(index - 1, 12))
-    return torch.lerp(low, high, frac)
-
-
 class ProxyError(ValueError):
     """A proxy folder that cannot be used (one line, names the file)."""
+
+
+def _run_float32(x: Tensor, layers: list[tuple[Tensor, Tensor]], y: Tensor) -> None:
+    """x [B, n_in] -> y [B, n_out] through the fused float32 `layers`, addmm in L2-sized row blocks
+    (on the CPU the SiLU is the numba kernel)."""
+    cpu = x.device.type == "cpu"
+    for start in range(0, x.shape[0], FAST_CHUNK_ROWS):
+        h = x[start : start + FAST_CHUNK_ROWS]
+        for w, b in layers[:-1]:
+            h = torch.addmm(b, h, w)
+            if cpu:
+                silu_rows(h.numpy())
+            else:
+                torch.nn.functional.silu(h, inplace=True)
+        w, b = layers[-1]
+        torch.addmm(b, h, w, out=y[start : start + FAST_CHUNK_ROWS])
 
 
 class Proxy(nn.Module):
@@ -123,14 +125,13 @@ class Proxy(nn.Module):
         self._fused_key: tuple[int, ...] = ()
         self._linears = tuple(m for m in self.net if isinstance(m, nn.Linear))
         self._fused_layers: list[tuple[Tensor, Tensor]] = []
-        self._half_layers: list[tuple[Tensor, Tensor]] = []  # bfloat16 hidden-to-hidden layers
+        self._half_layers: list[tuple[Tensor, Tensor]] = []  # bfloat16 layers, z-normalized output
         self.precision = "float32"  # of the no-grad CPU path; `set_precision`
 
     def set_precision(self, precision: str) -> str:
-        """The no-grad CPU path's hidden layers: 'float32', 'bfloat16' or 'auto' (bfloat16 where the CPU
+        """The no-grad CPU path's layers: 'float32', 'bfloat16' or 'auto' (bfloat16 where the CPU
         multiplies it natively, `agents.proxy.bf16`); returns the precision that will run."""
-        resolved = resolve(precision)
-        self.precision = resolved if len(self.hidden) >= 2 else "float32"
+        self.precision = resolve(precision)
         self._fused_key = ()
         return self.precision
 
@@ -201,7 +202,9 @@ class Proxy(nn.Module):
                     w, b = layers[-1]
                     layers[-1] = ((w * self.out_std).contiguous(), b * self.out_std + self.out_mean)
             self._fused_layers, self._fused_key = layers, key
-            self._half_layers = bf16_layers(layers) if self.precision == "bfloat16" else []
+            self._half_layers = []
+            if self.precision == "bfloat16":
+                self._half_layers = bf16_layers([(m.weight.detach().t(), m.bias.detach()) for m in self._linears])
             self.refresh_numpy()
         return self._fused_layers
 
@@ -224,19 +227,12 @@ class Proxy(nn.Module):
         else:
             x = self.encode(params_0to1, notes)
         y = torch.empty(x.shape[0], layers[-1][0].shape[1], dtype=x.dtype, device=x.device)
-        for start in range(0, x.shape[0], FAST_CHUNK_ROWS):
-            h = x[start : start + FAST_CHUNK_ROWS]
-            if cpu and self._half_layers:
-                run_chain(h, layers, self._half_layers, y[start : start + FAST_CHUNK_ROWS])
-                continue
-            for w, b in layers[:-1]:
-                h = torch.addmm(b, h, w)
-                if cpu:
-                    silu_rows(h.numpy())
-                else:
-                    torch.nn.functional.silu(h, inplace=True)
-            w, b = layers[-1]
-            torch.addmm(b, h, w, out=y[start : start + FAST_CHUNK_ROWS])
+        if cpu and self._half_layers:  # z-normalized output: the de-normalization follows in float32
+            run_chain(x, self._half_layers, y)
+            if self._chroma_at < 0:
+                return y.mul_(self.out_std).add_(self.out_mean)
+        else:
+            _run_float32(x, layers, y)
         if self._chroma_at < 0:
             return y
         if not cpu:
