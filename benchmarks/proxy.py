@@ -8,7 +8,7 @@ the no-grad path: numba input encoding and chroma head, addmm + in-place SiLU),
 last 2 frames, on the probe the proxy was trained for, `proxy.yaml` `target`), their `ratio`
 (target >= 100); the same for the plain module path with the de-normalization as separate ops
 (`proxy_module_predictions_per_s`, `ratio_module`, the path before the fused one) and for
-`Proxy.predict_numpy` (`ratio_numpy`); `precision`, what the no-grad path's hidden layers ran in
+`Proxy.predict_numpy` (`ratio_numpy`); `precision`, what the no-grad path's layers ran in
 (`proxy.yaml` `no_grad_precision`, `agents.proxy.bf16`), and when that is bfloat16 the same
 folder forced to float32 (`proxy_float32_predictions_per_s`, `ratio_float32`); the batch size,
 threads, and the proxy's held-out metrics from proxy.yaml. Rates are per CPU second of this
