@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 PRECISIONS = ("float32", "bfloat16", "auto")
-CHUNK_ROWS = 1024  # rows per block: [1024, 256] bfloat16 activations stay in L2
+CHUNK_ROWS = 2048  # rows per block: the fastest of 256-4096 on this host (512 +13%, 1024 +5%, 4096 +17%)
 TILE_VALUES = 2048  # values per SiLU tile: its float32 scratch stays in L1
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 # reassociation and FMA contraction let LLVM vectorize the tile loops (error ~1e-6 relative, far below bfloat16's 4e-3)
