@@ -209,7 +209,8 @@ class Proxy(nn.Module):
         return self._fused_layers
 
     def _predict_no_grad(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
-        """forward() without autograd: addmm in L2-sized row blocks; on the CPU the input encoding, the
+        """forward() without autograd: addmm in L2-sized row blocks (on the CPU in bfloat16 where
+        `precision` says so, `agents.proxy.bf16`); on the CPU the input encoding, the
         SiLU and the chroma head with the de-normalization are numba kernels (`agents.proxy.kernels`),
         elsewhere torch ops with the de-normalization folded into the last layer ("direct" head);
         tiny CPU batches (an environment step) go through `predict_numpy`."""
