@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from agents.proxy.bf16 import bf16_layers, resolve, run_chain
+from agents.proxy.bf16 import MIN_ROWS, bf16_layers, resolve, run_chain
 from agents.proxy.encoding import (
     ENVELOPE_COLUMNS,
     ENVELOPE_CONSTANTS,
@@ -210,7 +210,7 @@ class Proxy(nn.Module):
 
     def _predict_no_grad(self, params_0to1: Tensor, notes: Tensor) -> Tensor:
         """forward() without autograd: addmm in L2-sized row blocks (on the CPU in bfloat16 where
-        `precision` says so, `agents.proxy.bf16`); on the CPU the input encoding, the
+        `precision` says so and the batch has `bf16.MIN_ROWS` rows or more); on the CPU the input encoding, the
         SiLU and the chroma head with the de-normalization are numba kernels (`agents.proxy.kernels`),
         elsewhere torch ops with the de-normalization folded into the last layer ("direct" head);
         tiny CPU batches (an environment step) go through `predict_numpy`."""
@@ -228,7 +228,7 @@ class Proxy(nn.Module):
         else:
             x = self.encode(params_0to1, notes)
         y = torch.empty(x.shape[0], layers[-1][0].shape[1], dtype=x.dtype, device=x.device)
-        if cpu and self._half_layers:  # z-normalized output: the de-normalization follows in float32
+        if cpu and self._half_layers and x.shape[0] >= MIN_ROWS:  # z-normalized output, de-normalized in float32
             run_chain(x, self._half_layers, y)
             if self._chroma_at < 0:
                 return y.mul_(self.out_std).add_(self.out_mean)

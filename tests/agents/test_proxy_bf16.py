@@ -47,11 +47,13 @@ def test_chain_blocks_and_direct_head_agree() -> None:
     hidden = torch.nn.functional.silu(x @ layers[0][0].float() + layers[0][1].float())
     torch.testing.assert_close(whole, hidden @ layers[1][0].float() + layers[1][1].float(), rtol=0.03, atol=0.05)
     direct = Proxy(DESCRIPTOR_NAMES, hidden=(24, 24), out_std=torch.full((37,), 3.0), out_mean=torch.full((37,), 5.0))
-    params, notes = torch.rand(40, 24), torch.randint(36, 85, (40,)).float()
+    params, notes = torch.rand(200, 24), torch.randint(36, 85, (200,)).float()
     with torch.no_grad():
         exact = direct.predict(params, notes)
         direct.set_precision("bfloat16")
-        torch.testing.assert_close(direct.predict(params, notes), exact, rtol=0, atol=0.02 * 3.0)
+        half = direct.predict(params, notes)
+        assert not torch.equal(half, exact)  # the bfloat16 layers ran
+        torch.testing.assert_close(half, exact, rtol=0, atol=0.02 * 3.0)
 
 
 @pytest.mark.parametrize("hidden", [(32, 32), (40, 24, 32)])
@@ -64,6 +66,8 @@ def test_bfloat16_path_stays_close_to_float32_and_follows_weight_changes(hidden:
         assert proxy.set_precision("bfloat16") == "bfloat16"
         half = proxy.predict(params, notes)
         assert not torch.equal(half, exact)  # the bfloat16 layers ran
+        small = proxy.predict(params[:100], notes[:100])  # below bf16.MIN_ROWS: float32, where it is faster
+        torch.testing.assert_close(small, exact[:100], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(half, exact, rtol=0.0, atol=0.05 * 2.0)
         assert ((half - exact).abs() / 2.0).mean() < 0.01
         proxy.net[2].weight.mul_(0.0)  # an in-place update reaches the bfloat16 copies too
@@ -84,7 +88,11 @@ def test_precision_choice_auto_single_layer_and_bad_values(monkeypatch: pytest.M
     one = Proxy(DESCRIPTOR_NAMES, hidden=(16,))
     assert one.set_precision("bfloat16") == "bfloat16"  # every layer runs in bfloat16, one hidden layer too
     with torch.no_grad():
-        assert one.predict(torch.rand(20, 24), torch.full((20,), 60.0)).isfinite().all()
+        half = one.predict(torch.rand(200, 24, generator=torch.Generator().manual_seed(0)), torch.full((200,), 60.0))
+        one.set_precision("float32")
+        exact = one.predict(torch.rand(200, 24, generator=torch.Generator().manual_seed(0)), torch.full((200,), 60.0))
+        assert not torch.equal(half, exact)
+        torch.testing.assert_close(half, exact, rtol=0, atol=0.05)
     with pytest.raises(ValueError, match="float16"):
         one.set_precision("float16")
 
