@@ -6,7 +6,8 @@ written in place. On CPUs with AVX512-BF16 or AMX (`native_bf16`), oneDNN multip
 matrices at ~2x the float32 rate (`docs/benchmarks.md`); every layer then runs in bfloat16
 (8-bit mantissa, float32 accumulation) and the activations between them are kept as bfloat16: the
 held-out MRR moves by less than its seed-to-seed spread (`docs/benchmarks.md`). The SiLU between
-the layers is one numba pass over the bfloat16 values, in place and in L1-sized tiles.
+the layers is one numba pass over the bfloat16 values, in place and in L1-sized tiles (the
+float32 kernel's SiLU between widening and rounding).
 Chosen per proxy folder (`proxy.yaml` `no_grad_precision`, `Proxy.set_precision`), measured there
 (`agents.proxy.evaluate` reports the precision it ran with); the differentiable path is always
 float32. The kernels move bfloat16 as its uint16 bit pattern (the upper half of a float32;
@@ -23,13 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.proxy.kernels import SILU_TILE, silu_tile
+
 PRECISIONS = ("float32", "bfloat16", "auto")
 CHUNK_ROWS = 2048  # rows per block: the fastest of 256-4096 on this host (512 +13%, 1024 +5%, 4096 +17%)
 MIN_ROWS = 128  # smaller batches run float32: oneDNN's ~10 us a bfloat16 product outweighs its speed there
-TILE_VALUES = 2048  # values per SiLU tile: its float32 scratch stays in L1
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
-# reassociation and FMA contraction let LLVM vectorize the tile loops (error ~1e-6 relative, far below bfloat16's 4e-3)
-_JIT_FAST = _JIT | {"fastmath": {"reassoc", "nsz", "contract"}}
 
 
 @functools.cache
@@ -53,43 +53,28 @@ def resolve(precision: str) -> str:
     return precision
 
 
-@numba.njit(**_JIT_FAST)
-def _silu_tile(h: np.ndarray, x: np.ndarray, pow2: np.ndarray, poly: np.ndarray) -> None:
-    """h [m] bfloat16 bits, in place; x, pow2, poly [m] float32 scratch. Four simple loops that
-    LLVM vectorizes: widen, exp(-x) = 2^k * 2^f (|f| <= 1/2, degree-5 Taylor, 2^k from its exponent
-    bits), x / (1 + exp(-x)), round to nearest even."""
-    m = h.shape[0]
+@numba.njit(**_JIT)
+def _silu_tile(h: np.ndarray, x: np.ndarray, poly: np.ndarray, bits: np.ndarray) -> None:
+    """h [m] bfloat16 bits, in place; x, poly, bits [m] scratch: widen to float32, the float32 SiLU
+    (`kernels.silu_tile`), round to nearest even."""
     x_bits = x.view(np.uint32)
-    pow2_bits = pow2.view(np.int32)
-    for j in range(m):
+    for j in range(h.shape[0]):
         x_bits[j] = np.uint32(h[j]) << np.uint32(16)
-    for j in range(m):
-        t = min(max(-x[j], np.float32(-87.0)), np.float32(87.0)) * np.float32(1.4426950408889634)
-        k = np.floor(t + np.float32(0.5))
-        f = t - k
-        pow2_bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-        p = np.float32(1.3333558146e-3) * f + np.float32(9.6181291076e-3)
-        p = p * f + np.float32(5.5504108665e-2)
-        p = p * f + np.float32(2.4022650696e-1)
-        p = p * f + np.float32(6.9314718056e-1)
-        poly[j] = p * f + np.float32(1.0)
-    for j in range(m):  # below -87, exp(-x) overflows float32: silu is -0 there
-        v = x[j]
-        x[j] = v / (np.float32(1.0) + poly[j] * pow2[j]) if v > np.float32(-87.0) else v * np.float32(0.0)
-    for j in range(m):
+    silu_tile(x, poly, bits)
+    for j in range(h.shape[0]):
         b = x_bits[j]
         h[j] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
 
-@numba.njit(**_JIT_FAST)
+@numba.njit(**_JIT)
 def silu_bf16(h: np.ndarray) -> None:
     """h [B, H] bfloat16 bits (C-contiguous), in place: SiLU computed in float32, rounded to nearest even."""
     flat = h.reshape(-1)
-    scratch = np.empty((3, TILE_VALUES), np.float32)
-    for start in range(0, flat.shape[0], TILE_VALUES):
-        stop = min(flat.shape[0], start + TILE_VALUES)
+    scratch = np.empty((3, SILU_TILE), np.float32)
+    for start in range(0, flat.shape[0], SILU_TILE):
+        stop = min(flat.shape[0], start + SILU_TILE)
         m = stop - start
-        _silu_tile(flat[start:stop], scratch[0, :m], scratch[1, :m], scratch[2, :m])
+        _silu_tile(flat[start:stop], scratch[0, :m], scratch[1, :m], scratch[2, :m].view(np.int32))
 
 
 def bf16_layers(layers: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:

@@ -188,11 +188,11 @@ _EXP_HI = 88.0  # exp(88) ~ 1.65e38, the float32 range; silu(x) for x < -_SILU_Z
 _SILU_ZERO = 87.0
 
 
-_SILU_TILE = 2048  # values per tile: the scratch stays in L1 (a whole-array scratch page-faults above ~1k rows)
+SILU_TILE = 2048  # values per tile: the scratch stays in L1 (a whole-array scratch page-faults above ~1k rows)
 
 
 @numba.njit(**_JIT_FAST)
-def _silu_tile(x: np.ndarray, poly: np.ndarray, bits: np.ndarray) -> None:
+def silu_tile(x: np.ndarray, poly: np.ndarray, bits: np.ndarray) -> None:
     """x [m] float32 in place; poly, bits [m] scratch. Two simple loops that LLVM vectorizes."""
     scale = bits.view(np.float32)
     for i in range(x.shape[0]):
@@ -209,7 +209,7 @@ def _silu_tile(x: np.ndarray, poly: np.ndarray, bits: np.ndarray) -> None:
     for i in range(x.shape[0]):
         v = x[i]
         silu = v / (np.float32(1.0) + poly[i] * scale[i])
-        x[i] = silu if v > np.float32(-_SILU_ZERO) else np.float32(0.0)
+        x[i] = silu if v > np.float32(-_SILU_ZERO) else v * np.float32(0.0)  # -0, as torch's
 
 
 @numba.njit(**_JIT_FAST)
@@ -220,8 +220,8 @@ def silu_rows(x: np.ndarray) -> None:
     two built from its exponent bits), in L1-sized tiles of two simple loops (polynomial and bits,
     then the division) that LLVM vectorizes: about twice torch's SiLU on this CPU."""
     flat = x.reshape(-1)
-    poly = np.empty(_SILU_TILE, np.float32)
-    bits = np.empty(_SILU_TILE, np.int32)
-    for start in range(0, flat.shape[0], _SILU_TILE):
-        stop = min(flat.shape[0], start + _SILU_TILE)
-        _silu_tile(flat[start:stop], poly[: stop - start], bits[: stop - start])
+    poly = np.empty(SILU_TILE, np.float32)
+    bits = np.empty(SILU_TILE, np.int32)
+    for start in range(0, flat.shape[0], SILU_TILE):
+        stop = min(flat.shape[0], start + SILU_TILE)
+        silu_tile(flat[start:stop], poly[: stop - start], bits[: stop - start])
