@@ -6,8 +6,10 @@ written in place. On CPUs with AVX512-BF16 or AMX (`native_bf16`), oneDNN multip
 matrices at ~2x the float32 rate (`docs/benchmarks.md`); every layer then runs in bfloat16
 (8-bit mantissa, float32 accumulation) and the activations between them are kept as bfloat16: the
 held-out MRR moves by less than its seed-to-seed spread (`docs/benchmarks.md`). The SiLU between
-the layers is one numba pass over the bfloat16 values, in place and in L1-sized tiles (the
-float32 kernel's SiLU between widening and rounding).
+the layers is a table lookup: a bfloat16 input has 65,536 possible bit patterns, so `silu_table`
+holds the SiLU of each (the float32 kernel's SiLU between widening and rounding, `silu_bf16`) and
+`silu_lookup` maps the activations through it in place: the same bits as computing it, ~3x faster
+(`docs/benchmarks.md`).
 Chosen per proxy folder (`proxy.yaml` `no_grad_precision`, `Proxy.set_precision`), measured there
 (`agents.proxy.evaluate` reports the precision it ran with); the differentiable path is always
 float32. The kernels move bfloat16 as its uint16 bit pattern (the upper half of a float32;
@@ -77,6 +79,26 @@ def silu_bf16(h: np.ndarray) -> None:
         _silu_tile(flat[start:stop], scratch[0, :m], scratch[1, :m], scratch[2, :m].view(np.int32))
 
 
+@functools.cache
+def silu_table() -> np.ndarray:
+    """[65536] uint16, read-only: the bfloat16 SiLU (`silu_bf16`) of every bfloat16 bit pattern."""
+    table = np.arange(1 << 16, dtype=np.uint16).reshape(1, -1)
+    silu_bf16(table)
+    table.flags.writeable = False
+    return table.reshape(-1)
+
+
+@numba.njit(**_JIT)
+def _lookup(h: np.ndarray, table: np.ndarray) -> None:
+    for j in range(h.shape[0]):
+        h[j] = table[h[j]]
+
+
+def silu_lookup(h: np.ndarray) -> None:
+    """h [B, H] bfloat16 bits (C-contiguous), in place: `silu_bf16` by table (`silu_table`), bit for bit."""
+    _lookup(h.reshape(-1), silu_table())
+
+
 def bf16_layers(layers: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
     """Every layer's (weight [in, out], bias) in bfloat16."""
     return [(w.to(torch.bfloat16).contiguous(), b.to(torch.bfloat16)) for w, b in layers]
@@ -101,6 +123,6 @@ def run_chain(x: Tensor, layers: list[tuple[Tensor, Tensor]], y: Tensor, chunk_r
             out = buffer[: stop - start]
             torch.addmm(b, h, w, out=out)
             if i < len(layers) - 1:
-                silu_bf16(_bits(out))
+                silu_lookup(_bits(out))
             h = out
         y[start:stop].copy_(h)

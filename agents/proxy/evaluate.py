@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.proxy.bf16 import PRECISIONS
 from agents.proxy.error_head import POWER, ErrorHead, abs_errors_z, load_error_head, nll_terms, predict_scales
 from agents.proxy.model import Proxy, ProxyError
 from features.names import expand
@@ -231,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--presets", type=int, default=1000, help="perturbed factory presets to render (0: none)")
     parser.add_argument("--candidates", type=int, default=1000, help="candidates per MRR group")
     parser.add_argument("--update-model", action="store_true", help="write the metrics into proxy.yaml and report/")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="run the no-grad path in this precision, not the folder's no_grad_precision (not with --update-model)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: a short summary)")
     parser.add_argument(
         "--settings", type=Path, default=None, help="settings YAML (default: environment_settings.yaml)"
@@ -244,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         proxy = Proxy.load(args.model)
+        if args.precision is not None:
+            if args.update_model:
+                raise ValueError("--precision measures another precision than the folder's: not with --update-model")
+            proxy.set_precision(args.precision)
         head = load_error_head(args.model, proxy)
         result["precision"] = proxy.precision  # of the no-grad path the predictions ran on (agents.proxy.bf16)
         if args.candidates < 2 or args.presets < 0 or (args.table is None and args.presets < 2):

@@ -11,7 +11,7 @@ import yaml
 
 from agents.proxy import Proxy, ProxyError
 from agents.proxy import bf16 as bf16_module
-from agents.proxy.bf16 import bf16_layers, resolve, run_chain, silu_bf16
+from agents.proxy.bf16 import bf16_layers, resolve, run_chain, silu_bf16, silu_lookup, silu_table
 from features.names import DESCRIPTOR_NAMES
 
 
@@ -19,7 +19,8 @@ def _bits(t: torch.Tensor) -> np.ndarray:
     return t.view(torch.int16).numpy().view(np.uint16)
 
 
-def test_silu_kernel_matches_torch_to_one_bfloat16_step() -> None:
+@pytest.mark.parametrize("silu", [silu_bf16, silu_lookup])
+def test_silu_kernel_matches_torch_to_one_bfloat16_step(silu) -> None:  # type: ignore[no-untyped-def]
     x = torch.cat(
         [
             torch.randn(5000) * 4,
@@ -28,12 +29,27 @@ def test_silu_kernel_matches_torch_to_one_bfloat16_step() -> None:
     ).to(torch.bfloat16)
     expected = torch.nn.functional.silu(x.float()).to(torch.bfloat16)  # float32, rounded to nearest even
     got = x.clone().reshape(1, -1)
-    silu_bf16(_bits(got))
+    silu(_bits(got))
     steps = np.abs(_bits(got).reshape(-1).astype(np.int64) - _bits(expected).astype(np.int64))
     assert steps.max() <= 1  # at most one bfloat16 step, where float32 rounding lands on a tie
     assert (steps == 0).mean() > 0.998
     large = x.float().abs() > 30  # silu(x) = x (or -0) in float32 there: rounding must keep it exact
     torch.testing.assert_close(got.reshape(-1)[large].float(), expected[large].float(), rtol=0, atol=0)
+
+
+def test_silu_lookup_gives_the_computed_bits_in_place() -> None:
+    rng = np.random.default_rng(3)
+    h = rng.integers(0, 1 << 16, size=(300, 70)).astype(np.uint16)  # every kind of pattern: NaN, inf, subnormal
+    h[0, :4] = [0x0000, 0x8000, 0x7F80, 0xFF80]  # +0, -0, +inf, -inf
+    computed, looked_up = h.copy(), h.copy()
+    silu_bf16(computed)
+    silu_lookup(looked_up)
+    np.testing.assert_array_equal(looked_up, computed)
+    assert looked_up[0, 0] == 0 and looked_up[0, 2] == 0x7F80  # silu(0) = 0, silu(inf) = inf
+    table = silu_table()
+    assert table.shape == (1 << 16,) and not table.flags.writeable
+    with pytest.raises(ValueError):
+        table[0] = 1
 
 
 def test_chain_blocks_and_direct_head_agree() -> None:

@@ -198,6 +198,11 @@ def test_calibrate_fits_a_head_that_evaluate_reports(tmp_path: Path, capsys: pyt
     assert evaluate_main([*model, "--table", str(table), "--presets", "0", "--candidates", "128", "--json"]) == 0
     random = json.loads(capsys.readouterr().out)["random"]
     assert 0.0 < random["mrr_weighted"] <= 1.0 and 0.0 < random["mrr_weighted_global"] <= 1.0
+    rest = ["--table", str(table), "--presets", "0", "--candidates", "128", "--json"]
+    assert evaluate_main([*model, *rest, "--precision", "bfloat16"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "bfloat16"  # this run only: the folder keeps its own
+    assert evaluate_main([*model, *rest, "--precision", "bfloat16", "--update-model"]) == 2
+    assert "--precision" in capsys.readouterr().err and Proxy.load(tmp_path / "p").precision == "float32"
     assert calibrate_main(model) == 2
     assert "--table" in capsys.readouterr().err
     assert calibrate_main([*model, "--head-table", str(tmp_path / "missing")]) == 2

@@ -154,8 +154,9 @@ def test_gradient_free_path_matches_the_differentiable_one(normalize: bool) -> N
         with torch.enable_grad():  # torch path (a render that wants a gradient)
             slow = loss(renders.clone().requires_grad_(True), target)
         assert loss._fast_path(renders, loss.prepare_target(target))
-        for name in fast.as_dict():
-            torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(), rtol=2e-5, atol=1e-6)
+        for name in fast.as_dict():  # atol: a term that cancels to ~0 (3 x tone against tone, loudness-normalized)
+            # keeps float32 rounding of its O(50) parts (1.6e-5 against 1.4e-5 on an Intel AVX-512 host)
+            torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(), rtol=2e-5, atol=1e-5)
     with torch.no_grad():
         same = loss.compare(renders[:1], loss.prepare_target(renders[:1]))
     assert all(float(v[0]) < 1e-7 for v in same.as_dict().values()), same  # identical audio: ~0 on both paths
