@@ -96,6 +96,8 @@ def _lookup(h: np.ndarray, table: np.ndarray) -> None:
 
 def silu_lookup(h: np.ndarray) -> None:
     """h [B, H] bfloat16 bits (C-contiguous), in place: `silu_bf16` by table (`silu_table`), bit for bit."""
+    if not h.flags.c_contiguous:  # reshape would copy, and the result be lost
+        raise ValueError(f"silu_lookup: h must be C-contiguous, got strides {h.strides}")
     _lookup(h.reshape(-1), silu_table())
 
 

@@ -50,6 +50,8 @@ def test_silu_lookup_gives_the_computed_bits_in_place() -> None:
     assert table.shape == (1 << 16,) and not table.flags.writeable
     with pytest.raises(ValueError):
         table[0] = 1
+    with pytest.raises(ValueError, match="C-contiguous"):
+        silu_lookup(h[:, ::2])
 
 
 def test_chain_blocks_and_direct_head_agree() -> None:
