@@ -28,51 +28,48 @@ SR = 48000  # as benchmarks/live.py (and REFERENCE_CLIENT below)
 
 JACK_NAMES = ("soundgym-bench-0", "soundgym-bench-1")
 # The reference for xruns: the same two streams with callbacks that do nothing, same JACK, same load.
+# argv: seconds [gil]; with "gil" a thread also holds the GIL ~150 us of every 10.5 ms (the live worker's
+# pattern: Python between its kernels), so that GIL waits in the callbacks would show as xruns.
 REFERENCE_CLIENT = """
-import json, sys, time
+import json, sys, threading, time
 import sounddevice as sd
+sys.setswitchinterval(0.0005)  # as server.app
 flagged = [0, 0]
+running = [True]
 def make(i):
     def cb(*args):
         status = args[-1]
         if status.input_overflow or status.input_underflow or status.output_overflow or status.output_underflow:
             flagged[i] += 1
     return cb
+def hold_gil():
+    count = 0
+    while running[0]:
+        start = time.perf_counter()
+        while time.perf_counter() - start < 150e-6:
+            count += 1
+        time.sleep(0.0105)
 kw = dict(device="system", samplerate=48000, blocksize=512, channels=1, dtype="float32")
 with sd.InputStream(callback=make(0), **kw), sd.OutputStream(callback=lambda o, f, t, s: make(1)(s), **kw):
+    if sys.argv[2:] == ["gil"]:
+        threading.Thread(target=hold_gil, daemon=True).start()
     time.sleep(float(sys.argv[1]))
+    running[0] = False
 print(json.dumps({"xruns": flagged[0] + flagged[1]}))
 """
 
 
 def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
     """live_server.py through the JACK dummy driver while another process spins on a core."""
-    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
-        return {"xruns": None, "xruns_skipped": "jackd not installed"}
-    jackd, env = None, dict(os.environ)
-    for name in JACK_NAMES:  # fixed names: a slot left by a killed server is reclaimed by its name only
-        env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-        jackd = subprocess.Popen(
-            ["jackd", "--no-realtime", "-t", "10000", "-d", "dummy", "-r", str(SR), "-p", "512"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if _wait(lambda env=env: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0, 10.0):
-            break
-        jackd.kill()
-        jackd.wait(10)
-        jackd = None
-    if jackd is None:
-        return {"xruns": None, "xruns_skipped": "jackd (dummy driver) did not start"}
+    started = start_jackd()
+    if isinstance(started, str):
+        return {"xruns": None, "xruns_skipped": started}
+    jackd, env = started
     # The xrun run loads a core; the soak (RSS only) does not, to spare the shared machine.
     burner = None if soak else subprocess.Popen([sys.executable, "-c", "while True: pass"])
     out = Path(tempfile.mkdtemp(prefix="sg_live_bench_"))
     try:
-        reference = subprocess.run(
-            [sys.executable, "-c", REFERENCE_CLIENT, str(min(seconds, 60.0))], env=env, capture_output=True, text=True
-        )
-        ref_xruns = json.loads(reference.stdout)["xruns"] if reference.returncode == 0 else None
+        ref_xruns = reference_xruns(env, min(seconds, 60.0))
         port = _free_udp_port()
         cmd = [
             sys.executable, str(REPO / "live_server.py"), "--model", str(model.resolve()), "--input", "system",
@@ -132,6 +129,33 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
         jackd.terminate()
         jackd.wait(10)
         shutil.rmtree(out, ignore_errors=True)
+
+
+def start_jackd() -> tuple[subprocess.Popen[bytes], dict[str, str]] | str:
+    """A JACK dummy server (48 kHz, 512 frames, not real-time) and the environment that reaches it,
+    or why not (a one-line reason)."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        return "jackd not installed"
+    for name in JACK_NAMES:  # fixed names: a slot left by a killed server is reclaimed by its name only
+        env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+        jackd = subprocess.Popen(
+            ["jackd", "--no-realtime", "-t", "10000", "-d", "dummy", "-r", str(SR), "-p", "512"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if _wait(lambda env=env: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0, 10.0):
+            return jackd, env
+        jackd.kill()
+        jackd.wait(10)
+    return "jackd (dummy driver) did not start"
+
+
+def reference_xruns(env: dict[str, str], seconds: float, *, hold_gil: bool = False) -> int | None:
+    """xruns of the reference client (empty callbacks) over `seconds`; None if it failed."""
+    argv = [sys.executable, "-c", REFERENCE_CLIENT, str(seconds), *(["gil"] if hold_gil else [])]
+    run = subprocess.run(argv, env=env, capture_output=True, text=True)
+    return int(json.loads(run.stdout)["xruns"]) if run.returncode == 0 else None
 
 
 def _free_udp_port() -> int:
