@@ -231,6 +231,12 @@ class LiveServer:
         for extractor in (self.worker.input_features, self.worker.self_features):
             if extractor is not None:
                 extractor.process(scratch)
+                core = getattr(extractor, "process_core", None)  # optional, as in the worker (`Extractor`)
+                if callable(core):  # the worker's split tick: the core now, the deferred rest after the send
+                    core(scratch)  # (their kernel was the first block's ~10 ms, loaded from numba's cache)
+                    extractor.complete()
+        agent = self.worker.agent
+        self.control.warm(agent.warm_action, agent.controlled, agent.delta_max)  # the control step's kernel
 
     def request_stop(self) -> None:
         """Ask `run` to return (signal handlers call this)."""

@@ -271,3 +271,55 @@ def _worker_kwargs(worker: Worker) -> dict[str, object]:
         "exchange": worker.exchange,
         "stats": worker.stats,
     }
+
+
+WARM_START_SCRIPT = """
+import json, sys
+import numba.core.dispatcher as dispatcher
+sys.path.insert(0, sys.argv[1])
+from benchmarks import live
+from server import worker
+from settings import load_settings
+
+in_block, compiled = [False], []
+compile_for_args = dispatcher.Dispatcher._compile_for_args
+def counting(self, *args, **kwargs):
+    if in_block[0]:
+        compiled.append(self.py_func.__qualname__)
+    return compile_for_args(self, *args, **kwargs)
+dispatcher.Dispatcher._compile_for_args = counting
+process_block = worker.Worker.process_block
+def watched(self, block):
+    in_block[0] = True
+    try:
+        process_block(self, block)
+    finally:
+        in_block[0] = False
+worker.Worker.process_block = watched
+settings = load_settings(None)
+result = live.block_timing(settings, live.default_audio(settings), int(sys.argv[2]))
+print(json.dumps({"compiled": compiled, "blocks": result["blocks"]}))
+"""
+
+
+@pytest.mark.parametrize("block_size", [512, 256])
+def test_the_server_warms_every_kernel_before_the_first_block(block_size: int) -> None:
+    """A fresh process: the server's start-up warm-up (`LiveServer._warm_up`) loads every numba kernel a block
+    uses (the deferred descriptors' and the control step's once cost the first block ~10 ms, loaded from cache
+    while the streams ran); no block of a whole file compiles or loads one."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", WARM_START_SCRIPT, str(repo), str(block_size)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=repo,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["blocks"] > 100 and result["compiled"] == []
