@@ -5,6 +5,9 @@ MFCC / chroma analysis), input pushed into the window between ticks, block timin
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -307,10 +310,6 @@ def test_the_server_warms_every_kernel_before_the_first_block(block_size: int) -
     """A fresh process: the server's start-up warm-up (`LiveServer._warm_up`) loads every numba kernel a block
     uses (the deferred descriptors' and the control step's once cost the first block ~10 ms, loaded from cache
     while the streams ran); no block of a whole file compiles or loads one."""
-    import json
-    import subprocess
-    import sys
-
     repo = Path(__file__).resolve().parents[2]
     run = subprocess.run(
         [sys.executable, "-c", WARM_START_SCRIPT, str(repo), str(block_size)],
