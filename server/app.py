@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from features.names import DESCRIPTOR_NAMES
+from server import rt_kernel as rt
 from server.agent import LiveAgent
 from server.audio_io import DeviceAudio, FileSource, InputSpec, Recorder, parse_device
 from server.callbacks import InputCallback, OutputCallback
@@ -228,6 +229,11 @@ class LiveServer:
         spare.process(scratch)
         for voice in [self.worker.self_voice] + ([self.output_cb.voice] if self.output_cb is not None else []):
             voice.process(scratch)
+        if self.output_cb is not None:
+            self.output_cb.warm()  # the compiled output callback (compiled once per process, ~1 s)
+        if self.input_cb is not None:
+            rt.input_callback()  # the compiled input callback (from numba's cache)
+        rt.warm()  # ring, frame exchange, histograms as Python calls them
         for extractor in (self.worker.input_features, self.worker.self_features):
             if extractor is not None:
                 extractor.process(scratch)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from server import rt_kernel as rt
 from server.callbacks import NO_STATUS, InputCallback, OutputCallback
 from server.ring_buffer import RingBuffer
 from server.stats import LiveStats
@@ -209,27 +210,9 @@ class DeviceAudio:
         streams = []
         try:
             if self.input_cb is not None:
-                streams.append(
-                    sd.InputStream(
-                        device=self.input_device,
-                        channels=self.input_channels,
-                        samplerate=self.sample_rate_hz,
-                        blocksize=self.block_size,
-                        dtype="float32",
-                        callback=self.input_cb,
-                    )
-                )
+                streams.append(self._stream(sd, "input", self.input_cb, self.input_device, self.input_channels))
             if self.output_cb is not None:
-                streams.append(
-                    sd.OutputStream(
-                        device=self.output_device,
-                        channels=1,
-                        samplerate=self.sample_rate_hz,
-                        blocksize=self.block_size,
-                        dtype="float32",
-                        callback=self.output_cb,
-                    )
-                )
+                streams.append(self._stream(sd, "output", self.output_cb, self.output_device, 1))
             for stream in streams:
                 stream.start()
         except Exception as exc:  # PortAudioError, ValueError (no such device): close what opened
@@ -245,11 +228,27 @@ class DeviceAudio:
                 message = f"PortAudio found no default device ({message}); name one with --input / --output-device"
             raise RuntimeError(f"audio device: {message}{hint}") from None
         self._streams = streams
-        now = time.perf_counter_ns()
+        now = rt.monotonic_ns()
         for cb in (self.input_cb, self.output_cb):
             if cb is not None:
                 cb.last_call_ns = now
         self.healthy = True
+
+    def _stream(self, sd: Any, kind: str, cb: InputCallback | OutputCallback, device: DeviceSpec, channels: int) -> Any:
+        """A stream whose callback PortAudio calls as compiled code (`cb.c_callback`: no Python, no GIL),
+        through sounddevice's base class for custom streams; a Python callback stream where the callback
+        has no compiled form (an output voice that is not a `StreamingVoice`) or `sd` lacks that class."""
+        settings: dict[str, Any] = {
+            "device": device, "channels": channels, "samplerate": self.sample_rate_hz,
+            "blocksize": self.block_size, "dtype": "float32",
+        }  # fmt: skip
+        compiled = cb.c_callback(channels) if hasattr(sd, "_StreamBase") else None
+        if compiled is not None:
+            function, userdata = compiled
+            return sd._StreamBase(
+                kind=kind, callback=function, userdata=sd._ffi.cast("void *", userdata), wrap_callback=None, **settings
+            )
+        return (sd.InputStream if kind == "input" else sd.OutputStream)(callback=cb, **settings)
 
     def _close(self) -> None:
         """Close the streams on a helper thread: PortAudio can hang closing a stream whose server died
@@ -270,7 +269,7 @@ class DeviceAudio:
         for stream in self._streams:
             if not stream.active:
                 return "stream stopped"
-        now = time.perf_counter_ns()
+        now = rt.monotonic_ns()
         for name, cb in (("input", self.input_cb), ("output", self.output_cb)):
             if cb is not None and (now - cb.last_call_ns) * 1e-9 > self.stall_s:
                 return f"no {name} callback for {self.stall_s:.1f} s"

@@ -25,44 +25,41 @@ from collections import deque
 import numpy as np
 
 from server import agent_kernel
+from server import rt_kernel as rt
 from synth.params import DISCRETE_INDICES, N_PARAMS, PARAMS
 
 NOTE_INDEX = N_PARAMS  # frame[24]: MIDI note (fractional when gliding)
 GATE_INDEX = N_PARAMS + 1  # frame[25]: 1.0 gate open, 0.0 closed
 ONSETS_INDEX = N_PARAMS + 2  # frame[26]: count of note-ons so far (a new value means retrigger)
 FRAME_SIZE = N_PARAMS + 3
-_READ_TRIES = 4
 
 
 class FrameExchange:
-    """Latest parameter frame from the worker to the output callback (sequence lock, no blocking)."""
+    """Latest parameter frame from the worker to the output callback (sequence lock, no blocking).
+
+    The frame and the lock's state are arrays that the compiled output callback reads
+    (`server.rt_kernel.frame_read`); `publish` and `read_into` run the same compiled code."""
 
     def __init__(self, size: int = FRAME_SIZE) -> None:
-        self._shared = np.zeros(size, dtype=np.float32)
-        self._seq = 0
-        self.stale_reads = 0  # reads that gave up and kept the previous frame (reader-owned)
+        self.shared = np.zeros(size, dtype=np.float32)
+        self.state = np.zeros(2, dtype=np.int64)  # [sequence (odd while copying), stale reads (reader-owned)]
 
     def publish(self, frame: np.ndarray) -> None:
         """Writer (worker): copy `frame` in."""
-        self._seq += 1
-        self._shared[:] = frame
-        self._seq += 1
+        rt.frame_publish(self.shared, self.state, frame)
 
     def read_into(self, out: np.ndarray) -> bool:
         """Reader (output callback): copy the latest frame into `out`; False if it kept `out` as it was."""
-        for _ in range(_READ_TRIES):
-            seq = self._seq
-            if seq & 1:
-                continue
-            out[:] = self._shared
-            if self._seq == seq:
-                return True
-        self.stale_reads += 1
-        return False
+        return bool(rt.frame_read(self.shared, self.state, out))
+
+    @property
+    def stale_reads(self) -> int:
+        """Reads that gave up and kept the previous frame."""
+        return int(self.state[rt.X_STALE])
 
     @property
     def version(self) -> int:
-        return self._seq >> 1
+        return int(self.state[rt.X_SEQ]) >> 1
 
 
 class ControlState:

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-_BIN_RATIO = 1.01
-_MIN_US = 1.0
-_N_BINS = int(math.ceil(math.log(1e7 / _MIN_US) / math.log(_BIN_RATIO))) + 2
-_INV_LOG_RATIO = 1.0 / math.log(_BIN_RATIO)
+from server import rt_kernel as rt
+
+_BIN_RATIO = rt.H_BIN_RATIO
+_MIN_US = rt.H_MIN_US
 
 
 class StatusFlags(Protocol):
@@ -33,31 +33,34 @@ class StatusFlags(Protocol):
 
 
 class TimingHistogram:
-    """Durations in microseconds into log bins; exact count, sum and max."""
+    """Durations in microseconds into log bins; exact count, sum and max. The arrays are shared with the
+    compiled callbacks, which record into them (`server.rt_kernel.hist_record`, as `record` does)."""
 
     def __init__(self) -> None:
-        self._counts = np.zeros(_N_BINS, dtype=np.int64)
-        self.count = 0
-        self.total_us = 0.0
-        self.max_us = 0.0
+        self.counts = np.zeros(rt.H_N_BINS, dtype=np.int64)
+        self.acc = np.zeros(3, dtype=np.float64)  # [count, total µs, max µs]
 
     def record(self, value_us: float) -> None:
-        if value_us <= _MIN_US:
-            i = 0
-        else:
-            i = min(_N_BINS - 1, int(math.log(value_us / _MIN_US) * _INV_LOG_RATIO) + 1)
-        self._counts[i] += 1
-        self.count += 1
-        self.total_us += value_us
-        if value_us > self.max_us:
-            self.max_us = value_us
+        rt.hist_record(self.counts, self.acc, float(value_us))
+
+    @property
+    def count(self) -> int:
+        return int(self.acc[rt.H_COUNT])
+
+    @property
+    def total_us(self) -> float:
+        return float(self.acc[rt.H_TOTAL])
+
+    @property
+    def max_us(self) -> float:
+        return float(self.acc[rt.H_MAX])
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0..100) in µs: the geometric middle of its bin (within 1%)."""
         if self.count == 0:
             return 0.0
         rank = max(1, math.ceil(q / 100.0 * self.count))
-        i = int(np.searchsorted(np.cumsum(self._counts), rank))
+        i = int(np.searchsorted(np.cumsum(self.counts), rank))
         if i == 0:
             return _MIN_US
         low = _MIN_US * _BIN_RATIO ** (i - 1)
@@ -75,36 +78,37 @@ class TimingHistogram:
         }
 
     def reset(self) -> None:
-        self._counts[:] = 0
-        self.count = 0
-        self.total_us = 0.0
-        self.max_us = 0.0
+        self.counts[:] = 0
+        self.acc[:] = 0.0
 
 
 class StreamCounters:
-    """Per-stream counters written by one audio callback (input or output)."""
+    """Per-stream counters written by one audio callback (input or output), in an int64 array that the
+    compiled callbacks update (`server.rt_kernel`, indices `C_*`)."""
 
     def __init__(self) -> None:
-        self.callbacks = 0
-        self.input_overflows = 0
-        self.input_underflows = 0
-        self.output_overflows = 0
-        self.output_underflows = 0
-        self.xrun_callbacks = 0  # callbacks that carried any of the four flags
+        self.values = np.zeros(rt.N_COUNTERS, dtype=np.int64)
         self.callback_us = TimingHistogram()
 
     def count_status(self, status: StatusFlags) -> None:
         """Count PortAudio's xrun flags (call only when `status` is truthy)."""
-        if status.input_overflow or status.input_underflow or status.output_overflow or status.output_underflow:
-            self.xrun_callbacks += 1
-        if status.input_overflow:
-            self.input_overflows += 1
-        if status.input_underflow:
-            self.input_underflows += 1
-        if status.output_overflow:
-            self.output_overflows += 1
-        if status.output_underflow:
-            self.output_underflows += 1
+        rt.count_status(self.values, rt.status_bits(status))
+
+    callbacks = property(lambda self: int(self.values[rt.C_CALLBACKS]))
+    xrun_callbacks = property(lambda self: int(self.values[rt.C_XRUN_CALLBACKS]), doc="callbacks with any xrun flag")
+    input_overflows = property(lambda self: int(self.values[rt.C_IN_OVER]))
+    input_underflows = property(lambda self: int(self.values[rt.C_IN_UNDER]))
+    output_overflows = property(lambda self: int(self.values[rt.C_OUT_OVER]))
+    output_underflows = property(lambda self: int(self.values[rt.C_OUT_UNDER]))
+
+    @property
+    def last_call_ns(self) -> int:
+        """`rt_kernel.monotonic_ns()` at the newest callback (the device supervisor watches it)."""
+        return int(self.values[rt.C_LAST_NS])
+
+    @last_call_ns.setter
+    def last_call_ns(self, value_ns: int) -> None:
+        self.values[rt.C_LAST_NS] = value_ns
 
     @property
     def xruns(self) -> int:

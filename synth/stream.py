@@ -52,9 +52,7 @@ class StreamingVoice:
             shape = getattr(x_0to1, "shape", type(x_0to1).__name__)
             raise ValueError(f"StreamingVoice.set_params: expected an array of shape ({N_PARAMS},), got {shape}")
         np.copyto(self._wire, x_0to1)
-        np.take(self._wire, k.PERM, out=self._perm)
-        k.snap_into(self._perm, k.SPEC, self._state.target)
-        self._state.st[k.S_SETTLED] = 0.0
+        k.set_target(self._wire, k.PERM, self._perm, k.SPEC, self._state.target, self._state.st)
 
     def get_params(self) -> np.ndarray:
         """The last frame given to `set_params` (a copy, wire order)."""
@@ -69,9 +67,7 @@ class StreamingVoice:
 
     def set_note(self, midi_note: float) -> None:
         """Retune without retriggering (glides over `glide_s` while sounding)."""
-        self._state.st[k.S_NOTE_TARGET] = float(midi_note)
-        if self._state.st[k.S_AMP] == k.STAGE_IDLE:
-            self._state.st[k.S_NOTE] = float(midi_note)
+        k.set_note(self._state.st, float(midi_note))
 
     def note_off(self) -> None:
         """Gate off: both envelopes release from where they are."""
@@ -98,7 +94,23 @@ class StreamingVoice:
         n = out.shape[0]
         if n > self.max_block_size:
             raise ValueError(f"StreamingVoice.process: block of {n} frames > max_block_size {self.max_block_size}")
-        if self._state.st[k.S_AMP] == k.STAGE_IDLE and self._state.st[k.S_GATE] == 0:
-            out.fill(0.0)  # silent: skip the DSP (a note_on from silence restarts the voice cleanly)
-            return
-        self._state.render(out, 0, n)
+        state = self._state  # silent (idle, gate closed): no DSP; a note_on from silence restarts cleanly
+        k.stream_block(
+            state.st, state.ctl, state.phases, state.incs, state.smooth, state.target, state.tables,
+            state.morphed, state.table_key, state.scratch, k.SPEC, k.DESIGN, out, n, state.sample_rate_hz,
+        )  # fmt: skip
+
+    @property
+    def state(self) -> VoiceState:
+        """The arrays the voice carries (the compiled output callback renders through them directly)."""
+        return self._state
+
+    @property
+    def wire(self) -> np.ndarray:
+        """The last parameter frame, wire order (float64 [24]; the compiled callback writes it)."""
+        return self._wire
+
+    @property
+    def perm_buffer(self) -> np.ndarray:
+        """Scratch [24] for the kernel-order copy of a frame."""
+        return self._perm

@@ -616,6 +616,37 @@ def note_on(st: np.ndarray, ctl: np.ndarray, phases: np.ndarray, design: np.ndar
     gate(st, ctl, True)
 
 
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def set_target(wire: Arr, perm: Arr, perm_buf: Arr, spec: Arr, target: Arr, st: Arr) -> None:
+    """New target parameters from `wire` [24] (normalized, wire order): permuted into `perm_buf`, then
+    clamped and snapped into `target` (kernel order); the smoothing goes on towards them."""
+    for i in range(perm.shape[0]):
+        perm_buf[i] = wire[perm[i]]
+    snap_into(perm_buf, spec, target)
+    st[S_SETTLED] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def set_note(st: Arr, midi_note: float) -> None:
+    """Retune without retriggering (a glide while sounding; at once while idle)."""
+    st[S_NOTE_TARGET] = midi_note
+    if st[S_AMP] == STAGE_IDLE:
+        st[S_NOTE] = midi_note
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def stream_block(
+    st: Arr, ctl: Arr, phases: Arr, incs: Arr, smooth: Arr, target: Arr, tables: Arr, morphed: Arr, key: Arr,
+    scratch: Arr, spec: Arr, design: Arr, out: Arr, n: int, rate: float,
+) -> None:  # fmt: skip
+    """A streaming voice's next block into out[:n]: silence (no DSP) while idle with the gate closed."""
+    if st[S_AMP] == STAGE_IDLE and st[S_GATE] == 0:
+        for i in range(n):
+            out[i] = 0.0
+        return
+    render(st, ctl, phases, incs, smooth, target, tables, morphed, key, scratch, spec, design, out, 0, n, rate)
+
+
 @numba.njit(cache=True, nogil=True)
 def white_noise(seeds: np.ndarray, out: np.ndarray) -> None:
     """out[b] = the kernel's noise sequence (xorshift32, uniform in [-1, 1)) for seed b."""

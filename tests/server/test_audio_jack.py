@@ -216,3 +216,58 @@ def test_device_loss_is_reported_once_and_osc_stays_alive(
     assert err.count("audio device lost") == 1, err
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["device_errors"] == 1
+
+
+# The callbacks PortAudio runs must not need the GIL: this process holds it for a second (a pure-Python loop
+# under a 60 s switch interval, so no other thread gets in) and counts the blocks the streams went on to
+# process meanwhile: the server's compiled callbacks, then, as the control, a Python callback stream.
+GIL_FREE_SCRIPT = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import sounddevice as sd
+from server.audio_io import DeviceAudio
+from server.callbacks import InputCallback, OutputCallback
+from server.control import FrameExchange
+from server.ring_buffer import RingBuffer, WakePipe
+from server.stats import LiveStats
+from synth.stream import StreamingVoice
+
+def blocks_while_the_gil_is_held(*counts):
+    before = [count() for count in counts]
+    sys.setswitchinterval(60.0)
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        pass
+    sys.setswitchinterval(0.005)
+    return [count() - b for count, b in zip(counts, before)]
+
+stats = LiveStats(48000, 512)
+ring = RingBuffer(1 << 16)
+inp = InputCallback(ring, stats.input, wake=WakePipe())
+out = OutputCallback(StreamingVoice(48000, 512), FrameExchange(), stats.output, 512, record=RingBuffer(1 << 20))
+device = DeviceAudio(sample_rate_hz=48000, block_size=512, stats=stats, input_cb=inp, input_device="system",
+                     output_cb=out, output_device="system", sd=sd)
+device.start()
+time.sleep(0.5)
+compiled = blocks_while_the_gil_is_held(lambda: stats.input.callbacks, lambda: stats.output.callbacks)
+device.stop()
+calls = [0]
+def python_callback(outdata, frames, time_info, status):
+    calls[0] += 1
+with sd.OutputStream(device="system", samplerate=48000, blocksize=512, channels=1, callback=python_callback):
+    time.sleep(0.5)
+    python = blocks_while_the_gil_is_held(lambda: calls[0])
+print(json.dumps({"compiled": compiled, "python": python, "ring_frames": ring.frames_written}))
+"""
+
+
+def test_the_audio_callbacks_run_while_python_holds_the_gil(jack: dict[str, str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", GIL_FREE_SCRIPT, str(REPO)], env=jack, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = SR / PERIOD  # blocks in the second the GIL was held: 93.75
+    assert min(result["compiled"]) >= 0.6 * expected, result  # both streams went on without Python
+    assert result["python"][0] <= 3, result  # while a Python callback waits for the GIL (the test can fail)
+    assert result["ring_frames"] >= 0.6 * expected * PERIOD, result
