@@ -3,7 +3,8 @@
 with empty callbacks), while another process spins on a core (not during a soak, which tracks RSS only).
 
 `realtime_run` returns `xruns`, `reference_xruns`, `reference`, `realtime_s`, `realtime_blocks`,
-`realtime_block_us`, `realtime_input_stream`, `realtime_output_stream`, `realtime_ring_overruns`, `load`; with
+`realtime_block_us`, `realtime_input_stream`, `realtime_output_stream`, `realtime_ring_overruns`,
+`realtime_callback_threads`, `load`; with
 `soak` also `soak_s`, `rss_start_mb`, `rss_end_mb`, `rss_growth_mb`, `rss_per_minute_mb`; or `xruns` null and
 `xruns_skipped` (the reason). Imported as `benchmarks.live_realtime` (live.py puts the repository on sys.path).
 """
@@ -114,6 +115,7 @@ def realtime_run(model: Path, seconds: float, soak: bool) -> dict[str, Any]:
             "realtime_input_stream": stats["input_stream"],
             "realtime_output_stream": stats["output_stream"],
             "realtime_ring_overruns": stats["ring_overruns"],
+            "realtime_callback_threads": stats.get("realtime_callback_threads"),  # SCHED_FIFO (callback_priority)
             "load": "none (soak)" if soak else "another process spinning on one core",
         }
         if soak:

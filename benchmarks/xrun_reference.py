@@ -5,7 +5,8 @@ What `benchmarks/live.py`'s `xruns` is measured against: the reference client of
 `benchmarks.live_realtime` (the live server's two streams, 48 kHz, 512 frames, empty callbacks) under
 the same load (another process spinning on one core), `--rounds` times `--seconds` alone and
 `--seconds` with a thread that holds the GIL ~150 µs of every 10.5 ms (the live worker's pattern:
-Python between its kernels; sounddevice's callbacks need the GIL), alternating. Prints one JSON
+Python between its kernels; the reference's Python callbacks need the GIL, as the server's did before
+they were compiled), alternating. Prints one JSON
 object: `xruns_alone` and `xruns_gil` (a list per round), their sums, `seconds`, `rounds`, `load`;
 or `xruns_skipped` with the reason (no jackd). If the empty client alone misses cycles at the rate
 the live server does, the misses are the host's, not the live loop's (`docs/benchmarks.md`).

@@ -184,6 +184,7 @@ class LiveServer:
                 input_channels=audio.input_channel + 1,
                 output_cb=device_output,
                 output_device=parse_device(output_device),
+                callback_priority=audio.callback_priority,
                 sd=sounddevice,
             )
         self._stop_requested = threading.Event()
@@ -355,6 +356,8 @@ class LiveServer:
             out["recorded_frames"] = self.recorder.frames_written
         if self.record_ring is not None:
             out["record_overruns"] = self.record_ring.overruns  # blocks missing from the WAV
+        if self.device is not None:
+            out["realtime_callback_threads"] = self.device.realtime_threads  # SCHED_FIFO (audio.callback_priority)
         return out
 
 

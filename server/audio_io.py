@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from server import rt_kernel as rt
+from server import rt_thread
 from server.callbacks import NO_STATUS, InputCallback, OutputCallback
 from server.ring_buffer import RingBuffer
 from server.stats import LiveStats
@@ -169,6 +170,7 @@ class DeviceAudio:
         output_device: DeviceSpec = None,
         retry_s: float = 2.0,
         stall_s: float = 1.0,
+        callback_priority: int = 0,
         sd: Any = None,
     ) -> None:
         if input_cb is None and output_cb is None:
@@ -184,6 +186,10 @@ class DeviceAudio:
         self.retry_s = retry_s
         self.stall_s = max(stall_s, 20 * block_size / sample_rate_hz)
         self._sd = sd
+        self.callback_priority = int(callback_priority)  # SCHED_FIFO for the compiled callbacks' threads; 0: off
+        self._compiled: list[InputCallback | OutputCallback] = []  # the callbacks PortAudio calls compiled
+        self._threads_seen: set[int] = set()
+        self.realtime_threads = 0  # callback threads found or made real-time (`rt_thread`)
         self._streams: list[Any] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,6 +214,7 @@ class DeviceAudio:
     def _open(self) -> None:
         sd = self._sd
         streams = []
+        self._compiled, self._threads_seen = [], set()
         try:
             if self.input_cb is not None:
                 streams.append(self._stream(sd, "input", self.input_cb, self.input_device, self.input_channels))
@@ -244,6 +251,7 @@ class DeviceAudio:
         }  # fmt: skip
         compiled = cb.c_callback(channels) if hasattr(sd, "_StreamBase") else None
         if compiled is not None:
+            self._compiled.append(cb)
             function, userdata = compiled
             return sd._StreamBase(
                 kind=kind, callback=function, userdata=sd._ffi.cast("void *", userdata), wrap_callback=None, **settings
@@ -275,8 +283,25 @@ class DeviceAudio:
                 return f"no {name} callback for {self.stall_s:.1f} s"
         return ""
 
+    def _raise_priority(self) -> None:
+        """SCHED_FIFO for each new thread a compiled callback runs on (alive: it called within 0.5 s; this
+        thread alone closes streams). Refusal is reported once, at info level (the server runs anyway)."""
+        now = rt.monotonic_ns()
+        for cb in self._compiled:
+            thread = cb.counters.thread
+            if thread == 0 or thread in self._threads_seen or now - cb.counters.last_call_ns > 500_000_000:
+                continue
+            self._threads_seen.add(thread)
+            why = rt_thread.promote(thread, self.callback_priority)
+            if why:
+                log.info("the audio callbacks keep their thread's priority: %s", why)
+            else:
+                self.realtime_threads += 1
+
     def _supervise(self) -> None:
         while not self._stop.wait(0.1):
+            if self.callback_priority > 0 and self.healthy:
+                self._raise_priority()
             problem = self._problem()
             if not problem:
                 continue

@@ -15,6 +15,11 @@ class AudioSettings:
     input_channel: int = 0  # which channel of the input device is heard
     fast: bool = False  # stream files as fast as possible instead of at real-time pace
     wake_worker: bool = True  # the input callback wakes the worker (one pipe byte per block); false: it polls
+    callback_priority: int = 10  # SCHED_FIFO priority for the audio callbacks' threads (1..99); 0: leave them
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.callback_priority <= 99:
+            raise ValueError(f"callback_priority must be in 0..99 (0: off), got {self.callback_priority}")
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ CLOCK = time.CLOCK_MONOTONIC  # the clock of every timestamp here (`monotonic_ns
 IN_UNDERFLOW, IN_OVERFLOW, OUT_UNDERFLOW, OUT_OVERFLOW = 1, 2, 4, 8
 XRUN_BITS = IN_UNDERFLOW | IN_OVERFLOW | OUT_UNDERFLOW | OUT_OVERFLOW
 # StreamCounters' int64 array
-C_CALLBACKS, C_XRUN_CALLBACKS, C_IN_OVER, C_IN_UNDER, C_OUT_OVER, C_OUT_UNDER, C_LAST_NS = range(7)
-N_COUNTERS = 7
+C_CALLBACKS, C_XRUN_CALLBACKS, C_IN_OVER, C_IN_UNDER, C_OUT_OVER, C_OUT_UNDER, C_LAST_NS, C_THREAD = range(8)
+N_COUNTERS = 8  # C_THREAD: the pthread id of the newest callback (`server.rt_thread` may make it real-time)
 # RingBuffer's positions: frames written (producer), frames read (consumer), blocks dropped (producer)
 R_WRITE, R_READ, R_OVERRUNS = range(3)
 # FrameExchange's state: the sequence number (odd while the writer copies), reads that gave up
@@ -96,7 +96,7 @@ def voidptr(typingctx, address):  # type: ignore[no-untyped-def]
 def _check_libc() -> None:
     """The two C functions the compiled code calls by name (LLVM resolves them in the process)."""
     libc = ctypes.CDLL(None) if ctypes.util.find_library("c") is None else ctypes.CDLL(ctypes.util.find_library("c"))
-    for name in ("write", "clock_gettime"):
+    for name in ("write", "clock_gettime", "pthread_self"):
         if not hasattr(libc, name):
             raise ImportError(f"server.rt_kernel needs the C library's `{name}` (Linux or macOS)")
 
@@ -133,6 +133,17 @@ def _c_clock_gettime(typingctx, clock_id, timespec):  # type: ignore[no-untyped-
     return types.void(types.int64, timespec), codegen
 
 
+@intrinsic
+def _c_pthread_self(typingctx):  # type: ignore[no-untyped-def]
+    """libc pthread_self(): the calling thread's id (no system call)."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "pthread_self"), [])
+
+    return types.int64(), codegen
+
+
 @numba.njit(**_JIT)
 def now_ns(clock: np.ndarray) -> int:
     """CLOCK_MONOTONIC in ns; `clock` is a preallocated int64[2] (a struct timespec)."""
@@ -151,6 +162,12 @@ def hist_record(counts: np.ndarray, acc: np.ndarray, value_us: float) -> None:
     acc[H_TOTAL] += value_us
     if value_us > acc[H_MAX]:
         acc[H_MAX] = value_us
+
+
+@numba.njit(**_JIT)
+def thread_id() -> int:
+    """The calling thread's pthread id (what a callback records in `C_THREAD`)."""
+    return _c_pthread_self()
 
 
 @numba.njit(**_JIT)
@@ -259,6 +276,7 @@ def input_block(
         ring_write(ring, ring_pos, indata[:frames, channel])
     counters[C_CALLBACKS] += 1
     counters[C_LAST_NS] = t0
+    counters[C_THREAD] = _c_pthread_self()
     wake(wake_fd, wake_full, wake_byte)
     hist_record(hist_counts, hist_acc, (now_ns(clock) - t0) * 1e-3)
 

@@ -97,6 +97,7 @@ def output_block(
         done += n
     counters[rt.C_CALLBACKS] += 1
     counters[rt.C_LAST_NS] = t0
+    counters[rt.C_THREAD] = rt.thread_id()
     rt.hist_record(hist_counts, hist_acc, (rt.now_ns(clock) - t0) * 1e-3)
 
 

@@ -111,6 +111,11 @@ class StreamCounters:
         self.values[rt.C_LAST_NS] = value_ns
 
     @property
+    def thread(self) -> int:
+        """The pthread id of the newest compiled callback (0: none yet, or a Python callback)."""
+        return int(self.values[rt.C_THREAD])
+
+    @property
     def xruns(self) -> int:
         """Callbacks flagged with an xrun (PortAudio-JACK sets input overflow and output underflow together)."""
         return self.xrun_callbacks

@@ -51,7 +51,7 @@ from server.control import FRAME_SIZE, GATE_INDEX, NOTE_INDEX, ControlState, Fra
 from server.ring_buffer import RingBuffer, WakePipe
 from server.stats import LiveStats
 from server.trace import Trace
-from server.worker_parts import Accumulator, Extractor, NoteGateStage, OscSink, Voice
+from server.worker_parts import Accumulator, Extractor, NoteGateStage, OscSink, Voice, yield_to_audio_threads
 from synth.note_gate import NoteGateFollower
 from synth.params import N_PARAMS
 
@@ -190,6 +190,9 @@ class Worker:
 
     # --- the loop ---------------------------------------------------------------------------------
     def _run(self) -> None:
+        not_batch = yield_to_audio_threads()
+        if not_batch:
+            log.info("the worker thread keeps its scheduling policy (%s)", not_batch)
         try:
             while not self._stop:
                 busy = False

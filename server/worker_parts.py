@@ -10,6 +10,7 @@ gate and onset count, and the `/serumlite/note` / `/serumlite/gate` messages of 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -122,3 +123,18 @@ class NoteGateStage:
             if self._gate_due != GATE_UNCHANGED:
                 osc.send_gate(self._gate_due == GATE_ON)
         self._note_due, self._gate_due = False, GATE_UNCHANGED
+
+
+def yield_to_audio_threads() -> str:
+    """Make the calling thread SCHED_BATCH (Linux): it keeps its share of the CPU but no longer preempts
+    the thread that wakes it. The worker is woken by the input callback, on PortAudio's audio thread:
+    without this the kernel often switched to the worker right at the wake-up, and the audio thread (the
+    whole JACK cycle) waited for the worker's block. '' if done, else why not (a one-line reason)."""
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return "this system has no SCHED_BATCH"
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
+    except OSError as exc:
+        return f"sched_setscheduler(SCHED_BATCH): {exc}"
+    return ""

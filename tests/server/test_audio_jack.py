@@ -221,10 +221,12 @@ def test_device_loss_is_reported_once_and_osc_stays_alive(
 # The callbacks PortAudio runs must not need the GIL: this process holds it for a second (a pure-Python loop
 # under a 60 s switch interval, so no other thread gets in) and counts the blocks the streams went on to
 # process meanwhile: the server's compiled callbacks, then, as the control, a Python callback stream.
+# The same run checks that their thread was made real-time (audio.callback_priority) where allowed.
 GIL_FREE_SCRIPT = r"""
-import json, sys, time
+import json, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 import sounddevice as sd
+from server import rt_thread
 from server.audio_io import DeviceAudio
 from server.callbacks import InputCallback, OutputCallback
 from server.control import FrameExchange
@@ -246,18 +248,23 @@ ring = RingBuffer(1 << 16)
 inp = InputCallback(ring, stats.input, wake=WakePipe())
 out = OutputCallback(StreamingVoice(48000, 512), FrameExchange(), stats.output, 512, record=RingBuffer(1 << 20))
 device = DeviceAudio(sample_rate_hz=48000, block_size=512, stats=stats, input_cb=inp, input_device="system",
-                     output_cb=out, output_device="system", sd=sd)
+                     output_cb=out, output_device="system", callback_priority=10, sd=sd)
 device.start()
 time.sleep(0.5)
 compiled = blocks_while_the_gil_is_held(lambda: stats.input.callbacks, lambda: stats.output.callbacks)
+fifo = rt_thread.is_realtime(stats.input.thread)
 device.stop()
+spare = threading.Thread(target=time.sleep, args=(0.5,))
+spare.start()
+allowed = rt_thread.promote(spare.ident, 10) == ""  # may this process make a thread real-time at all?
 calls = [0]
 def python_callback(outdata, frames, time_info, status):
     calls[0] += 1
 with sd.OutputStream(device="system", samplerate=48000, blocksize=512, channels=1, callback=python_callback):
     time.sleep(0.5)
     python = blocks_while_the_gil_is_held(lambda: calls[0])
-print(json.dumps({"compiled": compiled, "python": python, "ring_frames": ring.frames_written}))
+print(json.dumps({"compiled": compiled, "python": python, "ring_frames": ring.frames_written, "fifo": fifo,
+                  "realtime_threads": device.realtime_threads, "allowed": allowed}))
 """
 
 
@@ -271,3 +278,6 @@ def test_the_audio_callbacks_run_while_python_holds_the_gil(jack: dict[str, str]
     assert min(result["compiled"]) >= 0.6 * expected, result  # both streams went on without Python
     assert result["python"][0] <= 3, result  # while a Python callback waits for the GIL (the test can fail)
     assert result["ring_frames"] >= 0.6 * expected * PERIOD, result
+    # audio.callback_priority: the callbacks' thread (one JACK client thread for both) under SCHED_FIFO,
+    # where this process may do that (root, or an rtprio limit); else it keeps its policy
+    assert result["fifo"] == result["allowed"] and result["realtime_threads"] == int(result["allowed"]), result

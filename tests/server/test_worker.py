@@ -5,6 +5,8 @@ gate is closed. What a tick sends first and the worker thread's scheduling: `tes
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +17,7 @@ from agents.policy import ModelError
 from features.names import DESCRIPTOR_NAMES
 from server.agent import LiveAgent
 from server.control import GATE_INDEX, NOTE_INDEX, ControlState, smoothing_coefficient
+from server.ring_buffer import RingBuffer
 from synth.config import SynthSettings
 from synth.params import PARAM_INDEX
 from tests.server.worker_harness import BLOCK, CUT, SR, VOL, feed, make_worker
@@ -187,3 +190,24 @@ def test_external_features_without_loudness_keep_the_gate_open(doubles: SimpleNa
         worker.process_features(np.array([-6.0, 2000.0, 440.0, 1.0], dtype=np.float32))
     assert worker._frame[GATE_INDEX] == 1.0 and w.osc.gates == [True]
     assert w.control.params_0to1[VOL] > start + 0.1
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_the_worker_thread_does_not_preempt_the_audio_thread_that_wakes_it(
+    doubles: SimpleNamespace, follow_model: Path
+) -> None:
+    """SCHED_BATCH: the input callback's wake-up must not hand the CPU to the worker mid-callback."""
+    worker, _ = make_worker(doubles, follow_model, ring=RingBuffer(8 * BLOCK))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        policy = None
+        while time.monotonic() < deadline:  # (the thread sets its policy as it starts)
+            policy = os.sched_getscheduler(worker._thread.native_id)  # type: ignore[union-attr]
+            if policy == os.SCHED_BATCH:
+                break
+            time.sleep(0.01)
+        assert policy == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) != os.SCHED_BATCH  # only the worker thread
+    finally:
+        worker.stop()

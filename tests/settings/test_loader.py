@@ -66,6 +66,11 @@ def test_dataclass_invariants_are_reported_with_file(tmp_path: Path) -> None:
         load_settings(_write(tmp_path, "synth:\n  gate_on_db: -60\n  gate_off_db: -50\n"))
 
 
+def test_callback_priority_outside_the_fifo_range_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"'audio': callback_priority must be in 0\.\.99"):
+        load_settings(_write(tmp_path, "audio:\n  callback_priority: 120\n"))
+
+
 def test_partial_file_keeps_defaults_and_int_becomes_float(tmp_path: Path) -> None:
     s = load_settings(_write(tmp_path, "loss:\n  w_mr: 2\n"))
     assert s.loss.w_mr == 2.0 and isinstance(s.loss.w_mr, float)
