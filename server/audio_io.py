@@ -238,7 +238,7 @@ class DeviceAudio:
         now = rt.monotonic_ns()
         for cb in (self.input_cb, self.output_cb):
             if cb is not None:
-                cb.last_call_ns = now
+                cb.counters.last_call_ns = now
         self.healthy = True
 
     def _stream(self, sd: Any, kind: str, cb: InputCallback | OutputCallback, device: DeviceSpec, channels: int) -> Any:
@@ -279,7 +279,7 @@ class DeviceAudio:
                 return "stream stopped"
         now = rt.monotonic_ns()
         for name, cb in (("input", self.input_cb), ("output", self.output_cb)):
-            if cb is not None and (now - cb.last_call_ns) * 1e-9 > self.stall_s:
+            if cb is not None and (now - cb.counters.last_call_ns) * 1e-9 > self.stall_s:
                 return f"no {name} callback for {self.stall_s:.1f} s"
         return ""
 

@@ -77,15 +77,6 @@ class InputCallback:
         self._clock = np.zeros(2, dtype=np.int64)
         self._table = np.zeros(rt.N_IN_TABLE, dtype=np.int64)
 
-    @property
-    def last_call_ns(self) -> int:
-        """`rt_kernel.monotonic_ns()` at the newest block (the device supervisor watches it)."""
-        return self.counters.last_call_ns
-
-    @last_call_ns.setter
-    def last_call_ns(self, value_ns: int) -> None:
-        self.counters.last_call_ns = value_ns
-
     def __call__(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         hist = self.counters.callback_us
         rt.input_block(
@@ -136,14 +127,6 @@ class OutputCallback:
         self._table = np.zeros(ro.N_OUT_TABLE, dtype=np.int64)
         self._table_address = self._table.ctypes.data
         self._cfunction: Any = None  # set by `warm` (compiled at the first call)
-
-    @property
-    def last_call_ns(self) -> int:
-        return self.counters.last_call_ns
-
-    @last_call_ns.setter
-    def last_call_ns(self, value_ns: int) -> None:
-        self.counters.last_call_ns = value_ns
 
     def __call__(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if not self.compiled:
