@@ -6,8 +6,8 @@ another process can take the CPU from a callback halfway through (the audio serv
 waits for it), unless they already have a real-time policy (a real-time JACK gives one to its clients:
 then nothing changes). Where the system refuses (no privilege), a one-line reason; nothing else changes.
 
-Only compiled callbacks record their thread: a Python callback under SCHED_FIFO would still wait for
-the GIL, held by a thread it now outranks.
+`server.audio_io.DeviceAudio` promotes only the threads of compiled streams: a Python callback under
+SCHED_FIFO would still wait for the GIL, held by a thread it now outranks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
 _PTHREAD_T = ctypes.c_ulong  # Linux: unsigned long; macOS: a pointer (the same size)
+_REALTIME = {getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1)} - {-1}
 
 
 def _policy(thread: int) -> tuple[int, str]:
@@ -29,7 +30,7 @@ def _policy(thread: int) -> tuple[int, str]:
 def is_realtime(thread: int) -> bool:
     """True if `thread` runs under SCHED_FIFO or SCHED_RR."""
     policy, why = _policy(thread)
-    return not why and policy in (getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1))
+    return not why and policy in _REALTIME
 
 
 def promote(thread: int, priority: int) -> str:
@@ -41,7 +42,7 @@ def promote(thread: int, priority: int) -> str:
     policy, why = _policy(thread)
     if why:
         return why
-    if policy in (fifo, getattr(os, "SCHED_RR", -1)):
+    if policy in _REALTIME:
         return ""
     param = (ctypes.c_int * 4)(priority)  # struct sched_param: the priority first (macOS pads it)
     err = _LIBC.pthread_setschedparam(_PTHREAD_T(thread), fifo, param)
